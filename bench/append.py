@@ -1,0 +1,400 @@
+"""Append benchmark: memstream's producer against raw redis-py XADD on the same server.
+
+    .venv/bin/python bench/append.py [--n N] [--latency-n N] [--rounds R] [--json PATH]
+
+One private redis-server (no persistence) serves both sides. Every round measures the
+raw baseline and the producer back to back, on the same pre-built ``message.appended``
+payloads, alternating which goes first; the reported figure is the median over rounds.
+Absolute rates on a small shared machine are noise, so the verdicts are on ratios:
+
+* throughput: ``Producer.append_many`` (pipelined ``FCALL ms_append``) over raw pipelined
+  XADD of the same fields, target >= 0.5;
+* latency: p50 of one ``Producer.append`` over p50 of one raw XADD, target <= 1.5.
+
+The exit status is 0 whether or not the targets are met; a MISS is printed, not raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    # Run as a script (`python bench/append.py`): make `bench` importable from the repo root.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis
+
+from bench.common import (
+    BenchRedis,
+    Report,
+    Target,
+    environment,
+    fmt_rate,
+    fmt_us,
+    median,
+    note,
+    percentile,
+    progress,
+    ratio,
+)
+from memstream.producers import Append, MessageAppended, Producer
+from memstream.producers.codec import encode
+from memstream.workers.deploy import init
+
+OWNER = "bench-user-42"
+SESSION = "sess-20261121-a"
+RAW_STREAM = "bench:raw"
+CHUNK = 1000
+"""Raw pipeline chunk: the producer's PIPELINE_CHUNK, so both send the same batches."""
+
+DISTINCT = 64
+"""Distinct payloads, cycled: enough that nothing is a single cached object."""
+
+THROUGHPUT_TARGET = 0.5
+LATENCY_TARGET = 1.5
+
+_SENTENCES = (
+    "I checked the deployment logs for the payment service and the retries line up with ",
+    "the connection pool running dry around the nightly batch window; raising the pool ",
+    "size to 64 and adding jitter to the backoff should stop the thundering herd. ",
+    "Next I will compare the p99 latency before and after the change on staging. ",
+)
+
+
+def message(i: int) -> MessageAppended:
+    """A realistic chat turn: about 200 bytes of content plus the usual metadata."""
+    text = "".join(_SENTENCES)
+    start = (i * 37) % (len(text) - 200)
+    content = f"[{i:04d}] " + text[start : start + 193]
+    return MessageAppended(
+        role="assistant" if i % 2 else "user",
+        content=content,
+        meta={"model": "gpt-4o-mini", "tokens": 48 + i % 17, "latency_ms": 640 + i},
+    )
+
+
+def raw_fields(event: MessageAppended, i: int) -> tuple[Any, ...]:
+    """The same fields ``ms_append`` stores, encoded once: the cheapest honest XADD."""
+    data = encode(event.payload(), "msgpack")
+    eid = f"{i:024x}"
+    return (
+        "XADD", RAW_STREAM, "*",
+        "type", event.event_type, "v", str(event.VERSION), "ct", "msgpack",
+        "data", data, "session", SESSION, "eid", eid,
+    )  # fmt: skip
+
+
+# --- throughput ---------------------------------------------------------------------
+
+
+def raw_many(client: redis.Redis, commands: Sequence[tuple[Any, ...]], n: int) -> float:
+    """Pipelined XADD, chunks of ``CHUNK``; returns events per second."""
+    k = len(commands)
+    t0 = time.perf_counter()
+    for start in range(0, n, CHUNK):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(start + CHUNK, n)):
+            pipe.execute_command(*commands[i % k])  # type: ignore[no-untyped-call]
+        pipe.execute()
+    return n / (time.perf_counter() - t0)
+
+
+def memstream_many(producer: Producer, items: list[Append]) -> float:
+    """One ``append_many`` call over every item; returns events per second."""
+    t0 = time.perf_counter()
+    receipts = producer.append_many(items)
+    elapsed = time.perf_counter() - t0
+    assert len(receipts) == len(items)
+    return len(items) / elapsed
+
+
+# --- latency ------------------------------------------------------------------------
+
+
+def timed_calls(calls: Sequence[Callable[[int], object]], n: int) -> list[list[float]]:
+    """Run every call ``n`` times, interleaved call by call; seconds per call for each."""
+    samples: list[list[float]] = [[] for _ in calls]
+    clock = time.perf_counter_ns
+    for i in range(n):
+        for j, call in enumerate(calls):
+            t0 = clock()
+            call(i)
+            samples[j].append((clock() - t0) / 1e9)
+    return samples
+
+
+# --- redis-benchmark ----------------------------------------------------------------
+
+_RPS = re.compile(r"([\d.]+) requests per second")
+
+
+def redis_benchmark(port: int, n: int) -> dict[str, float]:
+    """Context only: what Redis's own C client gets from this server for XADD."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return {}
+    blob = "x" * 200
+    runs = {
+        "xadd_50_clients": ["-c", "50"],
+        "xadd_1_client_pipeline_1000": ["-c", "1", "-P", "1000"],
+    }
+    results: dict[str, float] = {}
+    for name, extra in runs.items():
+        cmd = [
+            binary, "-p", str(port), "-n", str(n), "-q", *extra,
+            "XADD", "bench:rb", "*", "type", "message.appended", "data", blob,
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        except subprocess.TimeoutExpired:
+            note(f"redis-benchmark {name} timed out; skipped")
+            continue
+        found = _RPS.findall(done.stdout.replace("\r", "\n"))
+        if done.returncode != 0 or not found:
+            note(f"redis-benchmark {name} gave no figure: {done.stderr.strip()[:200]}")
+            continue
+        results[name] = float(found[-1])
+    return results
+
+
+# --- server-side cost ----------------------------------------------------------------
+
+
+def server_usec_per_call(
+    client: redis.Redis,
+    producer: Producer,
+    commands: Sequence[tuple[Any, ...]],
+    items: list[Append],
+) -> dict[str, float]:
+    """Redis's own accounting of each side, measured apart so inner calls do not mix."""
+
+    def stats() -> dict[str, Any]:
+        info: Any = client.info("commandstats")
+        return dict(info)
+
+    client.config_resetstat()
+    raw_many(client, commands, len(items))
+    raw = stats().get("cmdstat_xadd", {})
+    client.config_resetstat()
+    producer.append_many(items)
+    after = stats()
+    fcall = after.get("cmdstat_fcall", {})
+    return {
+        "raw_xadd_usec_per_call": float(raw.get("usec_per_call", "nan")),
+        "fcall_ms_append_usec_per_call": float(fcall.get("usec_per_call", "nan")),
+        "inner_xadd_usec_per_call": float(
+            after.get("cmdstat_xadd", {}).get("usec_per_call", "nan")
+        ),
+        "inner_xadd_calls": float(after.get("cmdstat_xadd", {}).get("calls", 0)),
+    }
+
+
+# --- main ---------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--n", type=int, default=20_000, help="events per throughput run")
+    parser.add_argument("--latency-n", type=int, default=3_000, help="calls per latency run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--warmup", type=int, default=500, help="untimed calls of each kind")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--no-redis-benchmark", action="store_true", help="skip the redis-benchmark context"
+    )
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.latency_n < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--n, --latency-n and --rounds must be >= 1, --warmup >= 0")
+    return args
+
+
+def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
+    events = [message(i) for i in range(DISTINCT)]
+    commands = [raw_fields(e, i) for i, e in enumerate(events)]
+    payload_bytes = median([float(len(c[10])) for c in commands])
+    items = [Append(OWNER, events[i % DISTINCT], SESSION) for i in range(args.n)]
+
+    with BenchRedis() as server:
+        setup = server.client()
+        init(setup, partitions=16)
+        raw = server.client()
+        producer = Producer.from_url(server.url)
+        note(
+            f"redis-server {server.version} on port {server.port}; "
+            f"{os.cpu_count()} CPUs; payload {payload_bytes:.0f} bytes msgpack"
+        )
+
+        def raw_one(i: int) -> object:
+            return raw.execute_command(*commands[i % DISTINCT])  # type: ignore[no-untyped-call]
+
+        def ms_one(i: int) -> object:
+            return producer.append(OWNER, events[i % DISTINCT], session=SESSION)
+
+        def ms_message(i: int) -> object:
+            e = events[i % DISTINCT]
+            return producer.append_message(OWNER, SESSION, e.role, e.content, meta=e.meta)
+
+        rates: dict[str, list[float]] = {"raw": [], "memstream": []}
+        lat: dict[str, list[dict[str, float]]] = {"raw": [], "append": [], "append_message": []}
+
+        with progress() as bar:
+            warm = bar.add_task("warm-up", total=2)
+            for i in range(args.warmup):
+                raw_one(i)
+                ms_one(i)
+                ms_message(i)
+            bar.advance(warm)
+            raw_many(raw, commands, min(args.n, 5 * CHUNK))
+            producer.append_many(items[: 5 * CHUNK])
+            bar.advance(warm)
+
+            thr = bar.add_task("throughput", total=2 * args.rounds)
+            lt = bar.add_task("latency", total=args.rounds)
+            for r in range(args.rounds):
+                order = ("raw", "memstream") if r % 2 == 0 else ("memstream", "raw")
+                for side in order:
+                    gc.collect()
+                    if side == "raw":
+                        rates["raw"].append(raw_many(raw, commands, args.n))
+                    else:
+                        rates["memstream"].append(memstream_many(producer, items))
+                    bar.advance(thr)
+                gc.collect()
+                calls = (
+                    [raw_one, ms_one, ms_message] if r % 2 == 0 else [ms_one, raw_one, ms_message]
+                )
+                names = (
+                    ["raw", "append", "append_message"]
+                    if r % 2 == 0
+                    else ["append", "raw", "append_message"]
+                )
+                for name, samples in zip(names, timed_calls(calls, args.latency_n), strict=True):
+                    lat[name].append(
+                        {"p50": percentile(samples, 50), "p99": percentile(samples, 99)}
+                    )
+                bar.advance(lt)
+
+            srv = bar.add_task("server cost", total=1)
+            server_cost = server_usec_per_call(raw, producer, commands, items[: 5 * CHUNK])
+            bar.advance(srv)
+            rb: dict[str, float] = {}
+            if not args.no_redis_benchmark:
+                rbt = bar.add_task("redis-benchmark", total=1)
+                rb = redis_benchmark(server.port, 50_000)
+                bar.advance(rbt)
+
+        producer.close()
+        raw.close()
+        setup.close()
+        version = server.version
+
+    return summarise(args, version, payload_bytes, rates, lat, server_cost, rb)
+
+
+def summarise(
+    args: argparse.Namespace,
+    version: str,
+    payload_bytes: float,
+    rates: dict[str, list[float]],
+    lat: dict[str, list[dict[str, float]]],
+    server_cost: dict[str, float],
+    rb: dict[str, float],
+) -> tuple[Report, list[Target]]:
+    raw_rate = median(rates["raw"])
+    ms_rate = median(rates["memstream"])
+    p = {
+        name: {q: median([r[q] for r in rounds]) for q in ("p50", "p99")}
+        for name, rounds in lat.items()
+    }
+    targets = [
+        Target(
+            "append_many / raw XADD throughput", ratio(ms_rate, raw_rate), THROUGHPUT_TARGET, True
+        ),
+        Target(
+            "append p50 / raw XADD p50",
+            ratio(p["append"]["p50"], p["raw"]["p50"]),
+            LATENCY_TARGET,
+            False,
+        ),
+    ]
+
+    rep = Report("memstream append vs raw XADD (median of interleaved rounds)")
+    rounds = f"{args.rounds} rounds"
+    rep.row("raw XADD pipelined", fmt_rate(raw_rate), f"{args.n:,} events x {rounds}")
+    rep.row("Producer.append_many", fmt_rate(ms_rate), f"{args.n:,} events x {rounds}")
+    rep.row("  ratio append_many / raw", f"{targets[0].value:.3f}", f"target {targets[0].rule}")
+    for name, label in (
+        ("raw", "raw XADD"),
+        ("append", "Producer.append"),
+        ("append_message", "Producer.append_message"),
+    ):
+        rep.row(
+            f"{label} p50 / p99",
+            f"{fmt_us(p[name]['p50'])} / {fmt_us(p[name]['p99'])}",
+            f"{args.latency_n:,} calls x {rounds}",
+        )
+    rep.row("  ratio append p50 / raw p50", f"{targets[1].value:.3f}", f"target {targets[1].rule}")
+    rep.row(
+        "  ratio append p99 / raw p99",
+        f"{ratio(p['append']['p99'], p['raw']['p99']):.3f}",
+        "context",
+    )
+    rep.row(
+        "server usec/call XADD vs FCALL",
+        f"{server_cost['raw_xadd_usec_per_call']:.2f} / "
+        f"{server_cost['fcall_ms_append_usec_per_call']:.2f}",
+        "INFO commandstats, context",
+    )
+    for name, rps in rb.items():
+        rep.row(f"redis-benchmark {name}", fmt_rate(rps), "C client, context only")
+
+    rep.data = {
+        "environment": environment(version),
+        "parameters": {
+            "n": args.n,
+            "latency_n": args.latency_n,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "pipeline_chunk": CHUNK,
+            "payload_bytes": payload_bytes,
+        },
+        "throughput_events_per_s": {
+            "raw_xadd": raw_rate,
+            "append_many": ms_rate,
+            "rounds": rates,
+        },
+        "latency_seconds": {"median": p, "rounds": lat},
+        "ratios": {
+            "append_many_over_raw": targets[0].value,
+            "append_p50_over_raw_p50": targets[1].value,
+            "append_p99_over_raw_p99": ratio(p["append"]["p99"], p["raw"]["p99"]),
+            "append_message_p50_over_raw_p50": ratio(p["append_message"]["p50"], p["raw"]["p50"]),
+        },
+        "server_usec_per_call": server_cost,
+        "redis_benchmark_rps": rb,
+    }
+    return rep, targets
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    report, targets = run(args)
+    report.print(targets)
+    if args.json is not None:
+        report.write_json(args.json, targets)
+        note(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Convenience appends for the common events, shared by the sync and async producers.
+
+Each helper only builds the event model and calls ``append``; whether that returns a
+receipt or an awaitable of one is the producer's business, so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
+
+from pydantic import ValidationError
+
+from .core import invalid_from_pydantic
+from .events import (
+    Event,
+    HistoryCleared,
+    MessageAppended,
+    SessionDataSet,
+    SessionStarted,
+    StateSaved,
+    StepRecorded,
+)
+
+R = TypeVar("R")
+
+
+def make(model: type[Event], **fields: Any) -> Event:
+    """Build an event, turning pydantic's error into ours (it still names the field)."""
+    try:
+        return model(**fields)
+    except ValidationError as e:
+        raise invalid_from_pydantic(e) from e
+
+
+class AppendHelpers(ABC, Generic[R]):
+    @abstractmethod
+    def append(
+        self, owner: str, event: Event, *, session: str | None = None, eid: str | None = None
+    ) -> R:
+        """Append one event to ``owner``'s log."""
+
+    def append_message(self, owner: str, session: str, role: str, content: str, **extra: Any) -> R:
+        """Append a chat message to a session's history."""
+        event = make(MessageAppended, role=role, content=content, **extra)
+        return self.append(owner, event, session=session)
+
+    def clear_history(self, owner: str, session: str) -> R:
+        """Clear a session's history; older messages arriving late stay cleared."""
+        return self.append(owner, make(HistoryCleared), session=session)
+
+    def save_state(self, owner: str, state: dict[str, Any]) -> R:
+        """Save the owner's state document (last writer wins by log id)."""
+        return self.append(owner, make(StateSaved, state=state))
+
+    def start_session(self, owner: str, session: str, previous: str | None = None) -> R:
+        """Start a session, optionally linked to the one it rotates from."""
+        return self.append(owner, make(SessionStarted, previous=previous), session=session)
+
+    def set_session_data(self, owner: str, session: str, key: str, value: Any) -> R:
+        """Set one key of a session's data (last writer wins per key)."""
+        return self.append(owner, make(SessionDataSet, key=key, value=value), session=session)
+
+    def record_step(
+        self,
+        owner: str,
+        action: str,
+        observation: str = "",
+        reasoning: str = "",
+        success: bool | None = None,
+        *,
+        session: str | None = None,
+    ) -> R:
+        """Record a working-memory step."""
+        event = make(
+            StepRecorded,
+            action=action,
+            observation=observation,
+            reasoning=reasoning,
+            success=success,
+        )
+        return self.append(owner, event, session=session)

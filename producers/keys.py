@@ -1,0 +1,143 @@
+"""Every Redis key memstream uses is built here, and only here.
+
+Keys of one partition share the hash tag ``{P}``, so a partition is one Cluster slot and a
+single function call can touch its log, feed, heads and projections atomically. No key is
+built from unchecked input: every id that lands in a key passes :func:`check_id` first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidIdError
+
+META = "ms:meta"
+"""Deployment hash: partitions, active projection version, max_event_bytes, format."""
+
+ID_RULE = (
+    "must be 1 to 200 characters from A-Z a-z 0-9 . _ @ + = - and start with a letter or digit"
+)
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=\-]{0,199}")
+
+DEFAULT_PARTITIONS = 16
+
+
+def check_id(value: object, field: str = "owner") -> str:
+    """Return ``value`` if it is a valid id, else raise :class:`InvalidIdError` naming ``field``.
+
+    Ids are never escaped or guessed: a rejected id is the caller's bug to fix.
+    """
+    if not isinstance(value, str):
+        raise InvalidIdError(field, "must be a string " + ID_RULE, value)
+    if _ID_RE.fullmatch(value) is None:
+        raise InvalidIdError(field, ID_RULE, value)
+    return value
+
+
+def partition(owner: str, partitions: int) -> int:
+    """The owner's partition: ``int(sha1(owner)[:8], 16) % partitions`` (wire contract)."""
+    check_id(owner)
+    if partitions < 1:
+        raise ValueError("partitions must be >= 1")
+    digest = hashlib.sha1(owner.encode(), usedforsecurity=False).hexdigest()
+    return int(digest[:8], 16) % partitions
+
+
+def _tag(p: int) -> str:
+    return f"ms:{{{p}}}"
+
+
+def conf(p: int) -> str:
+    """Per-partition copy of the settings ``ms_append`` needs (``partitions``,
+    ``max_event_bytes``). It lives in the partition's slot because a Cluster function may
+    only touch keys of the slot it was called for; ``ms:meta`` is in some other slot."""
+    return f"{_tag(p)}:conf"
+
+
+def log(p: int, owner: str) -> str:
+    """The owner's log: the source of truth."""
+    return f"{_tag(p)}:log:{check_id(owner)}"
+
+
+def feed(p: int) -> str:
+    """The partition's work queue of (owner, log id) pointers."""
+    return f"{_tag(p)}:feed"
+
+
+def heads(p: int) -> str:
+    """Hash owner -> last log id; replay copies it as its cutoff."""
+    return f"{_tag(p)}:heads"
+
+
+def dlq(p: int) -> str:
+    """Dead letters of the partition, each with its reason."""
+    return f"{_tag(p)}:dlq"
+
+
+def eid(p: int, owner: str, event_id: str) -> str:
+    """Idempotency record of one append; expires after the dedup window."""
+    return f"{_tag(p)}:eid:{check_id(owner)}:{check_id(event_id, 'eid')}"
+
+
+def eid_pattern(p: int, owner: str) -> str:
+    """SCAN pattern for an owner's idempotency records (used by forget)."""
+    return f"{_tag(p)}:eid:{check_id(owner)}:*"
+
+
+def version_prefix(p: int, version: int) -> str:
+    """Prefix of every projection key of one version in one partition."""
+    return f"{_tag(p)}:v{int(version)}:"
+
+
+def group(version: int) -> str:
+    """Consumer group name of a projection version on every feed."""
+    return f"v{int(version)}"
+
+
+def cutoff(p: int, version: int) -> str:
+    """Copy of ``heads`` taken when version ``version`` started building (replay cutoff)."""
+    return f"{_tag(p)}:v{int(version)}:cutoff"
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """Builds the keys of one projection version in one partition.
+
+    ``name`` is a fixed projection name chosen by our code, never user input; every
+    user-supplied part goes through :func:`check_id`.
+    """
+
+    p: int
+    version: int
+
+    def key(self, name: str, owner: str, *parts: str) -> str:
+        checked = ":".join(check_id(part, "key part") for part in parts)
+        tail = f":{checked}" if checked else ""
+        return f"{version_prefix(self.p, self.version)}{name}:{check_id(owner)}{tail}"
+
+    def partition_key(self, name: str) -> str:
+        """A projection key that belongs to the partition, not to one owner."""
+        return f"{version_prefix(self.p, self.version)}{name}"
+
+
+def owner_pattern(p: int, owner: str) -> str:
+    """SCAN pattern matching every projection key of ``owner`` in any version."""
+    return f"{_tag(p)}:v*:*:{check_id(owner)}*"
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerKeys:
+    """The wire-contract keys of one owner, as other languages must compute them."""
+
+    owner: str
+    partition: int
+    log: str
+    feed: str
+    heads: str
+
+    @classmethod
+    def of(cls, owner: str, partitions: int) -> OwnerKeys:
+        p = partition(owner, partitions)
+        return cls(owner=owner, partition=p, log=log(p, owner), feed=feed(p), heads=heads(p))

@@ -1,0 +1,59 @@
+"""What a projection is: the events it folds, the writes it emits, and its reads.
+
+A projection never talks to Redis. ``apply`` turns one decoded event into convergent
+ops (see :mod:`memstream.projections.ops`); the worker sends them through the ack-gated
+``ms_apply`` call, and replay through ``ms_write``. Reads are :class:`Query` plans that
+the sync and async readers both execute, so no read logic is written twice.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from memstream.producers import keys
+from memstream.producers.entry import StoredEvent
+from memstream.producers.settings import Settings
+
+from .ops import Writes
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """Where and when an event is applied: version keys, settings, and the clock."""
+
+    keys: keys.Projection
+    settings: Settings
+    now_ms: int
+
+    def expired(self, event: StoredEvent, ttl_s: int | None) -> bool:
+        """True when the event's memory has already outlived its TTL: write nothing, so
+        replay never brings an expired memory back."""
+        return ttl_s is not None and event.ts_ms + ttl_s * 1000 <= self.now_ms
+
+
+class Projection(ABC):
+    """One read model. Its ``apply`` must converge under any order of delivery."""
+
+    name: ClassVar[str]
+    handles: ClassVar[frozenset[str]]
+
+    @abstractmethod
+    def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
+        """Append this event's ops to ``writes``; never read Redis here."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[T]):
+    """A read plan: commands to pipeline, and how to turn their replies into a result.
+
+    ``parse`` may return another :class:`Query` when a read needs a second round trip.
+    """
+
+    commands: Sequence[tuple[Any, ...]]
+    parse: Callable[[list[Any]], T | Query[T]]
+    cacheable_keys: tuple[str, ...] = field(default=())

@@ -1,0 +1,70 @@
+"""Conversation history per owner and session.
+
+Convergence: messages live in a lexicographic sorted set whose members start with the
+message's sortable log id, so order is log order whatever the delivery order; the cap
+keeps the newest N by that id; ``history.cleared`` raises a watermark, and a message
+at or below it is dropped even when it arrives after the clear.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from memstream.producers import keys
+from memstream.producers.entry import StoredEvent
+from memstream.producers.events import MessageAppended
+
+from .base import ApplyContext, Projection, Query
+from .codec import pack, split_versioned
+from .ops import Writes, sortable
+
+
+def history_key(pk: keys.Projection, owner: str, session: str) -> str:
+    return pk.key("hist", owner, session)
+
+
+def watermark(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
+    return pk.key("wm", owner), f"hist:{session}"
+
+
+class History(Projection):
+    name: ClassVar[str] = "history"
+    handles: ClassVar[frozenset[str]] = frozenset({"message.appended", "history.cleared"})
+
+    def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
+        ttl = ctx.settings.history_ttl_s
+        session = event.session
+        if session is None or ctx.expired(event, ttl):
+            return
+        key = history_key(ctx.keys, event.owner, session)
+        mark = watermark(ctx.keys, event.owner, session)
+        version = sortable(event.log_id)
+        if isinstance(event.event, MessageAppended):
+            msg = event.event
+            body = {"role": msg.role, "content": msg.content, "ts": event.ts_ms}
+            if msg.name is not None:
+                body["name"] = msg.name
+            if msg.meta:
+                body["meta"] = msg.meta
+            writes.zlog(key, version, pack(body), cap=ctx.settings.history_cap, watermark=mark)
+        else:
+            writes.clear(key, mark, version)
+        if ttl is not None:
+            writes.expire_at(key, event.ts_ms + ttl * 1000)
+            writes.expire_at(mark[0], event.ts_ms + ttl * 1000)
+
+
+def read_history(
+    pk: keys.Projection, owner: str, session: str, last: int
+) -> Query[list[dict[str, Any]]]:
+    """The last ``last`` messages of a session, oldest first."""
+    key = history_key(pk, owner, session)
+
+    def parse(replies: list[Any]) -> list[dict[str, Any]]:
+        out = []
+        for raw in replies[0]:
+            log_id, body = split_versioned(raw)
+            out.append({"log_id": log_id, **body})
+        return out
+
+    return Query([("ZRANGE", key, -last, -1)], parse, (key,))

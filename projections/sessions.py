@@ -1,0 +1,119 @@
+"""An owner's sessions, per-session data, and the session chain.
+
+Convergence: created time is a ZMIN and last-active a ZMAX over event times (both
+commute); session data and chain links are last-writer-wins fields versioned by log id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from memstream.producers import keys
+from memstream.producers.entry import StoredEvent
+from memstream.producers.events import SessionDataSet, SessionStarted
+
+from .base import ApplyContext, Projection, Query
+from .codec import pack, split_versioned
+from .ops import Writes, sortable
+
+MAX_CHAIN = 1000
+"""Chain reads stop here: links come from events, so a cycle or a very long chain must
+not make a read loop forever."""
+
+
+def created_key(pk: keys.Projection, owner: str) -> str:
+    return pk.key("sess_created", owner)
+
+
+def active_key(pk: keys.Projection, owner: str) -> str:
+    return pk.key("sess_active", owner)
+
+
+def data_key(pk: keys.Projection, owner: str, session: str) -> str:
+    return pk.key("sess_data", owner, session)
+
+
+def chain_key(pk: keys.Projection, owner: str) -> str:
+    return pk.key("sess_chain", owner)
+
+
+class Sessions(Projection):
+    name: ClassVar[str] = "sessions"
+    handles: ClassVar[frozenset[str]] = frozenset(
+        {"session.started", "session.data_set", "message.appended", "history.cleared",
+         "step.recorded"}
+    )  # fmt: skip
+
+    def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
+        session = event.session
+        ttl = ctx.settings.session_ttl_s
+        if session is None or ctx.expired(event, ttl):
+            return
+        pk, owner, version = ctx.keys, event.owner, sortable(event.log_id)
+        touched = [created_key(pk, owner), active_key(pk, owner)]
+        writes.zmin(touched[0], session, event.ts_ms)
+        writes.zmax(touched[1], session, event.ts_ms)
+        payload = event.event
+        if isinstance(payload, SessionDataSet):
+            touched.append(data_key(pk, owner, session))
+            writes.lww(touched[-1], payload.key, version, pack(payload.value))
+        elif isinstance(payload, SessionStarted):
+            touched.append(chain_key(pk, owner))
+            writes.lww(touched[-1], session, version, pack(payload.previous))
+        if ttl is not None:
+            for key in touched:
+                writes.expire_at(key, event.ts_ms + ttl * 1000)
+
+
+def read_sessions(pk: keys.Projection, owner: str) -> Query[list[dict[str, Any]]]:
+    """Sessions with created and last-active times (ms), most recently active first."""
+    ck, ak = created_key(pk, owner), active_key(pk, owner)
+
+    def parse(replies: list[Any]) -> list[dict[str, Any]]:
+        created = {m.decode(): int(s) for m, s in replies[0]}
+        return [
+            {"session": m.decode(), "created_ms": created.get(m.decode()), "last_active_ms": int(s)}
+            for m, s in replies[1]
+        ]
+
+    commands = [
+        ("ZRANGE", ck, 0, -1, "WITHSCORES"),
+        ("ZRANGE", ak, 0, -1, "REV", "WITHSCORES"),
+    ]
+    return Query(commands, _pairs(parse), (ck, ak))
+
+
+def _pairs(parse: Any) -> Any:
+    """RESP2 WITHSCORES replies are flat lists; pair them before parsing."""
+
+    def wrapped(replies: list[Any]) -> Any:
+        return parse([list(zip(r[0::2], r[1::2], strict=True)) for r in replies])
+
+    return wrapped
+
+
+def read_session_data(pk: keys.Projection, owner: str, session: str) -> Query[dict[str, Any]]:
+    key = data_key(pk, owner, session)
+
+    def parse(replies: list[Any]) -> dict[str, Any]:
+        return {f.decode(): split_versioned(v)[1] for f, v in replies[0].items()}
+
+    return Query([("HGETALL", key)], parse, (key,))
+
+
+def read_session_chain(pk: keys.Projection, owner: str, session: str) -> Query[list[str]]:
+    """``session`` then each previous session, newest first."""
+    key = chain_key(pk, owner)
+
+    def parse(replies: list[Any]) -> list[str]:
+        links = {f.decode(): split_versioned(v)[1] for f, v in replies[0].items()}
+        chain, seen = [session], {session}
+        while len(chain) < MAX_CHAIN:
+            prev = links.get(chain[-1])
+            if prev is None or prev in seen:
+                break
+            chain.append(prev)
+            seen.add(prev)
+        return chain
+
+    return Query([("HGETALL", key)], parse, (key,))

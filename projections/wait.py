@@ -1,0 +1,85 @@
+"""Read-your-writes from consumer-group state alone.
+
+An entry is done for a group when the group has delivered past it and it is no longer
+pending: the ack that removed it from the PEL ran in the same call as its writes. Whether
+it was applied or dead-lettered is then read from the partition's DLQ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from memstream.producers import keys
+from memstream.producers.errors import MemstreamError
+from memstream.producers.receipt import Receipt
+
+from .base import Query
+
+Status = Literal["applied", "dead_lettered"]
+
+
+class WaitTimeoutError(MemstreamError, TimeoutError):
+    """The entry was not applied in time (no worker running, or far behind)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitResult:
+    status: Status
+    reason: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.status == "applied"
+
+
+def id_tuple(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def progress(receipt: Receipt, version: int) -> Query[bool]:
+    """True once the version's group has delivered past the entry and it is not pending."""
+    feed, group = keys.feed(receipt.partition), keys.group(version)
+
+    def parse(replies: list[Any]) -> bool:
+        groups, pending = replies
+        if isinstance(groups, Exception) or isinstance(pending, Exception):
+            return False
+        for g in groups:
+            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            if name == group:
+                delivered = id_tuple(g["last-delivered-id"]) >= id_tuple(receipt.feed_id)
+                return delivered and not pending
+        return False
+
+    commands = [
+        ("XINFO GROUPS", feed),
+        ("XPENDING", feed, group, receipt.feed_id, receipt.feed_id, 1),
+    ]
+    return Query(commands, parse)
+
+
+DLQ_PAGE = 200
+
+
+def dead_letter(receipt: Receipt, version: int, start: str | None = None) -> Query[WaitResult]:
+    """Look for the entry in the DLQ, from the time it was appended onwards."""
+    dlq, group = keys.dlq(receipt.partition), keys.group(version)
+    first = start or f"{id_tuple(receipt.feed_id)[0]}-0"
+
+    def parse(replies: list[Any]) -> WaitResult | Query[WaitResult]:
+        rows = replies[0]
+        for _, fields in rows:
+            if (
+                fields.get(b"feed_id") == receipt.feed_id.encode()
+                and fields.get(b"group") == group.encode()
+            ):
+                return WaitResult("dead_lettered", fields.get(b"reason", b"").decode())
+        if len(rows) == DLQ_PAGE:
+            ms, seq = id_tuple(rows[-1][0])
+            return dead_letter(receipt, version, f"{ms}-{seq + 1}")
+        return WaitResult("applied")
+
+    return Query([("XRANGE", dlq, first, "+", "COUNT", DLQ_PAGE)], parse)

@@ -1,0 +1,38 @@
+"""Run workers inside a test: in-process (asyncio task) or as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from memstream.producers import Settings
+from memstream.workers.options import WorkerOptions
+from memstream.workers.worker import Worker
+
+
+@asynccontextmanager
+async def running_worker(
+    url: str, name: str = "w1", **options: int | float
+) -> AsyncIterator[Worker]:
+    settings = Settings.from_url(url)
+    opts: dict[str, float] = {"block_ms": 100, "meta_every_s": 0.1, **options}
+    worker = Worker.from_settings(settings, WorkerOptions(consumer=name, **opts))
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        await task
+        await worker.client.aclose()
+
+
+def spawn_worker(url: str, name: str, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "memstream.workers.cli", "worker", "--redis-url", url,
+         "--consumer", name, "--block-ms", "200", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip

@@ -1,0 +1,152 @@
+"""One consumer loop: a (partition, version) pair read through the version's group.
+
+Read a batch (XREADGROUP, BLOCK), fetch the log entries it points at, plan the writes
+off the event loop, then send one ack-gated ``ms_apply`` call. Entries idle too long
+in other consumers are reclaimed with XAUTOCLAIM and go through the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio
+from redis.exceptions import ResponseError
+
+from memstream.producers import keys
+from memstream.producers.codec import DecodeError
+from memstream.producers.settings import Settings
+from memstream.projections.base import ApplyContext
+from memstream.projections.ops import apply_command
+
+from .metrics import Metrics
+from .options import WorkerOptions
+from .plan import FeedEntry, Fields, Planner, Pointer, parse_pointer
+
+log = logging.getLogger("memstream.worker")
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+class GroupGone(Exception):
+    """The version's group was destroyed (replay flipped): this loop is done."""
+
+
+class PartitionConsumer:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        settings: Settings,
+        planner: Planner,
+        options: WorkerOptions,
+        metrics: Metrics,
+        *,
+        partition: int,
+        partitions: int,
+        version: int,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.planner = planner
+        self.options = options
+        self.metrics = metrics
+        self.p = partition
+        self.partitions = partitions
+        self.version = version
+        self.feed = keys.feed(partition)
+        self.group = keys.group(version)
+        self.pk = keys.Projection(partition, version)
+        self._next_claim = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set; the batch in hand is always finished first."""
+        while not stop.is_set():
+            try:
+                entries = await self._claim() or await self._read()
+                if entries:
+                    await self.process(entries)
+            except GroupGone:
+                return
+            except ResponseError as e:
+                if "NOGROUP" in str(e):
+                    return
+                raise
+
+    async def _read(self) -> list[FeedEntry]:
+        reply: Any = await self.client.xreadgroup(
+            self.group,
+            self.options.consumer,
+            {self.feed: ">"},
+            count=self.options.batch,
+            block=self.options.block_ms,
+        )
+        if not reply:
+            return []
+        return [FeedEntry(_text(i), f) for i, f in reply[0][1] if f is not None]
+
+    async def _claim(self) -> list[FeedEntry]:
+        now = time.monotonic()
+        if now < self._next_claim:
+            return []
+        self._next_claim = now + self.options.claim_idle_ms / 2000
+        reply: Any = await self.client.xautoclaim(
+            self.feed,
+            self.group,
+            self.options.consumer,
+            min_idle_time=self.options.claim_idle_ms,
+            start_id="0-0",
+            count=self.options.batch,
+        )
+        claimed = [(i, f) for i, f in reply[1] if f is not None]
+        if len(reply) > 2 and reply[2]:
+            # Entries trimmed from the feed while pending: nothing to apply, just ack.
+            await self.client.xack(self.feed, self.group, *reply[2])
+        if not claimed:
+            return []
+        self._next_claim = 0.0  # there may be more: look again right away
+        ids = [_text(i) for i, _ in claimed]
+        pending: Any = await self.client.xpending_range(
+            self.feed, self.group, min=ids[0], max=ids[-1], count=len(ids) * 2,
+            consumername=self.options.consumer,
+        )  # fmt: skip
+        counts = {_text(row["message_id"]): int(row["times_delivered"]) for row in pending}
+        self.metrics.claimed += len(ids)
+        return [FeedEntry(i, f, counts.get(i, 2)) for i, (_, f) in zip(ids, claimed, strict=True)]
+
+    async def process(self, entries: Sequence[FeedEntry]) -> None:
+        started = time.perf_counter()
+        pointers: dict[str, Pointer | DecodeError] = {}
+        for entry in entries:
+            try:
+                pointers[entry.feed_id] = parse_pointer(self.p, self.partitions, entry.fields)
+            except DecodeError as e:
+                pointers[entry.feed_id] = e
+        logs = await self._fetch_logs(pointers)
+        ctx = ApplyContext(self.pk, self.settings, int(time.time() * 1000))
+        outcome = await asyncio.to_thread(
+            self.planner.plan, ctx, self.group, entries, pointers, logs
+        )
+        applied = await self.client.execute_command(  # type: ignore[no-untyped-call]
+            *apply_command(self.feed, self.group, outcome.entries)
+        )
+        self.metrics.record(outcome, int(applied), time.perf_counter() - started)
+
+    async def _fetch_logs(
+        self, pointers: dict[str, Pointer | DecodeError]
+    ) -> dict[str, Fields | None]:
+        wanted = [(fid, p) for fid, p in pointers.items() if isinstance(p, Pointer)]
+        if not wanted:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for _, pointer in wanted:
+            pipe.xrange(keys.log(self.p, pointer.owner), pointer.log_id, pointer.log_id, count=1)
+        replies = await pipe.execute()
+        return {
+            fid: (rows[0][1] if rows else None)
+            for (fid, _), rows in zip(wanted, replies, strict=True)
+        }

@@ -1,0 +1,162 @@
+#!lua name=memstream_worker
+-- Server side of the workers: ack-gated apply, replay writes, replay start.
+--
+-- ms_apply is the exactly-once gate. For each event of a batch it runs XACK first and
+-- runs the event's projection writes only if XACK returned 1, so a redelivered, reclaimed
+-- or duplicated entry has no second effect. Every key it touches is declared, and all of
+-- them carry the partition's hash tag.
+--
+-- Writes arrive as a small op language (see workers/ops.py). Ops are built to converge:
+-- last-writer-wins fields carry a sortable log id as their version, ordered logs are
+-- lexicographic sorted sets keyed by that id, counters commute, clears leave watermarks.
+
+local VERSION_LEN = 24  -- 13-digit ms, "-", 10-digit sequence (workers/ops.py)
+
+local function ver_of(s)
+  return string.sub(s, 1, VERSION_LEN)
+end
+
+local OPS = {}
+
+-- Last writer wins: value stored as <version><payload>; older versions are dropped.
+OPS.LWW = function(keys, op)
+  local k, field, ver, value = keys[op[2]], op[3], op[4], op[5]
+  local cur = redis.call('HGET', k, field)
+  if (not cur) or ver_of(cur) < ver then
+    redis.call('HSET', k, field, ver .. value)
+  end
+end
+
+-- Append to a log-ordered sorted set (all scores 0, member starts with its version),
+-- unless a clear watermark already covers it; keep only the newest `cap` members.
+OPS.ZLOG = function(keys, op)
+  local k, member, cap, wk, wfield = keys[op[2]], op[3], tonumber(op[4]), op[5], op[6]
+  if wk ~= 0 then
+    local wm = redis.call('HGET', keys[wk], wfield)
+    if wm and ver_of(member) <= wm then
+      return
+    end
+  end
+  redis.call('ZADD', k, 0, member)
+  if cap > 0 then
+    redis.call('ZREMRANGEBYRANK', k, 0, -(cap + 1))
+  end
+end
+
+-- Clear everything older than `ver` and raise the watermark so late arrivals stay cleared.
+OPS.CLEAR = function(keys, op)
+  local k, wk, wfield, ver = keys[op[2]], keys[op[3]], op[4], op[5]
+  local wm = redis.call('HGET', wk, wfield)
+  if (not wm) or wm < ver then
+    redis.call('HSET', wk, wfield, ver)
+  end
+  redis.call('ZREMRANGEBYLEX', k, '-', '(' .. ver)
+end
+
+-- Raise a watermark field to `ver` if it is lower.
+OPS.HMAX = function(keys, op)
+  local k, field, ver = keys[op[2]], op[3], op[4]
+  local cur = redis.call('HGET', k, field)
+  if (not cur) or cur < ver then
+    redis.call('HSET', k, field, ver)
+  end
+end
+
+OPS.HINCR = function(keys, op)
+  redis.call('HINCRBY', keys[op[2]], op[3], op[4])
+end
+
+-- Keep the highest (GT) or lowest (LT) score per member: commutative max/min.
+OPS.ZMAX = function(keys, op)
+  redis.call('ZADD', keys[op[2]], 'GT', op[4], op[3])
+end
+
+OPS.ZMIN = function(keys, op)
+  redis.call('ZADD', keys[op[2]], 'LT', op[4], op[3])
+end
+
+-- Expire at an absolute time measured from the event, only ever extending it.
+OPS.EXPAT = function(keys, op)
+  local k, at = keys[op[2]], tonumber(op[3])
+  local ttl = redis.call('PEXPIRETIME', k)
+  if ttl == -2 then
+    return
+  end
+  if ttl == -1 or ttl < at then
+    redis.call('PEXPIREAT', k, at)
+  end
+end
+
+OPS.DEL = function(keys, op)
+  redis.call('DEL', keys[op[2]])
+end
+
+OPS.XADD = function(keys, op)
+  local fields = {}
+  for i = 3, #op do
+    fields[#fields + 1] = op[i]
+  end
+  redis.call('XADD', keys[op[2]], 'MAXLEN', '~', 100000, '*', unpack(fields))
+end
+
+OPS.SPUB = function(keys, op)
+  redis.call('SPUBLISH', keys[op[2]], op[3])
+end
+
+local function run_ops(keys, ops)
+  for _, op in ipairs(ops) do
+    local fn = OPS[op[1]]
+    if fn == nil then
+      error('memstream: unknown op ' .. tostring(op[1]))
+    end
+    fn(keys, op)
+  end
+end
+
+-- KEYS[1] = feed; the rest are every key the ops name (ops refer to them by index).
+-- ARGV[1] = group, ARGV[2] = msgpack [[feed_id, ops], ...]
+-- Returns the number of entries whose writes ran (XACK returned 1).
+local function ms_apply(keys, args)
+  local group = args[1]
+  local batch = cmsgpack.unpack(args[2])
+  local applied = 0
+  for _, entry in ipairs(batch) do
+    if redis.call('XACK', keys[1], group, entry[1]) == 1 then
+      run_ops(keys, entry[2])
+      applied = applied + 1
+    end
+  end
+  return applied
+end
+
+-- Replay writes for events up to the cutoff: no ack (they come from the log, not the
+-- feed); each event is folded once by the replayer. ARGV[1] = msgpack [ops, ...]
+local function ms_write(keys, args)
+  local batch = cmsgpack.unpack(args[1])
+  for _, ops in ipairs(batch) do
+    run_ops(keys, ops)
+  end
+  return #batch
+end
+
+-- Start building version N+1 in one partition, atomically: its group starts at the
+-- feed's current end and the heads are copied as the cutoff, so every event is either
+-- folded by the replayer (<= cutoff) or applied by live workers (after it), never both.
+-- KEYS = feed, heads, cutoff. ARGV[1] = group.
+local function ms_replay_begin(keys, args)
+  redis.call('DEL', keys[3])
+  local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', keys[1], args[1], '$', 'MKSTREAM')
+  if not ok then
+    return redis.error_reply('ERR memstream: cannot create group ' .. args[1] .. ': ' .. tostring(err))
+  end
+  local heads = redis.call('HGETALL', keys[2])
+  -- HSET in chunks: unpack() of a large table overflows Lua's C stack.
+  for i = 1, #heads, 1000 do
+    redis.call('HSET', keys[3], unpack(heads, i, math.min(i + 999, #heads)))
+  end
+  return #heads / 2
+end
+
+redis.register_function('ms_apply', ms_apply)
+redis.register_function('ms_write', ms_write)
+redis.register_function('ms_replay_begin', ms_replay_begin)

@@ -1,0 +1,146 @@
+"""Turn a batch of feed entries into ack-gated writes: decode, route, dead-letter.
+
+Runs off the event loop (it is the CPU part of a batch). Nothing here raises on bad
+data: each bad entry becomes a DLQ write with a readable reason, acked by the same gate
+as good ones, so a worker never stops on input it cannot use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from memstream.producers import keys
+from memstream.producers.codec import DecodeError
+from memstream.producers.entry import StoredEvent, decode_entry
+from memstream.producers.errors import InvalidIdError
+from memstream.producers.settings import Settings
+from memstream.projections.base import ApplyContext, Projection
+from memstream.projections.ops import Op, Writes
+from memstream.projections.registry import by_type
+
+Fields = Mapping[bytes, bytes]
+_LOG_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    feed_id: str
+    fields: Fields
+    deliveries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Pointer:
+    owner: str
+    log_id: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Counts of one planned batch, for metrics."""
+
+    applied: int = 0
+    dead: int = 0
+    unknown: int = 0
+    entries: list[tuple[str, list[Op]]] = field(default_factory=list)
+
+
+def parse_pointer(p: int, partitions: int, fields: Fields) -> Pointer:
+    """Validate a feed entry's (owner, log id) pointer; raise DecodeError with the reason."""
+    raw_owner, raw_log = fields.get(b"o"), fields.get(b"l")
+    if raw_owner is None or raw_log is None:
+        raise DecodeError("feed entry", "needs fields 'o' (owner) and 'l' (log id)")
+    try:
+        owner = keys.check_id(raw_owner.decode("utf-8", "replace"), "owner")
+    except InvalidIdError as e:
+        raise DecodeError("feed entry o", str(e)) from e
+    log_id = raw_log.decode("utf-8", "replace")
+    if not _LOG_ID.fullmatch(log_id):
+        raise DecodeError("feed entry l", "must be a stream id like 1700000000000-0", log_id)
+    if keys.partition(owner, partitions) != p:
+        raise DecodeError("feed entry o", f"owner {owner} does not belong to partition {p}")
+    return Pointer(owner, log_id)
+
+
+class Planner:
+    """Pure: feed entries + their log entries -> ops per entry. Shared by replay."""
+
+    def __init__(
+        self, projections: Sequence[Projection], settings: Settings, max_deliveries: int
+    ) -> None:
+        self.routes = by_type(projections)
+        self.settings = settings
+        self.max_deliveries = max_deliveries
+
+    def event_writes(self, event: StoredEvent, ctx: ApplyContext) -> Writes:
+        """The ops of one decoded event across every projection that folds it."""
+        writes = Writes()
+        for projection in self.routes.get(event.type, ()):
+            projection.apply(event, ctx, writes)
+        return writes
+
+    def plan(
+        self,
+        ctx: ApplyContext,
+        group: str,
+        entries: Sequence[FeedEntry],
+        pointers: Mapping[str, Pointer | DecodeError],
+        logs: Mapping[str, Fields | None],
+    ) -> Outcome:
+        out = Outcome()
+        stats = ctx.keys.partition_key("stats")
+        for entry in entries:
+            pointer = pointers[entry.feed_id]
+            writes = Writes()
+            reason = self._reason(entry, pointer, logs)
+            if reason is None:
+                assert isinstance(pointer, Pointer)
+                raw = logs[entry.feed_id]
+                assert raw is not None
+                try:
+                    event = decode_entry(pointer.owner, pointer.log_id, raw)
+                    if not event.known:
+                        writes.hincr(stats, "unknown", 1)
+                        writes.hincr(stats, f"unknown:{event.type[:64]}", 1)
+                        out.unknown += 1
+                    else:
+                        writes = self.event_writes(event, ctx)
+                        out.applied += 1
+                except DecodeError as e:
+                    reason = f"undecodable: {e}"
+                except Exception as e:  # a projection bug must not stop the worker
+                    reason = f"projection failed: {type(e).__name__}: {e}"
+            if reason is not None:
+                writes = self._dead_letter(ctx, group, entry, pointer, reason)
+                out.dead += 1
+            out.entries.append((entry.feed_id, writes.ops))
+        return out
+
+    def _reason(
+        self, entry: FeedEntry, pointer: Pointer | DecodeError, logs: Mapping[str, Fields | None]
+    ) -> str | None:
+        if isinstance(pointer, DecodeError):
+            return f"bad feed pointer: {pointer}"
+        if entry.deliveries > self.max_deliveries:
+            return f"delivered {entry.deliveries} times (max {self.max_deliveries})"
+        if logs.get(entry.feed_id) is None:
+            return f"log entry {pointer.log_id} of {pointer.owner} is missing"
+        return None
+
+    @staticmethod
+    def _dead_letter(
+        ctx: ApplyContext, group: str, entry: FeedEntry, pointer: Pointer | DecodeError,
+        reason: str,
+    ) -> Writes:  # fmt: skip
+        writes = Writes()
+        owner = pointer.owner if isinstance(pointer, Pointer) else ""
+        log_id = pointer.log_id if isinstance(pointer, Pointer) else ""
+        writes.xadd(
+            keys.dlq(ctx.keys.p),
+            [("feed_id", entry.feed_id), ("owner", owner), ("log_id", log_id),
+             ("group", group), ("deliveries", str(entry.deliveries)), ("reason", reason)],
+        )  # fmt: skip
+        writes.hincr(ctx.keys.partition_key("stats"), "dlq", 1)
+        return writes
