@@ -51,7 +51,7 @@ def _tag(p: int) -> str:
 
 def conf(p: int) -> str:
     """Per-partition copy of the settings ``ms_append`` needs (``partitions``,
-    ``max_event_bytes``). It lives in the partition's slot because a Cluster function may
+    ``max_event_bytes``, ``eid_ttl``). It lives in the partition's slot because a Cluster function may
     only touch keys of the slot it was called for; ``ms:meta`` is in some other slot."""
     return f"{_tag(p)}:conf"
 

@@ -30,6 +30,19 @@ __all__ = ["BUILTIN_RULES", "Redactor"]
 _B64_CHARS = r"[A-Za-z0-9\-._~+/]"  # RFC 6750 b64token
 _KEYWORD = r"pass(?:word|wd|phrase)|secret|token|api[_-]?key"
 _KEY_SUFFIX = r"(?:[_-]?(?:access[_-]?)?key)?"
+# The same keywords, each branch opening with a literal letter so that ``re`` can skip to
+# candidate letters instead of trying every branch at every position (3x faster). A small
+# letter must start a word; a capital may also follow a small one (clientSecret).
+_KEYWORD_START = "|".join(
+    f"{c}(?<![{before}]{c})(?i:{rest})"
+    for first, rest in (
+        ("p", "ass(?:word|wd|phrase)"),
+        ("s", "ecret"),
+        ("t", "oken"),
+        ("a", "pi[_-]?key"),
+    )
+    for c, before in ((first, "A-Za-z0-9"), (first.upper(), "A-Z"))
+)
 
 Needle = tuple[str, str]
 """``(gate, needle)``: a rule can match only where both occur in the text."""
@@ -48,15 +61,14 @@ _SPECS: Final[dict[str, _Spec]] = {
     "private_key": _Spec(
         r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)"
         r"(?:-----END [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)",
-        exact=(("K", "PRIVATE KEY"),),
+        exact=(("-", "PRIVATE KEY"),),
     ),
     # Prose says "bearer bonds" and "bearer authentication.": a token needs a digit, '+' or
     # '/', or a length no English word has.
     "bearer": _Spec(
-        rf"(?<![A-Za-z0-9])(?i:bearer)[ \t]+"
-        rf"(?P<s>(?:(?=[A-Za-z\-._~]*[0-9+/])"
-        rf"{_B64_CHARS}{{8,}}|{_B64_CHARS}{{20,}})=*)",
-        folded=(("", "bearer"),),
+        r"[Bb](?<![A-Za-z0-9][Bb])(?i:earer)[ \t]+"
+        rf"(?P<s>(?:(?=[A-Za-z\-._~]*[0-9+/]){_B64_CHARS}{{8,}}|{_B64_CHARS}{{20,}})=*)",
+        folded=((" ", "bearer"), ("\t", "bearer")),
     ),
     # Anchored on "://" (rarer than a scheme's first letter); the password may hold ':' and
     # '@', so it runs to the last '@' before the path.
@@ -75,7 +87,7 @@ _SPECS: Final[dict[str, _Spec]] = {
         exact=(("K", "AKIA"), ("S", "ASIA")),
     ),
     "github_token": _Spec(
-        r"gh(?<![A-Za-z0-9_]gh)(?:[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[A-Za-z0-9_]{22,255})",
+        r"g(?<![A-Za-z0-9_]g)(?:h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[A-Za-z0-9_]{22,255})",
         exact=(("_", "gh"), ("_", "github_pat_")),
     ),
     "slack_token": _Spec(
@@ -84,15 +96,14 @@ _SPECS: Final[dict[str, _Spec]] = {
     ),
     "jwt": _Spec(
         r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*",
-        exact=(("J", "eyJ"),),
+        exact=((".", "eyJ"),),
     ),
     # The key may end a longer name (DB_PASSWORD, clientSecret, x-api-key) but not run on
     # into one (max_tokens, token_count). An auth scheme before the value is kept, so
     # "Authorization: Basic ..." hides the credentials rather than the word "Basic".
     "generic_secret_assignment": _Spec(
-        rf"(?:(?<![A-Za-z0-9])(?i:{_KEYWORD})"
-        r"|(?<=[a-z0-9])(?:Pass(?:word|wd|phrase)|Secret|Token|Api[_-]?[Kk]ey))"
-        rf"(?i:{_KEY_SUFFIX})[\"']?[ \t]*[:=][=>]?[ \t]*[\"']?(?:(?i:basic|bearer)[ \t]+)?"
+        rf"(?:{_KEYWORD_START})(?i:{_KEY_SUFFIX})[\"']?[ \t]*[:=][=>]?[ \t]*[\"']?"
+        r"(?:(?i:basic|bearer)[ \t]+)?"
         r"(?P<s>(?<=\")[^\"\r\n]+|(?<=')[^'\r\n]+|(?<![\"'])[^\s\"',;&]+)",
         folded=tuple(
             (gate, word)
@@ -148,9 +159,13 @@ class _Rule:
     def may_match(self, text: str, lower: str) -> bool:
         if not (self.exact or self.folded):
             return True  # a user rule: only its own regex can tell
-        return any(g in text and n in text for g, n in self.exact) or any(
-            g in text and n in lower for g, n in self.folded
-        )
+        for gate, needle in self.exact:
+            if gate in text and needle in text:
+                return True
+        for gate, needle in self.folded:
+            if gate in text and needle in lower:
+                return True
+        return False
 
     def _replace(self, m: re.Match[str]) -> str:
         start, end = m.span(self._group)
@@ -248,7 +263,7 @@ class Redactor:
             return self.scrub_text(value)
         if kind is dict or isinstance(value, dict):
             return self._scrub_dict(value)
-        if kind is list or kind is tuple or isinstance(value, list | tuple):
+        if kind is list or kind is tuple or isinstance(value, (list, tuple)):
             items = [self._scrub(item) for item in value]
             if all(new is old for new, old in zip(items, value, strict=True)):
                 return value

@@ -19,7 +19,7 @@ local function valid_id(s)
   return s ~= nil and #s >= 1 and #s <= 200 and string.match(s, '^[%w][%w%._@%+=%-]*$') ~= nil
 end
 
-local OPTIONAL = { ct = true, eid = true, session = true, v = true, type = true, data = true }
+local ARGS = { ct = true, eid = true, session = true, v = true, type = true, data = true }
 
 local function parse_args(args)
   if #args % 2 ~= 0 then
@@ -28,7 +28,7 @@ local function parse_args(args)
   local out = {}
   for i = 1, #args, 2 do
     local name = args[i]
-    if not OPTIONAL[name] then
+    if not ARGS[name] then
       return nil, "unknown argument '" .. tostring(name) .. "'"
     end
     if out[name] ~= nil then
@@ -86,13 +86,13 @@ local function ms_append(keys, args)
   local conf = redis.call('HMGET', tag .. ':conf', 'partitions', 'max_event_bytes', 'eid_ttl')
   local partitions = tonumber(conf[1])
   if partitions == nil then
-    return fail('deployment not initialised: run memstream init')
+    return fail('deployment not initialised for partition ' .. p .. ': run memstream init, or check that ' .. p .. ' is below the partition count in ms:meta')
   end
   local expected = tonumber(string.sub(redis.sha1hex(owner), 1, 8), 16) % partitions
   if tostring(expected) ~= p then
     return fail('partition mismatch: owner ' .. owner .. ' belongs to partition ' .. expected .. ', keys name ' .. p)
   end
-  local max_bytes = tonumber(conf[2])
+  local max_bytes = tonumber(conf[2]) or 1048576
   if #a.data > max_bytes then
     return fail('data is ' .. #a.data .. ' bytes, over max_event_bytes ' .. max_bytes)
   end
