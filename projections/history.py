@@ -49,9 +49,13 @@ class History(Projection):
             writes.zlog(key, version, pack(body), cap=ctx.settings.history_cap, watermark=mark)
         else:
             writes.clear(key, mark, version)
+            if ttl is not None:
+                # Only clears extend the watermark's life: a message arriving before the
+                # clear that creates it would otherwise be a no-op in one order and not in
+                # another. The latest clear + TTL outlives every message it must stop.
+                writes.expire_at(mark[0], event.ts_ms + ttl * 1000)
         if ttl is not None:
             writes.expire_at(key, event.ts_ms + ttl * 1000)
-            writes.expire_at(mark[0], event.ts_ms + ttl * 1000)
 
 
 def read_history(

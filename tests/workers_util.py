@@ -15,11 +15,12 @@ from memstream.workers.worker import Worker
 
 @asynccontextmanager
 async def running_worker(
-    url: str, name: str = "w1", **options: int | float
+    url: str, name: str = "w1", settings: dict[str, object] | None = None, **options: int | float
 ) -> AsyncIterator[Worker]:
-    settings = Settings.from_url(url)
+    """An in-process worker; ``settings`` overrides Settings fields (caps, TTLs)."""
+    config = Settings.from_url(url, **(settings or {}))
     opts: dict[str, float] = {"block_ms": 100, "meta_every_s": 0.1, **options}
-    worker = Worker.from_settings(settings, WorkerOptions(consumer=name, **opts))
+    worker = Worker.from_settings(config, WorkerOptions(consumer=name, **opts))
     task = asyncio.create_task(worker.run())
     try:
         yield worker

@@ -27,8 +27,9 @@ async def needed_from(client: redis.asyncio.Redis, feed: str) -> tuple[int, int]
         return None
     oldest: tuple[int, int] | None = None
     for group in groups:
-        if int(group["pending"]) > 0:
-            summary: Any = await client.xpending(feed, group["name"])
+        # XINFO and XPENDING are two calls: the PEL may have emptied in between.
+        summary: Any = await client.xpending(feed, group["name"]) if group["pending"] else None
+        if summary and summary["min"] is not None:
             need = _id_tuple(summary["min"])
         else:
             ms, seq = _id_tuple(group["last-delivered-id"])

@@ -88,10 +88,17 @@ class Worker:
             self._sync_loops(deployment)
             if loop.time() >= next_trim:
                 next_trim = loop.time() + self.options.trim_every_s
-                for p in range(deployment.partitions):
-                    await trim_feed(self.client, p)
+                await self._trim(deployment)
         await asyncio.gather(*self._loops.values(), return_exceptions=True)
         log.info("worker %s stopped: %s", self.options.consumer, self.metrics.summary())
+
+    async def _trim(self, deployment: Deployment) -> None:
+        """Housekeeping must never take the worker down: log and try again next time."""
+        for p in range(deployment.partitions):
+            try:
+                await trim_feed(self.client, p)
+            except Exception:
+                log.exception("trimming the feed of partition %s failed", p)
 
     def request_stop(self) -> None:
         self.stop.set()

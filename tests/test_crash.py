@@ -1,0 +1,122 @@
+"""Chaos: real worker processes SIGKILLed mid-stream, restarted, and nothing is lost or
+applied twice. `make test` runs the acceptance size; `make test-all` a longer soak."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from memstream.producers import Producer, keys
+from memstream.producers.events import MessageAppended, StateSaved
+from memstream.projections.reader import Reader
+
+CAP = 5000
+
+
+LOGS = Path(os.environ.get("MEMSTREAM_TEST_LOGS", "/tmp")) / "memstream-crash-test"
+
+
+def _spawn(url: str, name: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MEMSTREAM_HISTORY_CAP": str(CAP)}
+    LOGS.mkdir(parents=True, exist_ok=True)
+    # The child keeps its own copy of the log's descriptor; ours closes on return.
+    with (LOGS / f"{name}.log").open("wb") as log:
+        return _popen(url, name, env, log)
+
+
+def _popen(url: str, name: str, env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "memstream.workers.cli", "worker", "--redis-url", url,
+         "--consumer", name, "--block-ms", "100", "--claim-idle-ms", "500", "--batch", "100"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )  # fmt: skip
+
+
+def _drained(r: redis.Redis, partitions: int) -> bool:
+    for p in range(partitions):
+        feed = keys.feed(p)
+        [group] = [g for g in r.xinfo_groups(feed) if g["name"] == b"v1"]
+        if int(group["pending"]) or r.xrange(
+            feed, f"({group['last-delivered-id'].decode()}", count=1
+        ):
+            return False
+    return True
+
+
+def _produce(url: str, owners: list[str], total: int, expected: dict[str, list[Any]]) -> None:
+    """Append in paced chunks so that kills land while workers are busy."""
+    rng = random.Random(1)
+    with Producer.from_url(url) as producer:
+        sent = 0
+        while sent < total:
+            chunk = []
+            for _ in range(min(250, total - sent)):
+                owner = rng.choice(owners)
+                if rng.random() < 0.1:
+                    event: Any = StateSaved(state={"n": sent})
+                    chunk.append((owner, event))
+                else:
+                    event = MessageAppended(role="user", content=f"{owner}:{sent}")
+                    chunk.append((owner, event, "s1"))
+                expected.setdefault(owner, []).append(event)
+                sent += 1
+            producer.append_many(chunk)
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("total", "kills"),
+    [
+        pytest.param(20_000, 3, id="acceptance"),
+        pytest.param(100_000, 10, id="soak", marks=pytest.mark.slow),
+    ],
+)
+@pytest.mark.timeout(600)
+def test_sigkilled_workers_lose_nothing_and_apply_once(
+    deployed: str, r: redis.Redis, total: int, kills: int
+) -> None:
+    owners = [f"agent-{i}" for i in range(50)]
+    expected: dict[str, list[Any]] = {}
+    steady = _spawn(deployed, "steady")
+    victim = _spawn(deployed, "victim-0")
+    producer = threading.Thread(target=_produce, args=(deployed, owners, total, expected))
+    producer.start()
+    rng = random.Random(2)
+    try:
+        for k in range(kills):
+            time.sleep(rng.uniform(0.3, 1.2))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            victim = _spawn(deployed, f"victim-{k + 1}")
+        producer.join()
+        deadline = time.monotonic() + 300
+        while not _drained(r, 16):
+            assert time.monotonic() < deadline, "workers did not drain the feeds"
+            time.sleep(0.2)
+    finally:
+        producer.join()
+        for proc in (steady, victim):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+    assert sum(len(v) for v in expected.values()) == total
+    with Reader.from_url(deployed) as reader:
+        for owner, events in expected.items():
+            messages = [e.content for e in events if isinstance(e, MessageAppended)]
+            history = reader.history(owner, "s1", last=CAP)
+            assert [m["content"] for m in history] == messages, owner
+            states = [e.state for e in events if isinstance(e, StateSaved)]
+            assert reader.state(owner) == (states[-1] if states else None)
+    assert sum(r.xlen(keys.dlq(p)) for p in range(16)) == 0
