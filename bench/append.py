@@ -2,14 +2,21 @@
 
     .venv/bin/python bench/append.py [--n N] [--latency-n N] [--rounds R] [--json PATH]
 
-One private redis-server (no persistence) serves both sides. Every round measures the
-raw baseline and the producer back to back, on the same pre-built ``message.appended``
-payloads, alternating which goes first; the reported figure is the median over rounds.
-Absolute rates on a small shared machine are noise, so the verdicts are on ratios:
+One private redis-server (no persistence) serves both sides, on the same pre-built
+``message.appended`` payloads (the stored ``data`` bytes are checked to be identical).
+Every round interleaves the sides finely, so that both see the same machine: throughput
+chunk by chunk (1,000 events), latency call by call, in an order that rotates; the figure
+reported is the median over rounds. Absolute rates on a small shared machine are noise,
+so the verdicts are on ratios:
 
 * throughput: ``Producer.append_many`` (pipelined ``FCALL ms_append``) over raw pipelined
   XADD of the same fields, target >= 0.5;
 * latency: p50 of one ``Producer.append`` over p50 of one raw XADD, target <= 1.5.
+
+Two "send only" figures split the producer's cost: the same FCALLs planned beforehand,
+so what remains is the wire and the server; the difference is ``plan()`` (validate,
+redact, encode) and the receipt. ``--pin same|split`` pins client and server to one CPU
+or two, which makes single-call latency repeatable on a small VM.
 
 The exit status is 0 whether or not the targets are met; a MISS is printed, not raised.
 """
@@ -35,6 +42,7 @@ if __package__ in (None, ""):
 import redis
 
 from bench.common import (
+    PIN_MODES,
     BenchRedis,
     Report,
     Target,
@@ -44,10 +52,11 @@ from bench.common import (
     median,
     note,
     percentile,
+    pin,
     progress,
     ratio,
 )
-from memstream.producers import Append, MessageAppended, Producer
+from memstream.producers import Append, MessageAppended, Producer, keys
 from memstream.producers.codec import encode
 from memstream.workers.deploy import init
 
@@ -94,6 +103,20 @@ def raw_fields(event: MessageAppended, i: int) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def check_same_payload(
+    client: redis.Redis, producer: Producer, event: MessageAppended, command: tuple[Any, ...]
+) -> None:
+    """Fail loudly if the producer would store other bytes than the raw baseline sends."""
+    receipt = producer.append(OWNER, event, session=SESSION)
+    entries: Any = client.xrange(keys.log(receipt.partition, OWNER), receipt.log_id, receipt.log_id)
+    stored = entries[0][1]
+    sent = dict(zip(command[3::2], command[4::2], strict=True))
+    for field in ("type", "v", "ct", "data", "session"):
+        value = sent[field]
+        if stored[field.encode()] != (value if isinstance(value, bytes) else value.encode()):
+            raise RuntimeError(f"raw baseline and producer differ in field {field!r}")
+
+
 # --- throughput ---------------------------------------------------------------------
 
 
@@ -109,16 +132,68 @@ def raw_many(client: redis.Redis, commands: Sequence[tuple[Any, ...]], n: int) -
     return n / (time.perf_counter() - t0)
 
 
-def memstream_many(producer: Producer, items: list[Append]) -> float:
-    """One ``append_many`` call over every item; returns events per second."""
-    t0 = time.perf_counter()
-    receipts = producer.append_many(items)
-    elapsed = time.perf_counter() - t0
-    assert len(receipts) == len(items)
-    return len(items) / elapsed
+SIDES = ("raw", "memstream", "send_only")
+
+
+def throughput_round(
+    raw: redis.Redis,
+    producer: Producer,
+    commands: Sequence[tuple[Any, ...]],
+    items: list[Append],
+    round_no: int,
+    advance: Callable[[], None],
+) -> tuple[dict[str, float], float]:
+    """One round, interleaved chunk by chunk so that every side sees the same machine.
+
+    For each ``CHUNK`` of events, in an order that rotates with the chunk: raw pipelined
+    XADD; ``append_many`` over the chunk; and the same chunk split in two halves, ``plan()``
+    of every item, then sending the planned commands ("send only"). Returns events per
+    second of each side and seconds of ``plan()`` per event.
+    """
+    core = producer.core()
+    spent = dict.fromkeys(SIDES, 0.0)
+    planning = 0.0
+    clock = time.perf_counter
+    for c, start in enumerate(range(0, len(items), CHUNK)):
+        chunk = items[start : start + CHUNK]
+        shift = (c + round_no) % len(SIDES)
+        for side in SIDES[shift:] + SIDES[:shift]:
+            if side == "raw":
+                t0 = clock()
+                pipe = raw.pipeline(transaction=False)
+                for i in range(start, start + len(chunk)):
+                    pipe.execute_command(*commands[i % len(commands)])  # type: ignore[no-untyped-call]
+                pipe.execute()
+                spent[side] += clock() - t0
+            elif side == "memstream":
+                t0 = clock()
+                receipts = producer.append_many(chunk)
+                spent[side] += clock() - t0
+                assert len(receipts) == len(chunk)
+            else:
+                t0 = clock()
+                planned = [core.plan(item).command for item in chunk]
+                t1 = clock()
+                pipe = producer.client.pipeline(transaction=False)
+                for command in planned:
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+                pipe.execute()
+                planning += t1 - t0
+                spent[side] += clock() - t1
+        advance()
+    return {side: len(items) / t for side, t in spent.items()}, planning / len(items)
 
 
 # --- latency ------------------------------------------------------------------------
+
+
+def sender(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> Callable[[int], object]:
+    """Send the ``i``-th pre-planned command: the round trip without ``plan()``."""
+
+    def send(i: int) -> object:
+        return client.execute_command(*commands[i])  # type: ignore[no-untyped-call]
+
+    return send
 
 
 def timed_calls(calls: Sequence[Callable[[int], object]], n: int) -> list[list[float]]:
@@ -205,10 +280,16 @@ def server_usec_per_call(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--n", type=int, default=20_000, help="events per throughput run")
-    parser.add_argument("--latency-n", type=int, default=3_000, help="calls per latency run")
+    parser.add_argument("--latency-n", type=int, default=5_000, help="calls per latency run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--warmup", type=int, default=500, help="untimed calls of each kind")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--pin",
+        choices=PIN_MODES,
+        default="none",
+        help="CPU pinning of client and server: none (default), same CPU, split over two",
+    )
     parser.add_argument(
         "--no-redis-benchmark", action="store_true", help="skip the redis-benchmark context"
     )
@@ -229,9 +310,11 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         init(setup, partitions=16)
         raw = server.client()
         producer = Producer.from_url(server.url)
+        check_same_payload(raw, producer, events[0], commands[0])
+        pinning = pin(server.proc.pid, args.pin)
         note(
             f"redis-server {server.version} on port {server.port}; "
-            f"{os.cpu_count()} CPUs; payload {payload_bytes:.0f} bytes msgpack"
+            f"{os.cpu_count()} CPUs, {pinning}; payload {payload_bytes:.0f} bytes msgpack"
         )
 
         def raw_one(i: int) -> object:
@@ -244,8 +327,14 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
             e = events[i % DISTINCT]
             return producer.append_message(OWNER, SESSION, e.role, e.content, meta=e.meta)
 
-        rates: dict[str, list[float]] = {"raw": [], "memstream": []}
-        lat: dict[str, list[dict[str, float]]] = {"raw": [], "append": [], "append_message": []}
+        rates: dict[str, list[float]] = {"raw": [], "memstream": [], "send_only": []}
+        plan_s: list[float] = []
+        lat: dict[str, list[dict[str, float]]] = {
+            "raw": [],
+            "append": [],
+            "append_message": [],
+            "send_only": [],
+        }
 
         with progress() as bar:
             warm = bar.add_task("warm-up", total=2)
@@ -258,27 +347,34 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
             producer.append_many(items[: 5 * CHUNK])
             bar.advance(warm)
 
-            thr = bar.add_task("throughput", total=2 * args.rounds)
+            chunks = -(-args.n // CHUNK)
+            thr = bar.add_task("throughput", total=chunks * args.rounds)
             lt = bar.add_task("latency", total=args.rounds)
             for r in range(args.rounds):
-                order = ("raw", "memstream") if r % 2 == 0 else ("memstream", "raw")
-                for side in order:
-                    gc.collect()
-                    if side == "raw":
-                        rates["raw"].append(raw_many(raw, commands, args.n))
-                    else:
-                        rates["memstream"].append(memstream_many(producer, items))
-                    bar.advance(thr)
                 gc.collect()
-                calls = (
-                    [raw_one, ms_one, ms_message] if r % 2 == 0 else [ms_one, raw_one, ms_message]
+                round_rates, round_plan = throughput_round(
+                    raw, producer, commands, items, r, lambda: bar.advance(thr)
                 )
-                names = (
-                    ["raw", "append", "append_message"]
-                    if r % 2 == 0
-                    else ["append", "raw", "append_message"]
-                )
-                for name, samples in zip(names, timed_calls(calls, args.latency_n), strict=True):
+                for side, rate in round_rates.items():
+                    rates[side].append(rate)
+                plan_s.append(round_plan)
+                gc.collect()
+                core = producer.core()
+                planned = [
+                    core.plan(Append(OWNER, events[i % DISTINCT], SESSION)).command
+                    for i in range(args.latency_n)
+                ]
+
+                calls: dict[str, Callable[[int], object]] = {
+                    "raw": raw_one,
+                    "append": ms_one,
+                    "append_message": ms_message,
+                    "send_only": sender(producer.client, planned),
+                }
+                names = list(calls)
+                names = names[r % len(names) :] + names[: r % len(names)]
+                timed = timed_calls([calls[name] for name in names], args.latency_n)
+                for name, samples in zip(names, timed, strict=True):
                     lat[name].append(
                         {"p50": percentile(samples, 50), "p99": percentile(samples, 99)}
                     )
@@ -298,7 +394,8 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         setup.close()
         version = server.version
 
-    return summarise(args, version, payload_bytes, rates, lat, server_cost, rb)
+    args.pinning = pinning
+    return summarise(args, version, payload_bytes, rates, plan_s, lat, server_cost, rb)
 
 
 def summarise(
@@ -306,12 +403,15 @@ def summarise(
     version: str,
     payload_bytes: float,
     rates: dict[str, list[float]],
+    plan_s: list[float],
     lat: dict[str, list[dict[str, float]]],
     server_cost: dict[str, float],
     rb: dict[str, float],
 ) -> tuple[Report, list[Target]]:
     raw_rate = median(rates["raw"])
     ms_rate = median(rates["memstream"])
+    send_rate = median(rates["send_only"])
+    plan_us = median(plan_s)
     p = {
         name: {q: median([r[q] for r in rounds]) for q in ("p50", "p99")}
         for name, rounds in lat.items()
@@ -328,35 +428,71 @@ def summarise(
         ),
     ]
 
-    rep = Report("memstream append vs raw XADD (median of interleaved rounds)")
-    rounds = f"{args.rounds} rounds"
-    rep.row("raw XADD pipelined", fmt_rate(raw_rate), f"{args.n:,} events x {rounds}")
-    rep.row("Producer.append_many", fmt_rate(ms_rate), f"{args.n:,} events x {rounds}")
-    rep.row("  ratio append_many / raw", f"{targets[0].value:.3f}", f"target {targets[0].rule}")
-    for name, label in (
-        ("raw", "raw XADD"),
-        ("append", "Producer.append"),
-        ("append_message", "Producer.append_message"),
-    ):
-        rep.row(
-            f"{label} p50 / p99",
-            f"{fmt_us(p[name]['p50'])} / {fmt_us(p[name]['p99'])}",
-            f"{args.latency_n:,} calls x {rounds}",
-        )
-    rep.row("  ratio append p50 / raw p50", f"{targets[1].value:.3f}", f"target {targets[1].rule}")
-    rep.row(
-        "  ratio append p99 / raw p99",
-        f"{ratio(p['append']['p99'], p['raw']['p99']):.3f}",
-        "context",
+    rep = Report(
+        f"memstream append vs raw XADD: median of {args.rounds} interleaved rounds",
+        ("measure", "raw XADD", "memstream", "ratio", "target"),
     )
     rep.row(
-        "server usec/call XADD vs FCALL",
-        f"{server_cost['raw_xadd_usec_per_call']:.2f} / "
-        f"{server_cost['fcall_ms_append_usec_per_call']:.2f}",
-        "INFO commandstats, context",
+        "throughput, pipelined",
+        fmt_rate(raw_rate),
+        fmt_rate(ms_rate),
+        f"{targets[0].value:.3f}",
+        f"{targets[0].rule} {targets[0].verdict}",
+    )
+    rep.row(
+        "  of which: send only",
+        fmt_rate(raw_rate),
+        fmt_rate(send_rate),
+        f"{ratio(send_rate, raw_rate):.3f}",
+        "",
+    )
+    rep.row("  of which: plan() per event", "", fmt_us(plan_us), "", "")
+    for q, target in (("p50", targets[1]), ("p99", None)):
+        rep.row(
+            f"latency {q}, one append",
+            fmt_us(p["raw"][q]),
+            fmt_us(p["append"][q]),
+            f"{ratio(p['append'][q], p['raw'][q]):.3f}",
+            f"{target.rule} {target.verdict}" if target else "",
+        )
+        rep.row(
+            f"  of which: send only, {q}",
+            fmt_us(p["raw"][q]),
+            fmt_us(p["send_only"][q]),
+            f"{ratio(p['send_only'][q], p['raw'][q]):.3f}",
+            "",
+        )
+    rep.row(
+        "latency p50, append_message",
+        fmt_us(p["raw"]["p50"]),
+        fmt_us(p["append_message"]["p50"]),
+        f"{ratio(p['append_message']['p50'], p['raw']['p50']):.3f}",
+        "",
+    )
+    srv_raw = server_cost["raw_xadd_usec_per_call"]
+    srv_ms = server_cost["fcall_ms_append_usec_per_call"]
+    rep.row(
+        "server time per call",
+        f"{srv_raw:.2f} us",
+        f"{srv_ms:.2f} us",
+        f"{ratio(srv_ms, srv_raw):.1f}",
+        "",
+    )
+    rep.notes.append(
+        "memstream = Producer.append_many / Producer.append (FCALL ms_append); 'send only' "
+        "pipelines commands planned beforehand, 'plan()' is the client work it skips; "
+        f"throughput interleaved by chunks of {CHUNK:,}; "
+        f"{args.n:,} events and {args.latency_n:,} calls per round; payload "
+        f"{payload_bytes:.0f} bytes msgpack; server time from INFO commandstats."
+    )
+    added = p["append"]["p50"] - p["raw"]["p50"]
+    added_send = p["send_only"]["p50"] - p["raw"]["p50"]
+    rep.notes.append(
+        f"one append adds {fmt_us(added)} over raw XADD at p50: {fmt_us(added_send)} on the "
+        f"wire and server, {fmt_us(added - added_send)} in plan() and the receipt ({args.pinning})."
     )
     for name, rps in rb.items():
-        rep.row(f"redis-benchmark {name}", fmt_rate(rps), "C client, context only")
+        rep.notes.append(f"context: redis-benchmark {name}: {fmt_rate(rps)} (C client)")
 
     rep.data = {
         "environment": environment(version),
@@ -367,19 +503,26 @@ def summarise(
             "warmup": args.warmup,
             "pipeline_chunk": CHUNK,
             "payload_bytes": payload_bytes,
+            "pin": args.pin,
+            "pinning": args.pinning,
         },
         "throughput_events_per_s": {
             "raw_xadd": raw_rate,
             "append_many": ms_rate,
+            "append_many_send_only": send_rate,
             "rounds": rates,
         },
+        "plan_seconds_per_event": {"median": plan_us, "rounds": plan_s},
         "latency_seconds": {"median": p, "rounds": lat},
         "ratios": {
             "append_many_over_raw": targets[0].value,
             "append_p50_over_raw_p50": targets[1].value,
             "append_p99_over_raw_p99": ratio(p["append"]["p99"], p["raw"]["p99"]),
+            "send_only_over_raw_throughput": ratio(send_rate, raw_rate),
+            "send_only_p50_over_raw_p50": ratio(p["send_only"]["p50"], p["raw"]["p50"]),
             "append_message_p50_over_raw_p50": ratio(p["append_message"]["p50"], p["raw"]["p50"]),
         },
+        "latency_added_p50_seconds": {"append": added, "send_only": added_send},
         "server_usec_per_call": server_cost,
         "redis_benchmark_rps": rb,
     }

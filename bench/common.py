@@ -122,6 +122,28 @@ class BenchRedis:
         self.stop()
 
 
+PIN_MODES = ("none", "same", "split")
+
+
+def pin(server_pid: int, mode: str) -> str:
+    """Pin this process and the server: ``same`` CPU, ``split`` over two CPUs, or ``none``.
+
+    On a small VM a loopback round trip costs about twice as much when the client and the
+    server sit on different CPUs (a cross-CPU wake-up) as when they share one, and the
+    scheduler switches between the two from run to run; pinning makes latency repeatable.
+    """
+    if mode == "none":
+        return "not pinned"
+    cpus = sorted(os.sched_getaffinity(0))
+    if mode == "split" and len(cpus) < 2:
+        raise RuntimeError("--pin split needs at least 2 CPUs")
+    server_cpu = cpus[0]
+    client_cpu = cpus[0] if mode == "same" else cpus[1]
+    os.sched_setaffinity(server_pid, {server_cpu})
+    os.sched_setaffinity(0, {client_cpu})
+    return f"server on CPU {server_cpu}, client on CPU {client_cpu}"
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100), linearly interpolated between closest ranks."""
     if not values:
@@ -192,23 +214,28 @@ def note(text: str) -> None:
 
 @dataclass
 class Report:
-    """Rows of a results table plus everything the JSON file records."""
+    """A results table (first column left, the rest right-aligned) plus the JSON record."""
 
     title: str
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    columns: Sequence[str]
+    rows: list[Sequence[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
-    def row(self, name: str, value: str, detail: str = "") -> None:
-        self.rows.append((name, value, detail))
+    def row(self, *cells: str) -> None:
+        if len(cells) != len(self.columns):
+            raise ValueError(f"row has {len(cells)} cells, table has {len(self.columns)}")
+        self.rows.append(cells)
 
     def print(self, targets: Sequence[Target]) -> None:
         table = Table(title=self.title, title_justify="left")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        table.add_column("detail")
-        for name, value, detail in self.rows:
-            table.add_row(name, value, detail)
+        for i, name in enumerate(self.columns):
+            table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        for cells in self.rows:
+            table.add_row(*cells)
         out.print(table)
+        for line in self.notes:
+            out.print(line, highlight=False)
         for t in targets:
             colour = "green" if t.met else "red"
             out.print(
@@ -223,7 +250,7 @@ class Report:
             "targets": {t.name: t.as_dict() for t in targets},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
 def environment(server_version: str) -> dict[str, Any]:
@@ -249,4 +276,4 @@ def fmt_rate(per_s: float) -> str:
 
 
 def fmt_us(seconds: float) -> str:
-    return f"{seconds * 1e6:,.1f} µs"
+    return f"{seconds * 1e6:,.1f} us"

@@ -18,7 +18,7 @@ from . import keys
 from .codec import ContentType, encode
 from .deployment import Deployment
 from .errors import AppendRejectedError, InvalidInputError, MemstreamError, NotInitialisedError
-from .events import Event
+from .events import Event, GenericEvent
 from .receipt import Receipt
 from .redact import Redactor
 
@@ -81,7 +81,9 @@ class AppendCore:
                 f"{self.deployment.max_event_bytes}",
             )
         p = keys.partition(owner, self.deployment.partitions)
-        version = getattr(event, "version", None) or event.VERSION
+        # Not getattr(): a missing attribute on a pydantic model costs a raised
+        # AttributeError inside pydantic's __getattr__, on every append.
+        version = event.version if isinstance(event, GenericEvent) else event.VERSION
         command = [
             "FCALL", "ms_append", 2, keys.log(p, owner), keys.feed(p),
             "type", event.event_type, "data", data, "ct", self.ct, "eid", eid, "v", version,

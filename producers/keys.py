@@ -7,6 +7,7 @@ built from unchecked input: every id that lands in a key passes :func:`check_id`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -36,8 +37,13 @@ def check_id(value: object, field: str = "owner") -> str:
     return value
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition(owner: str, partitions: int) -> int:
-    """The owner's partition: ``int(sha1(owner)[:8], 16) % partitions`` (wire contract)."""
+    """The owner's partition: ``int(sha1(owner)[:8], 16) % partitions`` (wire contract).
+
+    Cached: it runs on every append and read, and an agent talks to few owners. Invalid
+    input raises, and raised calls are not cached.
+    """
     check_id(owner)
     if partitions < 1:
         raise ValueError("partitions must be >= 1")
@@ -51,8 +57,8 @@ def _tag(p: int) -> str:
 
 def conf(p: int) -> str:
     """Per-partition copy of the settings ``ms_append`` needs (``partitions``,
-    ``max_event_bytes``, ``eid_ttl``). It lives in the partition's slot because a Cluster function may
-    only touch keys of the slot it was called for; ``ms:meta`` is in some other slot."""
+    ``max_event_bytes``, ``eid_ttl``). It lives in the partition's slot because a Cluster
+    function may only touch keys of the slot it was called for; ``ms:meta`` is elsewhere."""
     return f"{_tag(p)}:conf"
 
 
@@ -122,6 +128,53 @@ class Projection:
         return f"{version_prefix(self.p, self.version)}{name}"
 
 
+def fences(p: int, version: int) -> str:
+    """Hash owner -> sortable log id, written by ``replay --owner``: the owner's events up
+    to that id are already folded into ``version``, so ``ms_apply`` acks them without
+    writing. It lives under the version's prefix, so it goes when the version goes."""
+    return f"{version_prefix(p, version)}fences"
+
+
+REPLAY_LOCK = "ms:replay:lock"
+"""Held (with a TTL, renewed) by the one full replay that may run at a time."""
+
+_VERSION_KEY = re.compile(r"ms:\{(\d+)\}:v(\d+):")
+
+
+def version_pattern(version: int) -> str:
+    """SCAN pattern for every key of one projection version in every partition, so a
+    single pass finds them all. ``{*}`` cannot reach past the tag: ids never contain ``}``.
+    Callers still confirm each key with :func:`version_of_key`."""
+    return f"ms:{{*}}:v{int(version)}:*"
+
+
+def version_of_key(key: str) -> tuple[int, int] | None:
+    """(partition, version) of a projection key, or None for any other key."""
+    m = _VERSION_KEY.match(key)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def owner_keys_pattern(p: int, version: int, owner: str) -> str:
+    """SCAN pattern for ``owner``'s projection keys of one version. Glob cannot say "one
+    segment", so it also matches e.g. owner ``alice2`` or a session named ``alice``:
+    keep only the keys for which :func:`key_owner` returns ``owner``."""
+    return f"{version_prefix(p, version)}*:{check_id(owner)}*"
+
+
+def key_owner(key: str, p: int, version: int) -> str | None:
+    """The owner of a projection key of ``version`` in ``p``, or None for a partition-wide
+    key (``stats``, ``cutoff``, ``fences``) or a key of another version or partition.
+
+    Owner keys are exactly ``<prefix><name>:<owner>`` or ``<prefix><name>:<owner>:<more>``
+    (:meth:`Projection.key`): names and ids never contain ``:``, so splitting is exact.
+    """
+    prefix = version_prefix(p, version)
+    if not key.startswith(prefix):
+        return None
+    parts = key[len(prefix) :].split(":", 2)
+    return parts[1] if len(parts) >= 2 else None
+
+
 def owner_pattern(p: int, owner: str) -> str:
     """SCAN pattern matching every projection key of ``owner`` in any version."""
     return f"{_tag(p)}:v*:*:{check_id(owner)}*"
@@ -141,3 +194,18 @@ class OwnerKeys:
     def of(cls, owner: str, partitions: int) -> OwnerKeys:
         p = partition(owner, partitions)
         return cls(owner=owner, partition=p, log=log(p, owner), feed=feed(p), heads=heads(p))
+
+
+def group_version(name: bytes | str) -> int | None:
+    """The projection version of a consumer group named by :func:`group`, else None.
+
+    Operators' tools (status, dlq) meet group names on the wire; a group that is not
+    ours (created by hand) has no version and no stats hash.
+    """
+    text = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+    digits = text[1:]
+    if text[:1] != "v" or not (digits.isascii() and digits.isdigit()):
+        return None
+    if digits != str(int(digits)):
+        return None
+    return int(digits)
