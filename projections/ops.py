@@ -7,7 +7,7 @@ once in KEYS, so every key the call touches is declared, and ops refer to keys b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,23 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "SPUB": (1,),
 }
 """Positions of key arguments in each op (0 is the op name)."""
+
+CHANNEL_OPS = frozenset({"SPUB"})
+"""Ops whose "key" is a pub/sub channel: declared like a key (Cluster routes on it), but
+nothing is stored under it."""
+
+RERUNNABLE_OPS = frozenset({"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT"})
+"""Ops that may run again later, after other writes, and change nothing: idempotent and
+order-free. An owner rebuild re-runs only these on keys it cannot delete first (keys
+shared with other owners). Not HINCR or XADD (they would count twice), nor DEL (run
+later, it would delete newer writes)."""
+
+
+def op_keys(op: Op) -> list[str]:
+    """The stored keys an op touches (channels left out)."""
+    if op[0] in CHANNEL_OPS:
+        return []
+    return [op[pos] for pos in KEY_SLOTS[op[0]] if op[pos] is not None]
 
 
 def sortable(log_id: str) -> str:
@@ -131,13 +148,30 @@ class KeyTable:
 
 
 def apply_command(
-    feed_key: str, group: str, entries: Sequence[tuple[str, Sequence[Op]]]
+    feed_key: str,
+    group: str,
+    entries: Sequence[tuple[str, Sequence[Op]]],
+    *,
+    fences: str | None = None,
+    owners: Mapping[str, tuple[str, str]] | None = None,
 ) -> tuple[Any, ...]:
-    """``FCALL ms_apply``: XACK-gated writes for a batch of one partition."""
-    table = KeyTable([feed_key])
-    body = [[feed_id, table.encode(ops)] for feed_id, ops in entries]
+    """``FCALL ms_apply``: XACK-gated writes for a batch of one partition.
+
+    With ``fences`` (the version's fences hash) and ``owners`` (feed id -> owner and
+    sortable log id of each planned event), an entry the owner's rebuild already folded
+    is acked without writing (``replay --owner``).
+    """
+    table = KeyTable([feed_key, fences] if fences else [feed_key])
+    body: list[list[Any]] = []
+    for feed_id, ops in entries:
+        row: list[Any] = [feed_id, table.encode(ops)]
+        fence = owners.get(feed_id) if fences and owners else None
+        if fence is not None:
+            row += fence
+        body.append(row)
     packed = msgpack.packb(body, use_bin_type=False)
-    return ("FCALL", "ms_apply", len(table.keys), *table.keys, group, packed)
+    extra = ("1",) if fences else ()
+    return ("FCALL", "ms_apply", len(table.keys), *table.keys, group, packed, *extra)
 
 
 def write_command(batches: Sequence[Sequence[Op]]) -> tuple[Any, ...]:
@@ -146,3 +180,38 @@ def write_command(batches: Sequence[Sequence[Op]]) -> tuple[Any, ...]:
     body = [table.encode(ops) for ops in batches]
     packed = msgpack.packb(body, use_bin_type=False)
     return ("FCALL", "ms_write", len(table.keys), *table.keys, packed)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildKeys:
+    """The fixed keys of ``ms_rebuild_owner``: the partition's heads, the version's
+    fences and the feed (whose group proves the version is still alive)."""
+
+    heads: str
+    fences: str
+    feed: str
+
+
+def rebuild_command(
+    fixed: RebuildKeys,
+    group: str,
+    owner: str,
+    *,
+    head: str,
+    delete: Iterable[str],
+    batches: Sequence[Sequence[Op]],
+) -> tuple[Any, ...]:
+    """``FCALL ms_rebuild_owner``: delete ``delete``, fold ``batches``, fence at ``head``.
+
+    ``head`` is the owner's last log id the fold includes ('' when it has no log).
+    """
+    table = KeyTable([fixed.heads, fixed.fences, fixed.feed])
+    dels = [table.index(key) for key in sorted(set(delete))]
+    body = [table.encode(ops) for ops in batches]
+    fence = sortable(head) if head else ""
+    packed_dels = msgpack.packb(dels, use_bin_type=False)
+    packed = msgpack.packb(body, use_bin_type=False)
+    return (
+        "FCALL", "ms_rebuild_owner", len(table.keys), *table.keys,
+        owner, head, fence, group, packed_dels, packed,
+    )  # fmt: skip

@@ -20,7 +20,12 @@ from memstream.producers.settings import Settings
 
 Handler = Callable[[argparse.Namespace, redis.Redis], int]
 
-COMMAND_MODULES = ("memstream.workers.cmd_basic",)
+COMMAND_MODULES = (
+    "memstream.workers.cmd_basic",
+    "memstream.workers.cmd_ops",
+    "memstream.workers.cmd_demo",
+    "memstream.workers.cmd_replay",
+)
 """Modules that register subcommands; importing them is cheap (work is imported lazily)."""
 
 

@@ -61,6 +61,7 @@ class PartitionConsumer:
         self.feed = keys.feed(partition)
         self.group = keys.group(version)
         self.pk = keys.Projection(partition, version)
+        self.fences = keys.fences(partition, version)
         self._next_claim = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -132,7 +133,9 @@ class PartitionConsumer:
             self.planner.plan, ctx, self.group, entries, pointers, logs
         )
         applied = await self.client.execute_command(  # type: ignore[no-untyped-call]
-            *apply_command(self.feed, self.group, outcome.entries)
+            *apply_command(
+                self.feed, self.group, outcome.entries, fences=self.fences, owners=outcome.owners
+            )
         )
         self.metrics.record(outcome, int(applied), time.perf_counter() - started)
 

@@ -17,7 +17,7 @@ from memstream.producers.entry import StoredEvent, decode_entry
 from memstream.producers.errors import InvalidIdError
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
-from memstream.projections.ops import Op, Writes
+from memstream.projections.ops import Op, Writes, sortable
 from memstream.projections.registry import by_type
 
 Fields = Mapping[bytes, bytes]
@@ -45,6 +45,8 @@ class Outcome:
     dead: int = 0
     unknown: int = 0
     entries: list[tuple[str, list[Op]]] = field(default_factory=list)
+    owners: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """feed id -> (owner, sortable log id) of each folded event: ms_apply's owner fence."""
 
 
 def parse_pointer(p: int, partitions: int, fields: Fields) -> Pointer:
@@ -107,6 +109,7 @@ class Planner:
                         out.unknown += 1
                     else:
                         writes = self.event_writes(event, ctx)
+                        out.owners[entry.feed_id] = (event.owner, sortable(event.log_id))
                         out.applied += 1
                 except DecodeError as e:
                     reason = f"undecodable: {e}"

@@ -90,6 +90,8 @@ class Worker:
                 next_trim = loop.time() + self.options.trim_every_s
                 await self._trim(deployment)
         await asyncio.gather(*self._loops.values(), return_exceptions=True)
+        # Once more on the way out, so even short-lived workers keep the feeds small.
+        await self._trim(deployment)
         log.info("worker %s stopped: %s", self.options.consumer, self.metrics.summary())
 
     async def _trim(self, deployment: Deployment) -> None:

@@ -1,16 +1,16 @@
 #!lua name=memstream_worker
--- Server side of the workers: ack-gated apply, replay writes, replay start.
+-- Server side of the workers: ack-gated apply, replay writes, replay start, owner rebuild.
 --
 -- ms_apply is the exactly-once gate. For each event of a batch it runs XACK first and
 -- runs the event's projection writes only if XACK returned 1, so a redelivered, reclaimed
 -- or duplicated entry has no second effect. Every key it touches is declared, and all of
 -- them carry the partition's hash tag.
 --
--- Writes arrive as a small op language (see workers/ops.py). Ops are built to converge:
+-- Writes arrive as a small op language (see projections/ops.py). Ops are built to converge:
 -- last-writer-wins fields carry a sortable log id as their version, ordered logs are
 -- lexicographic sorted sets keyed by that id, counters commute, clears leave watermarks.
 
-local VERSION_LEN = 24  -- 13-digit ms, "-", 10-digit sequence (workers/ops.py)
+local VERSION_LEN = 24  -- 13-digit ms, "-", 10-digit sequence (projections/ops.py)
 
 local function ver_of(s)
   return string.sub(s, 1, VERSION_LEN)
@@ -114,19 +114,36 @@ local function run_ops(keys, ops)
 end
 
 -- KEYS[1] = feed; the rest are every key the ops name (ops refer to them by index).
--- ARGV[1] = group, ARGV[2] = msgpack [[feed_id, ops], ...]
--- Returns the number of entries whose writes ran (XACK returned 1).
+-- ARGV[1] = group, ARGV[2] = msgpack [[feed_id, ops, owner?, version?], ...]
+-- ARGV[3] (optional) = '1' when KEYS[2] is the version's fences hash (replay --owner):
+-- an entry that names its owner and sortable log id, at or below that owner's fence, is
+-- acked without writing, because the owner's rebuild already folded it.
+-- Returns the number of entries acked here (XACK returned 1), fenced ones included.
 local function ms_apply(keys, args)
   local group = args[1]
   local batch = cmsgpack.unpack(args[2])
-  local applied = 0
+  -- One EXISTS per call keeps the common case (no rebuild ever ran) to no extra reads.
+  local fenced = args[3] == '1' and redis.call('EXISTS', keys[2]) == 1
+  local fences = {}
+  local acked = 0
   for _, entry in ipairs(batch) do
     if redis.call('XACK', keys[1], group, entry[1]) == 1 then
-      run_ops(keys, entry[2])
-      applied = applied + 1
+      acked = acked + 1
+      local skip = false
+      if fenced and entry[3] then
+        local fence = fences[entry[3]]
+        if fence == nil then
+          fence = redis.call('HGET', keys[2], entry[3])
+          fences[entry[3]] = fence
+        end
+        skip = fence and entry[4] <= fence
+      end
+      if not skip then
+        run_ops(keys, entry[2])
+      end
     end
   end
-  return applied
+  return acked
 end
 
 -- Replay writes for events up to the cutoff: no ack (they come from the log, not the
@@ -157,6 +174,43 @@ local function ms_replay_begin(keys, args)
   return #heads / 2
 end
 
+-- Rebuild one owner in place in the active version (replay --owner), atomically:
+-- check the owner's head is still the one the fold stopped at, delete the owner's keys,
+-- run the fold, and raise the owner's fence so ms_apply skips what the fold contains.
+-- KEYS[1] = heads, KEYS[2] = fences, KEYS[3] = feed; the rest are the keys to delete and
+-- every key the ops name. ARGV[1] = owner, ARGV[2] = head ('' when the owner has no
+-- log), ARGV[3] = sortable head (the fence), ARGV[4] = the version's group,
+-- ARGV[5] = msgpack [key index, ...] to delete, ARGV[6] = msgpack [ops, ...].
+-- Returns {1, n}: done; {0, head}: the owner appended meanwhile, fold up to this head and
+-- call again; {-1, ''}: the version's group is gone (replay flipped), nothing written.
+local function ms_rebuild_owner(keys, args)
+  local owner, head, fence, group = args[1], args[2], args[3], args[4]
+  local current = redis.call('HGET', keys[1], owner) or ''
+  if current ~= head then
+    return {0, current}
+  end
+  -- A retired version is being deleted by SCAN; writing into it would leave strays.
+  local alive = redis.pcall('XPENDING', keys[3], group)
+  if type(alive) == 'table' and alive.err then
+    return {-1, ''}
+  end
+  for _, i in ipairs(cmsgpack.unpack(args[5])) do
+    redis.call('DEL', keys[i])
+  end
+  local batch = cmsgpack.unpack(args[6])
+  for _, ops in ipairs(batch) do
+    run_ops(keys, ops)
+  end
+  if fence ~= '' then
+    local cur = redis.call('HGET', keys[2], owner)
+    if (not cur) or cur < fence then
+      redis.call('HSET', keys[2], owner, fence)
+    end
+  end
+  return {1, #batch}
+end
+
 redis.register_function('ms_apply', ms_apply)
+redis.register_function('ms_rebuild_owner', ms_rebuild_owner)
 redis.register_function('ms_write', ms_write)
 redis.register_function('ms_replay_begin', ms_replay_begin)

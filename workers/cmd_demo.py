@@ -1,0 +1,47 @@
+"""Subcommand ``demo``: the whole system on a private Redis, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import redis
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the workers and Redis are stopped, not orphaned.
+    raise KeyboardInterrupt
+
+
+def cmd_demo(args: argparse.Namespace, client: redis.Redis) -> int:
+    """``client`` is unused: the demo runs on its own embedded Redis, never on yours."""
+    from rich.console import Console
+
+    from .demo import run_demo
+
+    console = Console()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run_demo(Path(args.data_dir), console, workers=args.workers)
+    except KeyboardInterrupt:
+        console.print("interrupted: the workers and Redis were stopped", highlight=False)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "demo", help="run three agents, two workers and a private Redis under .memstream/"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=".memstream",
+        help="where Redis data and logs live (default: %(default)s)",
+    )
+    p.add_argument("--workers", type=int, default=2, choices=range(1, 9), metavar="N")
+    # No --redis-url: the demo never writes into a Redis it did not start.
+    p.set_defaults(handler=cmd_demo, redis_url=None)
