@@ -72,7 +72,15 @@ class AppendCore:
         elif event.SESSION == "required":
             raise InvalidInputError("session", f"is required for {event.event_type}")
         eid = new_eid() if item.eid is None else keys.check_id(item.eid, "eid")
-        payload = self.redactor.scrub(event.payload(json_safe=self.ct == "json"))
+        raw_payload = event.payload(json_safe=self.ct == "json")
+        payload = self.redactor.scrub(raw_payload)
+        if payload is not raw_payload and not isinstance(event, GenericEvent):
+            # A redaction can turn an id-shaped field (an e-mail used as a tag, say) into
+            # text that breaks its rule; refuse here rather than dead-letter downstream.
+            try:
+                type(event).model_validate(payload)
+            except ValidationError as e:
+                raise invalid_from_pydantic(e) from e
         data = encode(payload, self.ct)
         if len(data) > self.deployment.max_event_bytes:
             raise InvalidInputError(

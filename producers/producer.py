@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import redis
 import redis.asyncio
@@ -63,31 +63,42 @@ def _collect(plans: Sequence[Planned], replies: Sequence[Any]) -> list[Receipt]:
     return [r for r in receipts if r is not None]
 
 
-class AsyncProducer(AppendHelpers[Coroutine[Any, Any, Receipt]]):
-    """Asyncio producer. Build with :meth:`from_url` or :meth:`from_settings`."""
+class _Construct:
+    """Construction shared by both producers; each names its client factory."""
+
+    @staticmethod
+    def _make_client(settings: Settings) -> Any:
+        raise NotImplementedError
 
     def __init__(
-        self,
-        client: redis.asyncio.Redis,
-        *,
-        redactor: Redactor | None = None,
-        ct: ContentType = "msgpack",
+        self, client: Any, *, redactor: Redactor | None = None, ct: ContentType = "msgpack"
     ) -> None:
-        self.client = client
         self.redactor = redactor if redactor is not None else Redactor()
         self.ct: ContentType = ct
         self._core: AppendCore | None = None
-        self._lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, **options: Any) -> AsyncProducer:
+    def from_settings(cls, settings: Settings, **options: Any) -> Self:
         options.setdefault("redactor", _default_redactor(settings))
-        return cls(async_client(settings), **options)
+        return cls(cls._make_client(settings), **options)
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> AsyncProducer:
+    def from_url(cls, url: str, **options: Any) -> Self:
         own, rest = _split_options(options)
         return cls.from_settings(Settings.from_url(url, **rest), **own)
+
+
+class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
+    """Asyncio producer. Build with :meth:`from_url` or :meth:`from_settings`."""
+
+    @staticmethod
+    def _make_client(settings: Settings) -> redis.asyncio.Redis:
+        return async_client(settings)
+
+    def __init__(self, client: redis.asyncio.Redis, **options: Any) -> None:
+        super().__init__(client, **options)
+        self.client = client
+        self._lock = asyncio.Lock()
 
     async def core(self) -> AppendCore:
         """Read ``ms:meta`` once; partitions never change on a deployment with data."""
@@ -131,31 +142,17 @@ class AsyncProducer(AppendHelpers[Coroutine[Any, Any, Receipt]]):
         await self.aclose()
 
 
-class Producer(AppendHelpers[Receipt]):
+class Producer(_Construct, AppendHelpers[Receipt]):
     """Blocking producer with the same core as :class:`AsyncProducer`."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        redactor: Redactor | None = None,
-        ct: ContentType = "msgpack",
-    ) -> None:
+    @staticmethod
+    def _make_client(settings: Settings) -> redis.Redis:
+        return sync_client(settings)
+
+    def __init__(self, client: redis.Redis, **options: Any) -> None:
+        super().__init__(client, **options)
         self.client = client
-        self.redactor = redactor if redactor is not None else Redactor()
-        self.ct: ContentType = ct
-        self._core: AppendCore | None = None
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **options: Any) -> Producer:
-        options.setdefault("redactor", _default_redactor(settings))
-        return cls(sync_client(settings), **options)
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Producer:
-        own, rest = _split_options(options)
-        return cls.from_settings(Settings.from_url(url, **rest), **own)
 
     def core(self) -> AppendCore:
         """Read ``ms:meta`` once; partitions never change on a deployment with data."""

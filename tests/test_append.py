@@ -274,3 +274,13 @@ def test_server_refusal_maps_to_append_rejected(producer: Producer, r: redis.Red
     r.hset(keys.conf(P), "max_event_bytes", 64)
     with pytest.raises(AppendRejectedError, match="over max_event_bytes 64"):
         producer.append_message(OWNER, "s1", "user", "y" * 100)
+
+
+def test_redaction_that_breaks_an_id_field_is_refused(deployed: str, r: redis.Redis) -> None:
+    from memstream.producers.events import EpisodeSaved
+
+    producer = Producer.from_url(deployed, redact_emails=True)
+    with producer, pytest.raises(InvalidInputError) as info:
+        producer.append(OWNER, EpisodeSaved(episode_id="e1", task="t", tags=["bob@x.io"]))
+    assert info.value.field.startswith("tags")
+    assert r.exists(keys.log(P, OWNER)) == 0
