@@ -115,7 +115,9 @@ class AsyncReader:
                     f"entry {receipt.feed_id} of {receipt.owner} not applied after {timeout}s"
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            # A low cap: each check is two cheap reads, and a coarse schedule would add
+            # its own wait to read-your-writes latency.
+            delay = min(delay * 2, 0.002)
 
     async def aclose(self) -> None:
         await self.client.aclose()

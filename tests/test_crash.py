@@ -18,7 +18,9 @@ import redis
 
 from memstream.producers import Producer, keys
 from memstream.producers.events import MessageAppended, StateSaved
+from memstream.producers.settings import Settings
 from memstream.projections.reader import Reader
+from memstream.workers.replay import replay_all
 
 CAP = 5000
 
@@ -76,6 +78,14 @@ def _produce(url: str, owners: list[str], total: int, expected: dict[str, list[A
             time.sleep(0.05)
 
 
+def _snapshot(url: str, owners: list[str]) -> dict[str, Any]:
+    with Reader.from_url(url) as reader:
+        return {
+            o: (reader.history(o, "s1", last=CAP), reader.state(o), reader.sessions(o))
+            for o in owners
+        }
+
+
 @pytest.mark.parametrize(
     ("total", "kills"),
     [
@@ -105,6 +115,12 @@ def test_sigkilled_workers_lose_nothing_and_apply_once(
         while not _drained(r, 16):
             assert time.monotonic() < deadline, "workers did not drain the feeds"
             time.sleep(0.2)
+        # The live projections must equal a clean replay's (workers keep running: the
+        # replay waits for them to carry the new version past its cutoff).
+        before = _snapshot(deployed, owners)
+        summary = replay_all(r, Settings.from_url(deployed, history_cap=CAP), grace_s=0.6)
+        assert summary.to_version == 2
+        assert _snapshot(deployed, owners) == before
     finally:
         producer.join()
         for proc in (steady, victim):

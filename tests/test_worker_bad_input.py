@@ -79,3 +79,16 @@ async def test_mixed_garbage_is_dead_lettered_and_valid_events_applied_once(
     assert stats[b"unknown"] == b"1"
     assert int(stats[b"dlq"]) == len(expected_reasons)
     assert r.xpending(keys.feed(P), "v1")["pending"] == 0
+
+
+async def test_wait_reports_applied_and_dead_lettered(deployed: str, r: redis.Redis) -> None:
+    with Producer.from_url(deployed) as producer:
+        good = producer.append_message(OWNER, "s1", "user", "fine")
+        doomed = producer.append_message(OWNER, "s1", "user", "lost")
+    r.xdel(keys.log(P, OWNER), doomed.log_id)  # its log entry vanishes before any worker
+    async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
+        applied = await reader.wait(good, timeout=10)
+        dead = await reader.wait(doomed, timeout=10)
+    assert applied.status == "applied" and applied.applied
+    assert dead.status == "dead_lettered" and not dead.applied
+    assert dead.reason is not None and "is missing" in dead.reason

@@ -1,0 +1,466 @@
+"""Worker benchmark: end-to-end apply rate, append->visible freshness and replay rate.
+
+    .venv/bin/python bench/workers.py [--n N] [--owners K] [--json PATH]
+
+One private redis-server (no persistence) serves every phase of one run:
+
+1. **Baseline.** ``N`` ``message.appended`` events are appended with
+   ``Producer.append_many``; then a raw redis-py loop reads the 16 partition feeds through
+   a scratch consumer group (``XREADGROUP COUNT 200`` over all feeds, then ``XACK``) and
+   does nothing else: the cheapest honest consumer of the same feed entries. Three rounds
+   before and three after the worker runs; the median is the baseline.
+2. **Workers, end to end.** ``memstream worker`` processes (1, then 2, on fresh data after
+   ``FLUSHALL`` + ``init``) apply the ``N`` pre-filled events. The clock starts when the
+   first feed entry is seen delivered (so Python start-up is not counted; it is reported
+   apart) and stops when every feed's group ``v1`` has nothing pending and has delivered
+   up to the feed's last id. Verdict on the ratio worker / raw no-op, target >= 0.1.
+3. **Replay.** With the 2 workers still running, ``replay_all`` (in process, short grace)
+   rebuilds the next version from the logs; the figure is events folded per second.
+4. **Freshness.** On fresh data, with 1 worker (``--block-ms 1000``: a blocked
+   ``XREADGROUP`` wakes on new entries), single appends are paced at 1,000/s for 5 s and
+   5,000/s for 3 s by a few asyncio senders; every 10th append is followed by
+   ``AsyncReader.wait(receipt)`` and the time from the start of the append to the return
+   of ``wait`` is its latency. Target: p99 <= 20 ms at 1,000/s.
+
+The exit status is 0 whether or not the targets are met; a MISS is printed, not raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    # Run as a script (`python bench/workers.py`): make `bench` importable from the repo root.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis
+
+from bench.append import message
+from bench.common import (
+    BenchRedis,
+    Report,
+    Target,
+    environment,
+    fmt_rate,
+    median,
+    note,
+    percentile,
+    progress,
+    ratio,
+)
+from memstream.producers import Append, Producer, keys
+from memstream.producers.producer import AsyncProducer
+from memstream.producers.settings import Settings
+from memstream.projections.reader import AsyncReader
+from memstream.workers.deploy import init
+from memstream.workers.replay import ReplaySummary, replay_all
+
+GROUP = keys.group(1)
+SCRATCH = "bench-noop"
+COUNT = 200
+"""Entries per XREADGROUP and stream: the worker's default ``--batch``."""
+
+E2E_TARGET = 0.1
+FRESH_P99_TARGET_S = 0.020
+PACES = ((1000, 5.0), (5000, 3.0))
+"""(events per second, seconds) of the freshness phases."""
+SAMPLE_EVERY = 10
+SENDERS = 8
+APPLY_TIMEOUT_S = 60.0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20_000, help="events per end-to-end run")
+    ap.add_argument("--owners", type=int, default=50, help="owners (one session each)")
+    ap.add_argument("--rounds", type=int, default=3, help="raw no-op rounds, before and after")
+    ap.add_argument("--json", type=Path, default=None, help="write every figure as JSON")
+    return ap.parse_args(argv)
+
+
+def owner(i: int, owners: int) -> tuple[str, str]:
+    k = i % owners
+    return f"bench-user-{k:03d}", f"sess-{k:03d}"
+
+
+def fill(url: str, n: int, owners: int) -> float:
+    """Append ``n`` events with ``append_many``; returns the append rate."""
+    items = [Append(*owner(i, owners)[:1], message(i), owner(i, owners)[1]) for i in range(n)]
+    with Producer.from_url(url) as producer:
+        t0 = time.perf_counter()
+        for start in range(0, n, 1000):
+            producer.append_many(items[start : start + 1000])
+        return n / (time.perf_counter() - t0)
+
+
+def reset(client: redis.Redis) -> None:
+    client.flushall()
+    init(client)
+
+
+# --- baseline: raw XREADGROUP + XACK ---------------------------------------------------
+
+
+def raw_noop(client: redis.Redis, partitions: int) -> float:
+    """Read every feed entry through a scratch group and ack it; returns entries/s."""
+    feeds = [keys.feed(p) for p in range(partitions)]
+    pipe = client.pipeline(transaction=False)
+    for f in feeds:
+        pipe.xgroup_destroy(f, SCRATCH)
+    pipe.execute(raise_on_error=False)
+    pipe = client.pipeline(transaction=False)
+    for f in feeds:
+        pipe.xgroup_create(f, SCRATCH, id="0")
+    pipe.execute()
+    streams = dict.fromkeys(feeds, ">")
+    done = 0
+    t0 = time.perf_counter()
+    while True:
+        reply: Any = client.xreadgroup(SCRATCH, "noop", streams, count=COUNT)  # type: ignore[arg-type]
+        if not reply:
+            break
+        ack = client.pipeline(transaction=False)
+        for stream, entries in reply:
+            ack.xack(stream, SCRATCH, *[eid for eid, _ in entries])
+            done += len(entries)
+        ack.execute()
+    rate = done / (time.perf_counter() - t0)
+    pipe = client.pipeline(transaction=False)
+    for f in feeds:
+        pipe.xgroup_destroy(f, SCRATCH)
+    pipe.execute()
+    return rate
+
+
+# --- workers -------------------------------------------------------------------------
+
+
+class Workers:
+    """``memstream worker`` processes, logging to a temporary file; SIGTERM on stop."""
+
+    def __init__(self, url: str, count: int, logdir: Path, tag: str) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+        for k in range(count):
+            log = logdir / f"worker-{tag}-{k}.log"
+            self.logs.append(log)
+            argv = [
+                sys.executable, "-m", "memstream.workers.cli", "worker",
+                "--redis-url", url, "--consumer", f"bench-{tag}-{k}",
+                "--block-ms", "1000", "--batch", str(COUNT),
+            ]  # fmt: skip
+            with log.open("wb") as fh:
+                self.procs.append(subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT))
+
+    def check(self) -> None:
+        for proc, log in zip(self.procs, self.logs, strict=True):
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"worker exited with {proc.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def feed_progress(client: redis.Redis, partitions: int) -> tuple[int, bool]:
+    """(feeds the group has started on, whether every feed is fully applied)."""
+    pipe = client.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.xinfo_stream(keys.feed(p))
+        pipe.xinfo_groups(keys.feed(p))
+    replies: Any = pipe.execute()
+    started = 0
+    done = True
+    for p in range(partitions):
+        last = replies[2 * p]["last-generated-id"]
+        group = next(g for g in replies[2 * p + 1] if g["name"] == GROUP.encode())
+        delivered = group["last-delivered-id"]
+        if delivered != b"0-0":
+            started += 1
+        if group["pending"] or _id(delivered) < _id(last):
+            done = False
+    return started, done
+
+
+def _id(raw: bytes) -> tuple[int, int]:
+    ms, _, seq = raw.decode().partition("-")
+    return int(ms), int(seq or 0)
+
+
+def end_to_end(
+    client: redis.Redis, url: str, partitions: int, n: int, count: int, logdir: Path
+) -> tuple[dict[str, float], Workers]:
+    """Start ``count`` workers on the pre-filled feeds; time until all is applied.
+
+    Returns the figures and the still running workers (the caller stops them)."""
+    spawned = time.perf_counter()
+    workers = Workers(url, count, logdir, f"e2e{count}")
+    first: float | None = None
+    deadline = spawned + APPLY_TIMEOUT_S
+    with progress() as bar:
+        task = bar.add_task(f"{count} worker(s): feeds applied", total=partitions)
+        while True:
+            workers.check()
+            now = time.perf_counter()
+            started, done = feed_progress(client, partitions)
+            if started and first is None:
+                first = now
+            bar.update(task, completed=started if not done else partitions)
+            if done:
+                break
+            if now > deadline:
+                workers.stop()
+                raise RuntimeError(f"{count} worker(s) did not apply {n} events in time")
+            time.sleep(0.01)
+    end = time.perf_counter()
+    assert first is not None
+    return {
+        "events_per_s": n / (end - first),
+        "apply_seconds": end - first,
+        "startup_seconds": first - spawned,
+    }, workers
+
+
+# --- freshness -----------------------------------------------------------------------
+
+
+async def paced(url: str, rate: int, seconds: float, owners: int) -> dict[str, float]:
+    """Append at ``rate``/s for ``seconds``; every SAMPLE_EVERY-th is waited for."""
+    total = int(rate * seconds)
+    lat: list[float] = []
+    lateness: list[float] = []
+    waits: set[asyncio.Task[None]] = set()
+    async with AsyncProducer.from_url(url) as producer, AsyncReader.from_url(url) as reader:
+        # warm: connections, the deployment cache, the producer core
+        r = await producer.append(*owner(0, owners)[:1], message(0), session=owner(0, owners)[1])
+        await reader.wait(r)
+
+        async def visible(sent: float, receipt: Any) -> None:
+            await reader.wait(receipt, timeout=10.0)
+            lat.append(time.perf_counter() - sent)
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.05
+
+        async def sender(k: int) -> None:
+            for i in range(k, total, SENDERS):
+                due = t0 + i / rate
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    lateness.append(-delay)
+                who, session = owner(i, owners)
+                sent = time.perf_counter()
+                receipt = await producer.append(who, message(i), session=session)
+                if i % SAMPLE_EVERY == 0:
+                    t = asyncio.create_task(visible(sent, receipt))
+                    waits.add(t)
+                    t.add_done_callback(waits.discard)
+
+        start = loop.time()
+        await asyncio.gather(*(sender(k) for k in range(SENDERS)))
+        elapsed = loop.time() - start
+        while waits:
+            await asyncio.gather(*list(waits))
+    return {
+        "rate_target": float(rate),
+        "rate_achieved": total / elapsed,
+        "events": float(total),
+        "samples": float(len(lat)),
+        "p50_s": percentile(lat, 50),
+        "p99_s": percentile(lat, 99),
+        "max_s": max(lat),
+        "late_sends": float(len(lateness)),
+    }
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
+    with BenchRedis() as server, tempfile.TemporaryDirectory(prefix="ms-bench-w-") as tmp:
+        logdir = Path(tmp)
+        url = server.url
+        client = server.client()
+        running: list[Workers] = []
+        try:
+            partitions = init(client).partitions
+            note(f"redis-server {server.version} on port {server.port}; {partitions} partitions")
+            fill_rate = fill(url, args.n, args.owners)
+            note(f"filled {args.n:,} events over {args.owners} owners ({fmt_rate(fill_rate)})")
+            raw = [raw_noop(client, partitions) for _ in range(args.rounds)]
+
+            e2e: dict[int, dict[str, float]] = {}
+            for count in (1, 2):
+                if count > 1:
+                    reset(client)
+                    fill(url, args.n, args.owners)
+                e2e[count], workers = end_to_end(client, url, partitions, args.n, count, logdir)
+                running.append(workers)
+                note(
+                    f"{count} worker(s): {fmt_rate(e2e[count]['events_per_s'])} "
+                    f"(start-up {e2e[count]['startup_seconds']:.2f} s)"
+                )
+                if count == 1:
+                    workers.stop()
+                    running.remove(workers)
+            raw += [raw_noop(client, partitions) for _ in range(args.rounds)]
+
+            # replay with the 2 workers serving (they catch the new group up)
+            summary = replay_all(client, Settings.from_url(url), grace_s=0.2)
+            note(summary.text())
+            for w in running:
+                w.stop()
+            running.clear()
+
+            reset(client)
+            fresh_workers = Workers(url, 1, logdir, "fresh")
+            running.append(fresh_workers)
+            fresh: dict[int, dict[str, float]] = {}
+            for rate, seconds in PACES:
+                fresh_workers.check()
+                fresh[rate] = asyncio.run(paced(url, rate, seconds, args.owners))
+                f = fresh[rate]
+                note(
+                    f"freshness at {rate:,}/s (achieved {f['rate_achieved']:,.0f}/s): "
+                    f"p50 {f['p50_s'] * 1e3:.1f} ms, p99 {f['p99_s'] * 1e3:.1f} ms"
+                )
+        finally:
+            for w in running:
+                w.stop()
+            client.close()
+        version = server.version
+    return build_report(args, version, fill_rate, raw, e2e, summary, fresh)
+
+
+def build_report(
+    args: argparse.Namespace,
+    version: str,
+    fill_rate: float,
+    raw: list[float],
+    e2e: dict[int, dict[str, float]],
+    summary: ReplaySummary,
+    fresh: dict[int, dict[str, float]],
+) -> tuple[Report, list[Target]]:
+    raw_rate = median(raw)
+    low_rate = PACES[0][0]
+    targets = [
+        Target(
+            "1 worker / raw no-op throughput",
+            ratio(e2e[1]["events_per_s"], raw_rate),
+            E2E_TARGET,
+            True,
+        ),
+        Target(
+            f"freshness p99 at {low_rate:,}/s (ms)",
+            fresh[low_rate]["p99_s"] * 1e3,
+            FRESH_P99_TARGET_S * 1e3,
+            False,
+        ),
+    ]
+    rep = Report(
+        "memstream workers: end to end, freshness, replay",
+        ("measure", "raw no-op", "memstream", "ratio", "target"),
+    )
+    for count in (1, 2):
+        r = ratio(e2e[count]["events_per_s"], raw_rate)
+        rep.row(
+            f"end to end, {count} worker{'s' if count > 1 else ''}",
+            fmt_rate(raw_rate),
+            fmt_rate(e2e[count]["events_per_s"]),
+            f"{r:.3f}",
+            f"{targets[0].rule} {targets[0].verdict}" if count == 1 else "",
+        )
+    for rate, f in fresh.items():
+        for q in ("p50", "p99"):
+            verdict = (
+                f"{targets[1].rule} ms {targets[1].verdict}"
+                if rate == low_rate and q == "p99"
+                else ""
+            )
+            rep.row(
+                f"freshness {q} at {rate:,}/s",
+                "",
+                f"{f[q + '_s'] * 1e3:.1f} ms",
+                "",
+                verdict,
+            )
+    rep.row("replay, events folded", "", fmt_rate(summary.events_per_s), "", "")
+    rep.notes.append(
+        f"raw no-op = XREADGROUP COUNT {COUNT} over the 16 feeds "
+        f"+ XACK, median of {len(raw)} rounds ({', '.join(fmt_rate(x) for x in raw)}); "
+        f"{args.n:,} message.appended events over {args.owners} owners "
+        f"(append_many fill {fmt_rate(fill_rate)}); worker start-up not timed "
+        f"({e2e[1]['startup_seconds']:.2f} s / {e2e[2]['startup_seconds']:.2f} s)."
+    )
+    rep.notes.append(
+        "freshness = start of AsyncProducer.append -> return of AsyncReader.wait, every "
+        f"{SAMPLE_EVERY}th event, 1 worker; achieved "
+        + ", ".join(
+            f"{f['rate_achieved']:,.0f}/s of {rate:,}/s ({f['samples']:.0f} samples)"
+            for rate, f in fresh.items()
+        )
+        + "."
+    )
+    rep.notes.append(summary.text())
+    rep.data = {
+        "environment": environment(version),
+        "parameters": {
+            "n": args.n,
+            "owners": args.owners,
+            "rounds": args.rounds,
+            "count": COUNT,
+            "paces": [list(p) for p in PACES],
+            "sample_every": SAMPLE_EVERY,
+            "senders": SENDERS,
+        },
+        "fill_events_per_s": fill_rate,
+        "raw_noop_entries_per_s": {"median": raw_rate, "rounds": raw},
+        "end_to_end": {str(k): v for k, v in e2e.items()},
+        "ratios": {
+            "one_worker_over_raw": targets[0].value,
+            "two_workers_over_raw": ratio(e2e[2]["events_per_s"], raw_rate),
+        },
+        "freshness": {str(k): v for k, v in fresh.items()},
+        "replay": {
+            "events": summary.stats.events,
+            "owners": summary.stats.owners,
+            "seconds": summary.seconds,
+            "events_per_s": summary.events_per_s,
+        },
+    }
+    return rep, targets
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    report, targets = run(args)
+    report.print(targets)
+    note(f"took {time.perf_counter() - started:.1f} s")
+    if args.json is not None:
+        report.write_json(args.json, targets)
+        note(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
