@@ -60,6 +60,7 @@ from bench.common import (
 from memstream.producers import Append, Producer, keys
 from memstream.producers.producer import AsyncProducer
 from memstream.producers.settings import Settings
+from memstream.projections.ops import id_tuple
 from memstream.projections.reader import AsyncReader
 from memstream.workers.deploy import init
 from memstream.workers.replay import ReplaySummary, replay_all
@@ -194,14 +195,9 @@ def feed_progress(client: redis.Redis, partitions: int) -> tuple[int, bool]:
         delivered = group["last-delivered-id"]
         if delivered != b"0-0":
             started += 1
-        if group["pending"] or _id(delivered) < _id(last):
+        if group["pending"] or id_tuple(delivered) < id_tuple(last):
             done = False
     return started, done
-
-
-def _id(raw: bytes) -> tuple[int, int]:
-    ms, _, seq = raw.decode().partition("-")
-    return int(ms), int(seq or 0)
 
 
 def end_to_end(

@@ -57,6 +57,13 @@ def sortable(log_id: str) -> str:
     return f"{int(ms):013d}-{int(seq or 0):010d}"
 
 
+def id_tuple(raw: bytes | str) -> tuple[int, int]:
+    """A stream id as (ms, seq), for comparing ids as Redis orders them."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def log_id_of(version: str) -> str:
     ms, _, seq = version.partition("-")
     return f"{int(ms)}-{int(seq)}"

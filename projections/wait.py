@@ -15,6 +15,7 @@ from memstream.producers.errors import MemstreamError
 from memstream.producers.receipt import Receipt
 
 from .base import Query
+from .ops import id_tuple
 
 Status = Literal["applied", "dead_lettered"]
 
@@ -31,12 +32,6 @@ class WaitResult:
     @property
     def applied(self) -> bool:
         return self.status == "applied"
-
-
-def id_tuple(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def progress(receipt: Receipt, version: int) -> Query[bool]:

@@ -25,6 +25,7 @@ from redis.exceptions import WatchError
 from memstream.producers import keys
 from memstream.producers.deployment import Deployment
 from memstream.producers.errors import InvalidIdError, MemstreamError
+from memstream.projections.ops import id_tuple
 
 from .deploy import read_deployment
 
@@ -110,13 +111,8 @@ def list_entries(
     for p, length, rows in zip(parts, replies[0::2], replies[1::2], strict=True):
         total += int(length)
         found.extend(DeadLetter.from_entry(p, raw_id, fields) for raw_id, fields in rows)
-    found.sort(key=lambda d: (_id_tuple(d.id), d.partition))
+    found.sort(key=lambda d: (id_tuple(d.id), d.partition))
     return found[:limit], total
-
-
-def _id_tuple(text: str) -> tuple[int, int]:
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq)
 
 
 def parse_ref(text: str, partition: int | None = None) -> tuple[int | None, str]:

@@ -39,7 +39,7 @@ from memstream.producers.entry import decode_entry
 from memstream.producers.errors import InvalidIdError, MemstreamError
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
-from memstream.projections.ops import CHANNEL_OPS, Op, write_command
+from memstream.projections.ops import CHANNEL_OPS, Op, id_tuple, write_command
 from memstream.projections.reader import VERSION_TTL_S
 from memstream.projections.registry import default_projections
 
@@ -194,12 +194,6 @@ def read_deployment(client: redis.Redis) -> Deployment:
 def run(client: redis.Redis, command: tuple[Any, ...]) -> Any:
     """Send one prebuilt command (FCALL ...): redis-py leaves execute_command untyped."""
     return client.execute_command(*command)  # type: ignore[no-untyped-call]
-
-
-def id_tuple(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _groups(client: redis.Redis, feed: str) -> list[dict[str, Any]]:

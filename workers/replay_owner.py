@@ -14,9 +14,16 @@ import redis
 from memstream.producers import keys
 from memstream.producers.settings import Settings
 from memstream.projections.base import Projection
-from memstream.projections.ops import RERUNNABLE_OPS, Op, RebuildKeys, op_keys, rebuild_command
+from memstream.projections.ops import (
+    RERUNNABLE_OPS,
+    Op,
+    RebuildKeys,
+    id_tuple,
+    op_keys,
+    rebuild_command,
+)
 
-from .replay import Folder, ReplayError, ReplaySummary, id_tuple, read_deployment, run
+from .replay import Folder, ReplayError, ReplaySummary, read_deployment, run
 
 
 @dataclass

@@ -12,12 +12,7 @@ from typing import Any
 import redis.asyncio
 
 from memstream.producers import keys
-
-
-def _id_tuple(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+from memstream.projections.ops import id_tuple
 
 
 async def needed_from(client: redis.asyncio.Redis, feed: str) -> tuple[int, int] | None:
@@ -30,9 +25,9 @@ async def needed_from(client: redis.asyncio.Redis, feed: str) -> tuple[int, int]
         # XINFO and XPENDING are two calls: the PEL may have emptied in between.
         summary: Any = await client.xpending(feed, group["name"]) if group["pending"] else None
         if summary and summary["min"] is not None:
-            need = _id_tuple(summary["min"])
+            need = id_tuple(summary["min"])
         else:
-            ms, seq = _id_tuple(group["last-delivered-id"])
+            ms, seq = id_tuple(group["last-delivered-id"])
             need = (ms, seq + 1)
         oldest = need if oldest is None else min(oldest, need)
     return oldest
