@@ -128,6 +128,17 @@ class Projection:
         return f"{version_prefix(self.p, self.version)}{name}"
 
 
+def changes(p: int) -> str:
+    """Sharded pub/sub channel where ``ms_apply`` publishes the partition's changes. It
+    carries the partition's tag, so in a Cluster it lives on the partition's shard."""
+    return f"{_tag(p)}:changes"
+
+
+def forget_audit() -> str:
+    """Stream of forget audit records (owner hash, time, count): no personal data."""
+    return "ms:audit:forget"
+
+
 def fences(p: int, version: int) -> str:
     """Hash owner -> sortable log id, written by ``replay --owner``: the owner's events up
     to that id are already folded into ``version``, so ``ms_apply`` acks them without

@@ -51,6 +51,10 @@ class Settings(BaseModel):
     session_ttl_s: int | None = Field(default=None, ge=1)
     working_ttl_s: int = Field(default=3600, ge=1)
     working_cap: int = Field(default=1000, ge=1, le=100_000)
+    episode_ttl_s: int | None = Field(default=30 * 86400, ge=1)
+    knowledge_ttl_s: int | None = Field(default=90 * 86400, ge=1)
+    skill_ttl_s: int | None = Field(default=180 * 86400, ge=1)
+    pattern_ttl_s: int | None = Field(default=None, ge=1)
 
     @field_validator("redis_url")
     @classmethod

@@ -9,9 +9,9 @@ the sync and async readers both execute, so no read logic is written twice.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
@@ -57,3 +57,28 @@ class Query(Generic[T]):
     commands: Sequence[tuple[Any, ...]]
     parse: Callable[[list[Any]], T | Query[T]]
     cacheable_keys: tuple[str, ...] = field(default=())
+
+
+class AsyncRunner(Protocol):
+    """What a read mixin of :class:`~memstream.projections.reader.AsyncReader` may use.
+
+    Mixins annotate ``self: AsyncRunner`` so each memory type keeps its reads in its own
+    module while the reader stays one class.
+    """
+
+    settings: Settings
+    shared: tuple[str, ...]
+
+    async def run(self, query: Query[T]) -> T: ...
+
+    async def _pk(self, owner: str) -> keys.Projection: ...
+
+
+class SyncRunner(Protocol):
+    """What a read mixin of the blocking ``Reader`` may use: ``_async`` is the
+    :class:`AsyncReader` it wraps, ``_call`` runs one of its coroutines to completion."""
+
+    @property
+    def _async(self) -> Any: ...
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T: ...

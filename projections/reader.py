@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -22,6 +22,9 @@ from memstream.producers.settings import Settings
 
 from .base import Query
 from .history import read_history
+from .reads_live import AsyncLiveReads, LiveReads
+from .reads_memory import AsyncMemoryReads, MemoryReads
+from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
 from .wait import WaitResult, WaitTimeoutError, dead_letter, progress
@@ -34,20 +37,29 @@ VERSION_TTL_S = 0.5
 longer than this after the flip, so a reader never reads a deleted version."""
 
 
-class AsyncReader:
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings | None = None) -> None:
+class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        settings: Settings | None = None,
+        *,
+        shared: Sequence[str] = (),
+    ) -> None:
         self.client = client
         self.settings = settings or Settings()
+        self.shared = tuple(keys.check_id(ns, "shared") for ns in shared)
         self._deployment: Deployment | None = None
         self._checked = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AsyncReader:
-        return cls(async_client(settings), settings)
+    def from_settings(cls, settings: Settings, *, shared: Sequence[str] = ()) -> AsyncReader:
+        """``shared``: namespaces (owners such as ``team.alpha``) that searches made for
+        an agent also cover; working memory stays private."""
+        return cls(async_client(settings), settings, shared=shared)
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> AsyncReader:
-        return cls.from_settings(Settings.from_url(url, **options))
+    def from_url(cls, url: str, *, shared: Sequence[str] = (), **options: Any) -> AsyncReader:
+        return cls.from_settings(Settings.from_url(url, **options), shared=shared)
 
     async def deployment(self) -> Deployment:
         now = time.monotonic()
@@ -137,26 +149,26 @@ def _n(last: int) -> int:
     return last
 
 
-class Reader:
+class Reader(MemoryReads, WorldReads, LiveReads):
     """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, shared: Sequence[str] = ()) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._async = self._call(self._make(settings))
+        self._async = self._call(self._make(settings, tuple(shared)))
 
     @staticmethod
-    async def _make(settings: Settings) -> AsyncReader:
-        return AsyncReader.from_settings(settings)
+    async def _make(settings: Settings, shared: tuple[str, ...]) -> AsyncReader:
+        return AsyncReader.from_settings(settings, shared=shared)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Reader:
-        return cls(settings)
+    def from_settings(cls, settings: Settings, *, shared: Sequence[str] = ()) -> Reader:
+        return cls(settings, shared=shared)
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> Reader:
-        return cls(Settings.from_url(url, **options))
+    def from_url(cls, url: str, *, shared: Sequence[str] = (), **options: Any) -> Reader:
+        return cls(Settings.from_url(url, **options), shared=shared)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

@@ -5,14 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from .base import Projection
+from .episodes import Episodes
+from .exploration import Exploration
 from .history import History
+from .knowledge import Knowledge
+from .patterns import Patterns
+from .search_index import SearchIndex
 from .sessions import Sessions
+from .skills import Skills
 from .state import State
 from .working import Working
+from .world import World
 
 
 def default_projections() -> list[Projection]:
-    return [History(), State(), Sessions(), Working()]
+    return [
+        History(), State(), Sessions(), Working(),
+        Episodes(), Knowledge(), Skills(), Patterns(), SearchIndex(),
+        World(), Exploration(),
+    ]  # fmt: skip
 
 
 def by_type(projections: Iterable[Projection]) -> dict[str, Sequence[Projection]]:

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "memstream.workers.cmd_ops",
     "memstream.workers.cmd_demo",
     "memstream.workers.cmd_replay",
+    "memstream.workers.cmd_memory",
 )
 """Modules that register subcommands; importing them is cheap (work is imported lazily)."""
 

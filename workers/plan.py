@@ -17,6 +17,7 @@ from memstream.producers.entry import StoredEvent, decode_entry
 from memstream.producers.errors import InvalidIdError
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
+from memstream.projections.notify import change_record
 from memstream.projections.ops import Op, Writes, sortable
 from memstream.projections.registry import by_type
 
@@ -81,6 +82,7 @@ class Planner:
         writes = Writes()
         for projection in self.routes.get(event.type, ()):
             projection.apply(event, ctx, writes)
+        change_record(event, ctx, writes)
         return writes
 
     def plan(
