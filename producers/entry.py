@@ -6,6 +6,7 @@ to the DLQ, so an operator can read what was wrong with the entry.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,38 +41,46 @@ class StoredEvent:
         return not isinstance(self.event, GenericEvent)
 
 
-def _text(fields: Fields, name: str, *, required: bool = True) -> str | None:
-    raw = fields.get(name.encode())
+def _text(fields: Fields, name: bytes, *, required: bool = True) -> str | None:
+    raw = fields.get(name)
     if raw is None:
         if required:
-            raise DecodeError(name, "is missing from the log entry")
+            raise DecodeError(name.decode(), "is missing from the log entry")
         return None
     try:
         return raw.decode()
     except UnicodeDecodeError as e:
-        raise DecodeError(name, "is not UTF-8 text") from e
+        raise DecodeError(name.decode(), "is not UTF-8 text") from e
+
+
+@functools.lru_cache(maxsize=4096)
+def _session(text: str) -> str:
+    # Cached: a worker meets the same few sessions over and over; a bad one raises, and
+    # raised calls are not cached.
+    try:
+        return check_id(text, "session")
+    except ValueError as e:
+        raise DecodeError("session", str(e)) from e
 
 
 def decode_entry(owner: str, log_id: str, fields: Fields) -> StoredEvent:
     """Decode and validate one entry; raise :class:`DecodeError` with a readable reason."""
-    event_type = _text(fields, "type")
+    event_type = _text(fields, b"type")
     assert event_type is not None
     raw = fields.get(b"data")
     if raw is None:
         raise DecodeError("data", "is missing from the log entry")
-    ct = _text(fields, "ct", required=False) or "msgpack"
-    version_text = _text(fields, "v", required=False) or "1"
+    ct = _text(fields, b"ct", required=False) or "msgpack"
+    version_text = _text(fields, b"v", required=False) or "1"
     if not version_text.isdigit() or int(version_text) < 1:
         raise DecodeError("v", "must be a positive integer", version_text)
-    session = _text(fields, "session", required=False)
+    version = int(version_text)
+    session = _text(fields, b"session", required=False)
     if session is not None:
-        try:
-            check_id(session, "session")
-        except ValueError as e:
-            raise DecodeError("session", str(e)) from e
+        _session(session)
     data = decode(raw, ct)
     try:
-        event = build(event_type, int(version_text), data)
+        event = build(event_type, version, data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "data"
@@ -86,9 +95,9 @@ def decode_entry(owner: str, log_id: str, fields: Fields) -> StoredEvent:
         owner=owner,
         log_id=log_id,
         type=event_type,
-        version=int(version_text),
+        version=version,
         event=event,
         session=session,
-        eid=_text(fields, "eid", required=False),
+        eid=_text(fields, b"eid", required=False),
         ct=ct,
     )

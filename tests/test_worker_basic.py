@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import pytest
 import redis
 
-from memstream.producers import AsyncProducer, keys
+from memstream.producers import AsyncProducer, NotInitialisedError, Settings, keys
 from memstream.projections.reader import AsyncReader
+from memstream.workers.options import WorkerOptions
+from memstream.workers.worker import REQUIRED_LIBRARY, Worker
 from tests.workers_util import running_worker
 
 
@@ -35,3 +38,17 @@ async def test_worker_folds_history_state_sessions_working(deployed: str, r: red
         assert [s["action"] for s in steps] == ["look"]
     p = keys.partition("alice", 16)
     assert r.xpending(keys.feed(p), "v1")["pending"] == 0
+
+
+async def test_worker_refuses_to_start_on_functions_older_than_it(
+    deployed: str, r: redis.Redis
+) -> None:
+    # A server initialised by an older release lacks the fetch library: the worker must
+    # say so at start, not fail on its first batch.
+    r.function_delete(REQUIRED_LIBRARY)
+    worker = Worker.from_settings(Settings.from_url(deployed), WorkerOptions(consumer="old"))
+    try:
+        with pytest.raises(NotInitialisedError, match="memstream init"):
+            await worker.run()
+    finally:
+        await worker.client.aclose()

@@ -7,6 +7,7 @@ as good ones, so a worker never stops on input it cannot use.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,16 +56,24 @@ def parse_pointer(p: int, partitions: int, fields: Fields) -> Pointer:
     raw_owner, raw_log = fields.get(b"o"), fields.get(b"l")
     if raw_owner is None or raw_log is None:
         raise DecodeError("feed entry", "needs fields 'o' (owner) and 'l' (log id)")
-    try:
-        owner = keys.check_id(raw_owner.decode("utf-8", "replace"), "owner")
-    except InvalidIdError as e:
-        raise DecodeError("feed entry o", str(e)) from e
+    owner, owner_p = _owner(raw_owner, partitions)
     log_id = raw_log.decode("utf-8", "replace")
     if not _LOG_ID.fullmatch(log_id):
         raise DecodeError("feed entry l", "must be a stream id like 1700000000000-0", log_id)
-    if keys.partition(owner, partitions) != p:
+    if owner_p != p:
         raise DecodeError("feed entry o", f"owner {owner} does not belong to partition {p}")
     return Pointer(owner, log_id)
+
+
+@functools.lru_cache(maxsize=16384)
+def _owner(raw: bytes, partitions: int) -> tuple[str, int]:
+    # Cached: a feed names the same owners again and again, and this check ran for
+    # every entry. A bad owner raises, and raised calls are not cached.
+    try:
+        owner = keys.check_id(raw.decode("utf-8", "replace"), "owner")
+    except InvalidIdError as e:
+        raise DecodeError("feed entry o", str(e)) from e
+    return owner, keys.partition(owner, partitions)
 
 
 class Planner:

@@ -9,12 +9,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio
 
 from memstream.producers import keys
 from memstream.producers.connection import async_client
 from memstream.producers.deployment import Deployment
+from memstream.producers.errors import NotInitialisedError
 from memstream.producers.settings import Settings
 from memstream.projections.base import Projection
 from memstream.projections.registry import default_projections
@@ -26,6 +28,9 @@ from .plan import Planner
 from .trim import trim_feed
 
 log = logging.getLogger("memstream.worker")
+
+REQUIRED_LIBRARY = "memstream_fetch"
+"""The newest function library workers call; its absence means an older ``init``."""
 
 
 class Worker:
@@ -55,6 +60,16 @@ class Worker:
     async def _deployment(self) -> Deployment:
         return Deployment.from_meta(await self.client.hgetall(keys.META))  # type: ignore[arg-type]
 
+    async def _check_functions(self) -> None:
+        """Fail at start, not on the first batch, when the server's functions predate
+        this worker (``memstream init`` reloads them and keeps the data)."""
+        found: Any = await self.client.function_list(library=REQUIRED_LIBRARY)
+        if not found:
+            raise NotInitialisedError(
+                f"the server has no {REQUIRED_LIBRARY} functions: run `memstream init` "
+                "to load this version's functions (data is kept)"
+            )
+
     def _sync_loops(self, deployment: Deployment) -> None:
         wanted = {deployment.version}
         if deployment.next_version is not None:
@@ -76,6 +91,7 @@ class Worker:
     async def run(self) -> None:
         """Serve until :meth:`request_stop`; in-flight batches finish before returning."""
         deployment = await self._deployment()
+        await self._check_functions()
         self._sync_loops(deployment)
         next_trim = 0.0
         loop = asyncio.get_running_loop()
