@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ from memstream.producers.settings import Settings
 from memstream.projections.ops import id_tuple
 from memstream.projections.reader import AsyncReader
 from memstream.workers.deploy import init
+from memstream.workers.procs import stop_all
 from memstream.workers.replay import ReplaySummary, replay_all
 
 GROUP = keys.group(1)
@@ -169,15 +169,7 @@ class Workers:
                 raise RuntimeError(f"worker exited with {proc.returncode}:\n{tail}")
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(self.procs, timeout=10)
 
 
 def feed_progress(client: redis.Redis, partitions: int) -> tuple[int, bool]:

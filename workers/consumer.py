@@ -8,9 +8,10 @@ in other consumers are reclaimed with XAUTOCLAIM and go through the same path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -28,6 +29,10 @@ from .options import WorkerOptions
 from .plan import FeedEntry, Outcome, Planner, Pointer, parse_pointer
 
 log = logging.getLogger("memstream.worker")
+
+Command = tuple[Any, ...]
+Planned = tuple[Outcome, Command, float]
+"""A planned batch: its outcome, the ``ms_apply`` call, and the CPU time planning took."""
 
 INLINE_BUDGET_S = 0.005
 """A batch expected to plan faster than this runs on the event loop (see _planned)."""
@@ -141,18 +146,12 @@ class PartitionConsumer:
                 *fetch_command(self.p, [p for _, p in wanted])
             )
         ctx = ApplyContext(self.pk, self.settings, int(time.time() * 1000))
-        outcome, command = await self._planned(ctx, entries, pointers, wanted, rows)
+        job = functools.partial(self._plan, ctx, entries, pointers, wanted, rows)
+        outcome, command = await self._run_plan(job, len(entries))
         applied = await self.client.execute_command(*command)  # type: ignore[no-untyped-call]
         self.metrics.record(outcome, int(applied), time.perf_counter() - started)
 
-    async def _planned(
-        self,
-        ctx: ApplyContext,
-        entries: Sequence[FeedEntry],
-        pointers: dict[str, Pointer | DecodeError],
-        wanted: Sequence[tuple[str, Pointer]],
-        rows: Sequence[Sequence[bytes] | None],
-    ) -> tuple[Outcome, tuple[Any, ...]]:
+    async def _run_plan(self, job: Callable[[], Planned], n: int) -> tuple[Outcome, Command]:
         """Plan a batch: on the loop when it is expected to be quick, else in a thread.
 
         A thread keeps heavy projections from stalling the loop, but under the GIL the
@@ -160,12 +159,9 @@ class PartitionConsumer:
         expected time (this consumer's running cost per event) is under
         :data:`INLINE_BUDGET_S` runs inline: a stall no longer than one read's parse.
         """
-        args = (ctx, entries, pointers, wanted, rows)
-        inline = self._cost_per_event * len(entries) < INLINE_BUDGET_S
-        outcome, command, cpu = (
-            self._plan(*args) if inline else await asyncio.to_thread(self._plan, *args)
-        )
-        self._cost_per_event += (cpu / max(len(entries), 1) - self._cost_per_event) * 0.2
+        inline = self._cost_per_event * n < INLINE_BUDGET_S
+        outcome, command, cpu = job() if inline else await asyncio.to_thread(job)
+        self._cost_per_event += (cpu / max(n, 1) - self._cost_per_event) * 0.2
         return outcome, command
 
     def _plan(
@@ -175,7 +171,7 @@ class PartitionConsumer:
         pointers: dict[str, Pointer | DecodeError],
         wanted: Sequence[tuple[str, Pointer]],
         rows: Sequence[Sequence[bytes] | None],
-    ) -> tuple[Outcome, tuple[Any, ...], float]:
+    ) -> Planned:
         """Plan and encode the call; also returns the CPU time it took (thread CPU time,
         so waiting for the GIL in a crowded process does not count as cost)."""
         t0 = time.thread_time()

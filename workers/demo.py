@@ -32,6 +32,7 @@ from memstream.projections.wait import WaitTimeoutError
 
 from .deploy import init
 from .embedded import EmbeddedRedis
+from .procs import stop_all
 from .status import gather, render
 
 WAIT_S = 30.0
@@ -137,15 +138,7 @@ class WorkerProcesses:
 
     def stop(self) -> None:
         """SIGTERM all, then wait: each finishes its batch in hand first."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=WORKER_STOP_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(self.procs, WORKER_STOP_S)
         self.procs = []
 
     def __exit__(
