@@ -6,7 +6,7 @@ or worker runtime, so an agent process stays small.
 
 from __future__ import annotations
 
-from . import events_memory, events_world  # noqa: F401  (registers their event types)
+from . import events_live, events_memory, events_world  # noqa: F401  (registers their event types)
 from .codec import DecodeError
 from .core import Append, AppendManyError
 from .deployment import Deployment
@@ -40,29 +40,37 @@ from .events import (
     register,
     upcaster,
 )
+from .events_live import TtlExtended
+from .events_memory import LearningRecorded, MemoryDeleted
+from .events_world import ExplorationRecorded, WorldConfigured
 from .keys import OwnerKeys, check_id, partition
 from .producer import AsyncProducer, Producer
 from .receipt import Receipt
 from .redact import Redactor
 from .settings import Settings
+from .world import AsyncWorld, World, WorldConfig, record_exploration
 
 __all__ = [
     "Append",
     "AppendManyError",
     "AppendRejectedError",
     "AsyncProducer",
+    "AsyncWorld",
     "ConfigError",
     "DecodeError",
     "Deployment",
     "EpisodeSaved",
     "Event",
     "EvidenceObserved",
+    "ExplorationRecorded",
     "FixOutcome",
     "GenericEvent",
     "HistoryCleared",
     "InvalidIdError",
     "InvalidInputError",
     "KnowledgeLearned",
+    "LearningRecorded",
+    "MemoryDeleted",
     "MemstreamError",
     "MessageAppended",
     "NotInitialisedError",
@@ -81,9 +89,14 @@ __all__ = [
     "StepRecorded",
     "StoredEvent",
     "TensorRecorded",
+    "TtlExtended",
+    "World",
+    "WorldConfig",
+    "WorldConfigured",
     "check_id",
     "decode_entry",
     "partition",
+    "record_exploration",
     "register",
     "upcaster",
 ]

@@ -148,6 +148,21 @@ def _finite_positive(value: float) -> float:
     return value
 
 
+MAX_WEIGHT = 1e6
+"""Counts are int64 nano-units (HINCRBY): 9,000 maximal weights fit in one count."""
+
+
+def _nano_weight(value: float) -> float:
+    # Rounded once, at validation: the logged weight and the summed integer then agree
+    # exactly, and sums stay exact and order-free.
+    if not math.isfinite(value) or value <= 0 or value > MAX_WEIGHT:
+        raise ValueError(f"must be positive, finite and at most {MAX_WEIGHT:g}")
+    nano = round(value * 1e9)
+    if nano < 1:
+        raise ValueError("must be at least 1e-9 (weights have nano-unit resolution)")
+    return nano / 1e9
+
+
 # --- The v1 catalogue -------------------------------------------------------------------
 
 
@@ -254,12 +269,17 @@ class FixOutcome(Event):
 
 @register
 class EvidenceObserved(Event):
+    """Evidence for one outcome along a path, most specific node first (see world model).
+
+    ``weight`` has nano-unit resolution: it is rounded to 9 decimals here, so the weight
+    in the log is exactly the integer count (weight * 1e9) the projection sums."""
+
     TYPE: ClassVar[str] = "evidence.observed"
     scenario: Id
     path: list[Id] = Field(min_length=1, max_length=16)
     variable: Id
     outcome: Id
-    weight: Annotated[float, AfterValidator(_finite_positive)] = 1.0
+    weight: Annotated[float, AfterValidator(_nano_weight)] = 1.0
     source: str | None = None
 
 

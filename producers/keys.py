@@ -119,9 +119,7 @@ class Projection:
     version: int
 
     def key(self, name: str, owner: str, *parts: str) -> str:
-        checked = ":".join(check_id(part, "key part") for part in parts)
-        tail = f":{checked}" if checked else ""
-        return f"{version_prefix(self.p, self.version)}{name}:{check_id(owner)}{tail}"
+        return _projection_key(self.p, self.version, name, owner, parts)
 
     def partition_key(self, name: str) -> str:
         """A projection key that belongs to the partition, not to one owner."""
@@ -137,6 +135,16 @@ def changes(p: int) -> str:
 def forget_audit() -> str:
     """Stream of forget audit records (owner hash, time, count): no personal data."""
     return "ms:audit:forget"
+
+
+@functools.lru_cache(maxsize=16384)
+def _projection_key(p: int, version: int, name: str, owner: str, parts: tuple[str, ...]) -> str:
+    # Cached: workers build the same few keys per owner for every event, and checking
+    # and joining them was a tenth of a worker's time per event. Invalid ids raise, and
+    # lru_cache never stores a raise, so every call is still checked.
+    checked = ":".join(check_id(part, "key part") for part in parts)
+    tail = f":{checked}" if checked else ""
+    return f"{version_prefix(p, version)}{name}:{check_id(owner)}{tail}"
 
 
 def fences(p: int, version: int) -> str:
@@ -220,3 +228,16 @@ def group_version(name: bytes | str) -> int | None:
     if digits != str(int(digits)):
         return None
     return int(digits)
+
+
+def forget_requests(p: int) -> str:
+    """Sorted set owner -> time of its ``owner.forgotten`` event, until the forget runs
+    (it needs a keyspace scan, which cannot happen inside ``ms_apply``). The forget
+    removes the owner's member, so nothing naming the owner outlives it."""
+    return f"{_tag(p)}:forget:requests"
+
+
+def ttl_floor(pk: Projection, owner: str) -> str:
+    """Hash of an owner's TTL floors (memory type -> 13-digit ms) raised by ``ttl.extended``:
+    expire ops on the owner's session keys never set an earlier time (convergence)."""
+    return pk.key("ttlx", owner)

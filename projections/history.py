@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.events import MessageAppended
+from memstream.producers.events_live import TtlExtended
 
 from .base import ApplyContext, Projection, Query
 from .codec import pack, split_versioned
@@ -29,11 +30,19 @@ def watermark(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
 
 class History(Projection):
     name: ClassVar[str] = "history"
-    handles: ClassVar[frozenset[str]] = frozenset({"message.appended", "history.cleared"})
+    handles: ClassVar[frozenset[str]] = frozenset(
+        {"message.appended", "history.cleared", "ttl.extended"}
+    )
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
         ttl = ctx.settings.history_ttl_s
         session = event.session
+        floor = (keys.ttl_floor(ctx.keys, event.owner), f"hist:{session}")
+        if isinstance(event.event, TtlExtended):
+            at = event.ts_ms + event.event.seconds * 1000
+            if ttl is not None and session is not None and at > ctx.now_ms:
+                writes.extend_to([history_key(ctx.keys, event.owner, session)], at, floor)
+            return
         if session is None or ctx.expired(event, ttl):
             return
         key = history_key(ctx.keys, event.owner, session)
@@ -55,7 +64,7 @@ class History(Projection):
                 # another. The latest clear + TTL outlives every message it must stop.
                 writes.expire_at(mark[0], event.ts_ms + ttl * 1000)
         if ttl is not None:
-            writes.expire_at(key, event.ts_ms + ttl * 1000)
+            writes.expire_at_floor(key, event.ts_ms + ttl * 1000, floor)
 
 
 def read_history(

@@ -1,18 +1,14 @@
-"""Learned patterns and facts (``knowledge.learned``)."""
+"""Learned patterns and facts (``knowledge.learned``): description, confidence, tags.
+Writes and convergence as for every item (see :mod:`.items`)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from memstream.producers.entry import StoredEvent
-
-from .base import ApplyContext, Projection
-from .ops import Writes
+from .episodes import ItemProjection
 
 
-class Knowledge(Projection):
+class Knowledge(ItemProjection):
     name: ClassVar[str] = "knowledge"
-    handles: ClassVar[frozenset[str]] = frozenset()
-
-    def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
-        return None
+    kind: ClassVar[str] = "knowledge"
+    handles: ClassVar[frozenset[str]] = frozenset({"knowledge.learned", "memory.deleted"})

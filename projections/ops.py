@@ -7,6 +7,7 @@ once in KEYS, so every key the call touches is declared, and ops refer to keys b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,17 +28,25 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "ZMAX": (1,),
     "ZMIN": (1,),
     "EXPAT": (1,),
+    "EXPATF": (1, 3),
     "DEL": (1,),
     "XADD": (1,),
     "SPUB": (1,),
+    "WOBS": (1, 2, 3, 4, *range(5, 21)),
+    "LWWZ": (1, 5),
+    "PRUNE": (1, 3, 4),
 }
 """Positions of key arguments in each op (0 is the op name)."""
+
+SHARED_SLOTS: dict[str, tuple[int, ...]] = {"WOBS": (2, 3)}
+"""Key positions of partition-wide keys (DLQ, stats) an op writes only on a rejection.
+Left out of :func:`op_keys`, so an owner rebuild keeps the op for its owner keys."""
 
 CHANNEL_OPS = frozenset({"SPUB"})
 """Ops whose "key" is a pub/sub channel: declared like a key (Cluster routes on it), but
 nothing is stored under it."""
 
-RERUNNABLE_OPS = frozenset({"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT"})
+RERUNNABLE_OPS = frozenset({"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF"})
 """Ops that may run again later, after other writes, and change nothing: idempotent and
 order-free. An owner rebuild re-runs only these on keys it cannot delete first (keys
 shared with other owners). Not HINCR or XADD (they would count twice), nor DEL (run
@@ -48,11 +57,15 @@ def op_keys(op: Op) -> list[str]:
     """The stored keys an op touches (channels left out)."""
     if op[0] in CHANNEL_OPS:
         return []
-    return [op[pos] for pos in KEY_SLOTS[op[0]] if op[pos] is not None]
+    shared = SHARED_SLOTS.get(op[0], ())
+    return [op[pos] for pos in KEY_SLOTS[op[0]] if op[pos] is not None and pos not in shared]
 
 
+@functools.lru_cache(maxsize=4096)
 def sortable(log_id: str) -> str:
-    """A log id as fixed-width text, so byte order equals log order (LWW versions, ZLOG)."""
+    """A log id as fixed-width text, so byte order equals log order (LWW versions, ZLOG).
+
+    Cached because several projections ask for the same event's id in one batch."""
     ms, _, seq = log_id.partition("-")
     return f"{int(ms):013d}-{int(seq or 0):010d}"
 
@@ -113,6 +126,19 @@ class Writes:
         """Expire ``key`` at ``at_ms`` unless it already lives longer."""
         self.ops.append(("EXPAT", key, int(at_ms)))
 
+    def expire_at_floor(self, key: str, at_ms: int, floor: tuple[str, str]) -> None:
+        """:meth:`expire_at` at no earlier than the time (13-digit ms) stored in the floor
+        hash field: a TTL extension (``ttl.extended``) raises the floor, so a write that
+        arrives after the extension still gets the extended life (convergence)."""
+        self.ops.append(("EXPATF", key, int(at_ms), floor[0], floor[1]))
+
+    def extend_to(self, keys: Sequence[str], at_ms: int, floor: tuple[str, str]) -> None:
+        """Raise ``floor`` to ``at_ms`` and extend ``keys`` that exist to it."""
+        self.hmax(floor[0], floor[1], f"{int(at_ms):013d}")
+        self.expire_at(floor[0], at_ms)
+        for key in keys:
+            self.expire_at(key, at_ms)
+
     def delete(self, key: str) -> None:
         self.ops.append(("DEL", key))
 
@@ -124,6 +150,21 @@ class Writes:
 
     def publish(self, channel: str, message: bytes) -> None:
         self.ops.append(("SPUB", channel, message))
+
+    def lwwz(
+        self, key: str, field_name: str, version: str, value: bytes,
+        *, zkey: str, member: str, score: str | None,
+    ) -> None:  # fmt: skip
+        """LWW ``field`` and, when this version wins (or ties), mirror it in ``zkey``:
+        ZADD ``member`` at ``score`` (a decimal string, exact), or ZREM when None."""
+        self.ops.append(("LWWZ", key, field_name, version, value, zkey, member, score or ""))
+
+    def prune(
+        self, zkey: str, scale: int = 1, *, hkey: str | None = None, also: str | None = None
+    ) -> None:
+        """Drop members whose score (expiry ms times ``scale``) is past the server clock,
+        a bounded number per call; the same members leave ``hkey`` and ``also``."""
+        self.ops.append(("PRUNE", zkey, int(scale), hkey, also))
 
 
 class KeyTable:
@@ -145,11 +186,15 @@ class KeyTable:
         return found
 
     def encode(self, ops: Sequence[Op]) -> list[list[Any]]:
+        # The worker's hot path (every op of every event): lookups are bound to locals
+        # and a key already in the table costs one dict hit.
+        known, index, slots_of = self._index.get, self.index, KEY_SLOTS
         out = []
         for op in ops:
             row = list(op)
-            for pos in KEY_SLOTS[op[0]]:
-                row[pos] = self.index(row[pos])
+            for pos in slots_of[op[0]]:
+                key = row[pos]
+                row[pos] = known(key) or index(key)
             out.append(row)
         return out
 

@@ -21,6 +21,7 @@ from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
 
 from .base import Query
+from .cache import Invalidator, ReadCache, entry_deadline, expiry_commands, now_ms
 from .history import read_history
 from .reads_live import AsyncLiveReads, LiveReads
 from .reads_memory import AsyncMemoryReads, MemoryReads
@@ -44,29 +45,44 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
         settings: Settings | None = None,
         *,
         shared: Sequence[str] = (),
+        cache: ReadCache | bool = False,
     ) -> None:
         self.client = client
         self.settings = settings or Settings()
         self.shared = tuple(keys.check_id(ns, "shared") for ns in shared)
         self._deployment: Deployment | None = None
         self._checked = 0.0
+        self.read_cache = ReadCache() if cache is True else cache or None
+        """In-process read cache (see :mod:`.cache`); None when the reader has none."""
+        self._invalidator = (
+            Invalidator(self.settings, self.read_cache) if self.read_cache is not None else None
+        )
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, shared: Sequence[str] = ()) -> AsyncReader:
+    def from_settings(
+        cls, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False
+    ) -> AsyncReader:
         """``shared``: namespaces (owners such as ``team.alpha``) that searches made for
-        an agent also cover; working memory stays private."""
-        return cls(async_client(settings), settings, shared=shared)
+        an agent also cover; working memory stays private. ``cache``: serve repeated
+        reads from memory, invalidated by change notifications (see :mod:`.cache`)."""
+        return cls(async_client(settings), settings, shared=shared, cache=cache)
 
     @classmethod
-    def from_url(cls, url: str, *, shared: Sequence[str] = (), **options: Any) -> AsyncReader:
-        return cls.from_settings(Settings.from_url(url, **options), shared=shared)
+    def from_url(
+        cls, url: str, *, shared: Sequence[str] = (), cache: ReadCache | bool = False,
+        **options: Any,
+    ) -> AsyncReader:  # fmt: skip
+        return cls.from_settings(Settings.from_url(url, **options), shared=shared, cache=cache)
 
     async def deployment(self) -> Deployment:
         now = time.monotonic()
         if self._deployment is None or now - self._checked > VERSION_TTL_S:
             raw: Any = await self.client.hgetall(keys.META)
-            self._deployment = Deployment.from_meta(raw)
+            previous, self._deployment = self._deployment, Deployment.from_meta(raw)
             self._checked = now
+            flipped = previous is not None and previous.version != self._deployment.version
+            if self.read_cache is not None and flipped:
+                self.read_cache.clear()  # replay flipped: old entries are unreachable
         return self._deployment
 
     async def _pk(self, owner: str) -> keys.Projection:
@@ -74,17 +90,40 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
         return keys.Projection(keys.partition(owner, d.partitions), d.version)
 
     async def run(self, query: Query[T]) -> T:
-        """Pipeline a query's commands, parse, and follow up if it asks for more."""
+        """Pipeline a query's commands, parse, and follow up if it asks for more.
+
+        With a read cache, a stage whose ``cacheable_keys`` belong to one owner is served
+        from memory when it can be (see :mod:`.cache` for why that is never stale)."""
         while True:
-            pipe = self.client.pipeline(transaction=False)
-            for command in query.commands:
-                # redis-py parses XPENDING as a summary unless told the range form is used.
-                options = {"parse_detail": True} if command[0] == "XPENDING" else {}
-                pipe.execute_command(*command, **options)
-            result = query.parse(await pipe.execute(raise_on_error=False))
+            replies = await self._replies(query)
+            result = query.parse(list(replies))
             if not isinstance(result, Query):
                 return result
             query = result
+
+    async def _replies(self, query: Query[Any]) -> list[Any]:
+        cache, plan = self.read_cache, None
+        if cache is not None and self._invalidator is not None and query.cacheable_keys:
+            plan = cache.plan(query)
+            if plan is not None:
+                hit = cache.get(plan, now_ms())
+                if hit is not None:
+                    return hit
+                if not self._invalidator.ready(plan.p):
+                    plan = None  # not listening yet: a stored entry could go stale
+        extra = expiry_commands(query.cacheable_keys) if plan is not None else []
+        ticket = cache.ticket() if cache is not None else 0
+        pipe = self.client.pipeline(transaction=False)
+        for command in [*query.commands, *extra]:
+            # redis-py parses XPENDING as a summary unless told the range form is used.
+            options = {"parse_detail": True} if command[0] == "XPENDING" else {}
+            pipe.execute_command(*command, **options)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if cache is not None and plan is not None:
+            n = len(query.commands)
+            replies, expiry = replies[:n], replies[n:]
+            cache.put(plan, replies, entry_deadline(cache, expiry, now_ms()), ticket)
+        return replies
 
     async def history(self, owner: str, session: str, *, last: int = 20) -> list[dict[str, Any]]:
         """The last ``last`` messages of a session, oldest first."""
@@ -121,6 +160,9 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
         while True:
             version = (await self.deployment()).version
             if await self.run(progress(receipt, version)):
+                if self.read_cache is not None:
+                    # Read-your-writes: the entry's change record may still be on its way.
+                    self.read_cache.invalidate(receipt.owner)
                 return await self.run(dead_letter(receipt, version))
             if time.monotonic() >= deadline:
                 raise WaitTimeoutError(
@@ -132,6 +174,8 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
             delay = min(delay * 2, 0.002)
 
     async def aclose(self) -> None:
+        if self._invalidator is not None:
+            await self._invalidator.aclose()
         await self.client.aclose()
 
     async def __aenter__(self) -> AsyncReader:
@@ -152,23 +196,32 @@ def _n(last: int) -> int:
 class Reader(MemoryReads, WorldReads, LiveReads):
     """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
 
-    def __init__(self, settings: Settings, *, shared: Sequence[str] = ()) -> None:
+    def __init__(
+        self, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._async = self._call(self._make(settings, tuple(shared)))
+        self._async = self._call(self._make(settings, tuple(shared), cache))
 
     @staticmethod
-    async def _make(settings: Settings, shared: tuple[str, ...]) -> AsyncReader:
-        return AsyncReader.from_settings(settings, shared=shared)
+    async def _make(
+        settings: Settings, shared: tuple[str, ...], cache: ReadCache | bool
+    ) -> AsyncReader:
+        return AsyncReader.from_settings(settings, shared=shared, cache=cache)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, shared: Sequence[str] = ()) -> Reader:
-        return cls(settings, shared=shared)
+    def from_settings(
+        cls, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False
+    ) -> Reader:
+        return cls(settings, shared=shared, cache=cache)
 
     @classmethod
-    def from_url(cls, url: str, *, shared: Sequence[str] = (), **options: Any) -> Reader:
-        return cls(Settings.from_url(url, **options), shared=shared)
+    def from_url(
+        cls, url: str, *, shared: Sequence[str] = (), cache: ReadCache | bool = False,
+        **options: Any,
+    ) -> Reader:  # fmt: skip
+        return cls(Settings.from_url(url, **options), shared=shared, cache=cache)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.events import SessionDataSet, SessionStarted
+from memstream.producers.events_live import TtlExtended
 
 from .base import ApplyContext, Projection, Query
 from .codec import pack, split_versioned
@@ -41,12 +42,16 @@ class Sessions(Projection):
     name: ClassVar[str] = "sessions"
     handles: ClassVar[frozenset[str]] = frozenset(
         {"session.started", "session.data_set", "message.appended", "history.cleared",
-         "step.recorded"}
+         "step.recorded", "ttl.extended"}
     )  # fmt: skip
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
         session = event.session
         ttl = ctx.settings.session_ttl_s
+        if isinstance(event.event, TtlExtended):
+            if ttl is not None:
+                _extend(event, event.event.seconds, ctx, writes)
+            return
         if session is None or ctx.expired(event, ttl):
             return
         pk, owner, version = ctx.keys, event.owner, sortable(event.log_id)
@@ -62,7 +67,27 @@ class Sessions(Projection):
             writes.lww(touched[-1], session, version, pack(payload.previous))
         if ttl is not None:
             for key in touched:
-                writes.expire_at(key, event.ts_ms + ttl * 1000)
+                writes.expire_at_floor(key, event.ts_ms + ttl * 1000, _floor(pk, owner, key))
+
+
+def _floor(pk: keys.Projection, owner: str, key: str) -> tuple[str, str]:
+    """Session data is extended per session; the index and chain per owner."""
+    name = key[len(keys.version_prefix(pk.p, pk.version)) :].split(":", 1)[0]
+    if name == "sess_data":
+        return keys.ttl_floor(pk, owner), f"sess_data:{key.rsplit(':', 1)[1]}"
+    return keys.ttl_floor(pk, owner), "sessions"
+
+
+def _extend(event: StoredEvent, seconds: int, ctx: ApplyContext, writes: Writes) -> None:
+    """``ttl.extended``: the index and chain, plus the named session's data."""
+    at, pk, owner = event.ts_ms + seconds * 1000, ctx.keys, event.owner
+    if at <= ctx.now_ms:
+        return
+    index = [created_key(pk, owner), active_key(pk, owner), chain_key(pk, owner)]
+    writes.extend_to(index, at, _floor(pk, owner, index[0]))
+    if event.session is not None:
+        data = data_key(pk, owner, event.session)
+        writes.extend_to([data], at, _floor(pk, owner, data))
 
 
 def read_sessions(pk: keys.Projection, owner: str) -> Query[list[dict[str, Any]]]:

@@ -17,12 +17,20 @@ import pytest
 import redis
 
 from memstream.producers import Producer, keys
-from memstream.producers.events import MessageAppended, StateSaved
+from memstream.producers.events import (
+    FixOutcome,
+    MessageAppended,
+    PatternObserved,
+    SkillExecuted,
+    StateSaved,
+)
 from memstream.producers.settings import Settings
 from memstream.projections.reader import Reader
 from memstream.workers.replay import replay_all
 
 CAP = 5000
+SKILLS = ("deploy", "rollback")
+PATTERNS = ("n-plus-one", "dead-code", "magic-number")
 
 
 LOGS = Path(os.environ.get("MEMSTREAM_TEST_LOGS", "/tmp")) / "memstream-crash-test"
@@ -66,8 +74,22 @@ def _produce(url: str, owners: list[str], total: int, expected: dict[str, list[A
             chunk = []
             for _ in range(min(250, total - sent)):
                 owner = rng.choice(owners)
-                if rng.random() < 0.1:
+                roll = rng.random()
+                if roll < 0.1:
                     event: Any = StateSaved(state={"n": sent})
+                    chunk.append((owner, event))
+                elif roll < 0.2:
+                    # Counters would show any double apply: stats must stay exact.
+                    event = SkillExecuted(
+                        name=rng.choice(SKILLS), success=rng.random() < 0.7,
+                        duration_s=round(rng.uniform(0, 2), 6),
+                    )  # fmt: skip
+                    chunk.append((owner, event))
+                elif roll < 0.25:
+                    event = PatternObserved(pattern=rng.choice(PATTERNS), issue_kind="smell")
+                    chunk.append((owner, event))
+                elif roll < 0.3:
+                    event = FixOutcome(pattern=rng.choice(PATTERNS), accepted=rng.random() < 0.5)
                     chunk.append((owner, event))
                 else:
                     event = MessageAppended(role="user", content=f"{owner}:{sent}")
@@ -81,9 +103,13 @@ def _produce(url: str, owners: list[str], total: int, expected: dict[str, list[A
 def _snapshot(url: str, owners: list[str]) -> dict[str, Any]:
     with Reader.from_url(url) as reader:
         return {
-            o: (reader.history(o, "s1", last=CAP), reader.state(o), reader.sessions(o))
+            o: (
+                reader.history(o, "s1", last=CAP), reader.state(o), reader.sessions(o),
+                [reader.skill_stats(o, s) for s in SKILLS], reader.insights(o, top=10),
+                reader.fix_outcomes(o, last=1000),
+            )
             for o in owners
-        }
+        }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -135,4 +161,27 @@ def test_sigkilled_workers_lose_nothing_and_apply_once(
             assert [m["content"] for m in history] == messages, owner
             states = [e.state for e in events if isinstance(e, StateSaved)]
             assert reader.state(owner) == (states[-1] if states else None)
+            _check_skills_and_patterns(reader, owner, events)
     assert sum(r.xlen(keys.dlq(p)) for p in range(16)) == 0
+
+
+def _check_skills_and_patterns(reader: Reader, owner: str, events: list[Any]) -> None:
+    """Exact counts: a double-applied event would add one, a lost one would miss one."""
+    for name in SKILLS:
+        runs = [e for e in events if isinstance(e, SkillExecuted) and e.name == name]
+        stats = reader.skill_stats(owner, name)
+        assert stats["executions"] == len(runs), (owner, name)
+        assert stats["successes"] == sum(e.success for e in runs)
+        micros = sum(round(e.duration_s * 1_000_000) for e in runs)
+        if runs:
+            assert stats["mean_duration_s"] == micros / len(runs) / 1_000_000
+            newest = sorted(round(e.duration_s * 1_000_000) for e in runs[-1000:])
+            assert stats["p95_duration_s"] == newest[-(-95 * len(newest) // 100) - 1] / 1_000_000
+    found = {p["pattern"]: p for p in reader.insights(owner, top=10)["patterns"]}
+    for pattern in PATTERNS:
+        seen = sum(1 for e in events if isinstance(e, PatternObserved) and e.pattern == pattern)
+        fixes = [e.accepted for e in events if isinstance(e, FixOutcome) and e.pattern == pattern]
+        got = found.get(pattern, {"frequency": 0, "accepted": 0, "rejected": 0})
+        if seen:
+            assert got["frequency"] == seen, (owner, pattern)
+            assert (got["accepted"], got["rejected"]) == (sum(fixes), len(fixes) - sum(fixes))

@@ -20,10 +20,13 @@ from redis.exceptions import ResponseError
 
 from memstream.producers import keys
 from memstream.producers.codec import DecodeError
+from memstream.producers.connection import sync_client
+from memstream.producers.errors import MemstreamError
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext
 from memstream.projections.ops import apply_command
 
+from .forget import forget_requested
 from .metrics import Metrics
 from .options import WorkerOptions
 from .plan import FeedEntry, Outcome, Planner, Pointer, parse_pointer
@@ -150,6 +153,20 @@ class PartitionConsumer:
         outcome, command = await self._run_plan(job, len(entries))
         applied = await self.client.execute_command(*command)  # type: ignore[no-untyped-call]
         self.metrics.record(outcome, int(applied), time.perf_counter() - started)
+        if outcome.forgets:
+            await asyncio.to_thread(self._run_forgets)
+
+    def _run_forgets(self) -> None:
+        """Run the forgets that ``owner.forgotten`` filed. A failure (a replay holds the
+        lock, say) leaves the request filed for the next one or ``forget --requested``."""
+        client = sync_client(self.settings)
+        try:
+            for done in forget_requested(client, self.settings):
+                log.info("forgot owner sha256=%s (%s entries)", done.owner_hash, done.entries)
+        except MemstreamError as e:
+            log.warning("filed forget not run yet: %s", e)
+        finally:
+            client.close()
 
     async def _run_plan(self, job: Callable[[], Planned], n: int) -> tuple[Outcome, Command]:
         """Plan a batch: on the loop when it is expected to be quick, else in a thread.

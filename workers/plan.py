@@ -16,6 +16,7 @@ from memstream.producers import keys
 from memstream.producers.codec import DecodeError
 from memstream.producers.entry import StoredEvent, decode_entry
 from memstream.producers.errors import InvalidIdError
+from memstream.producers.events import OwnerForgotten
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.notify import change_record
@@ -49,6 +50,9 @@ class Outcome:
     entries: list[tuple[str, list[Op]]] = field(default_factory=list)
     owners: dict[str, tuple[str, str]] = field(default_factory=dict)
     """feed id -> (owner, sortable log id) of each folded event: ms_apply's owner fence."""
+    forgets: int = 0
+    """``owner.forgotten`` events in the batch: the worker runs the filed forgets after
+    the call (the deletion needs a keyspace scan, which cannot run inside ms_apply)."""
 
 
 def parse_pointer(p: int, partitions: int, fields: Fields) -> Pointer:
@@ -122,6 +126,7 @@ class Planner:
                         writes = self.event_writes(event, ctx)
                         out.owners[entry.feed_id] = (event.owner, sortable(event.log_id))
                         out.applied += 1
+                        out.forgets += event.type == OwnerForgotten.TYPE
                 except DecodeError as e:
                     reason = f"undecodable: {e}"
                 except Exception as e:  # a projection bug must not stop the worker

@@ -14,6 +14,7 @@ import redis
 from memstream.producers import keys
 from memstream.producers.settings import Settings
 from memstream.projections.base import Projection
+from memstream.projections.notify import reset_record
 from memstream.projections.ops import (
     RERUNNABLE_OPS,
     Op,
@@ -126,6 +127,8 @@ def replay_owner(
         status, value = run(client, command)
         if int(status) == 1:
             fold.folder.stats.owners = 1
+            # Rebuilt in place, outside ms_apply: tell caching readers to drop the owner.
+            client.spublish(keys.changes(fold.p), reset_record(owner, version))
             return ReplaySummary(version, version, fold.folder.stats,
                                  time.monotonic() - started, owner)  # fmt: skip
         if int(status) == 0:

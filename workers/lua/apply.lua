@@ -87,6 +87,13 @@ OPS.EXPAT = function(keys, op)
   end
 end
 
+-- EXPAT no earlier than a floor (a hash field holding 13-digit ms) that TTL extensions
+-- raise: a write that lands after an extension still gets the extended life.
+OPS.EXPATF = function(keys, op)
+  local floor = tonumber(redis.call('HGET', keys[op[4]], op[5]) or '0')
+  OPS.EXPAT(keys, {'EXPATF', op[2], math.max(tonumber(op[3]), floor)})
+end
+
 OPS.DEL = function(keys, op)
   redis.call('DEL', keys[op[2]])
 end
@@ -101,6 +108,119 @@ end
 
 OPS.SPUB = function(keys, op)
   redis.call('SPUBLISH', keys[op[2]], op[3])
+end
+
+-- World-model evidence (projections/world.py): check it against the scenario's stored
+-- configuration, then add the weight to every node of the path, or dead-letter it. The
+-- check must run here because projections never read Redis. Layout (1-based):
+-- [2] conf [3] dlq [4] stats [5] node index [6..21] node keys, root first (0 = unused)
+-- [22] scenario [23] variable [24] outcome [25] amount [26] ts_ms [27] now_ms
+-- [28] owner [29] log_id [30] group [31..] index members, root first (one per node).
+-- The feed entry whose ops are running (ms_apply sets it; '' under ms_write): an op that
+-- dead-letters names it, so Reader.wait(receipt) sees the rejection.
+local current_feed_id = ''
+
+local function world_reject(keys, op, reason)
+  redis.call('XADD', keys[op[3]], 'MAXLEN', '~', 100000, '*',
+    'feed_id', current_feed_id, 'owner', op[28], 'log_id', op[29], 'group', op[30],
+    'deliveries', '1', 'reason', 'rejected by the world model: ' .. reason)
+  redis.call('HINCRBY', keys[op[4]], 'dlq', 1)
+end
+
+OPS.WOBS = function(keys, op)
+  local scenario, var, outcome = op[22], op[23], op[24]
+  local amount, ts, now = op[25], tonumber(op[26]), tonumber(op[27])
+  local depth = #op - 30
+  local raw = redis.call('HGET', keys[op[2]], 'c')
+  -- No configuration yet (it may still be in flight): count; reads show only configured
+  -- outcomes, so nothing unconfigured ever reaches a posterior.
+  local levels, ttl = depth, {}
+  if raw then
+    local conf = cmsgpack.unpack(string.sub(raw, VERSION_LEN + 1))
+    levels, ttl = conf.levels, conf.ttl
+    local outcomes = conf.variables[var]
+    if depth > levels then
+      return world_reject(keys, op, 'path: has ' .. depth .. ' levels, scenario ' .. scenario
+        .. ' is configured with ' .. levels)
+    end
+    if outcomes == nil then
+      return world_reject(keys, op, 'variable: ' .. var .. ' is not configured in scenario '
+        .. scenario)
+    end
+    local known = false
+    for _, o in ipairs(outcomes) do
+      if o == outcome then known = true end
+    end
+    if not known then
+      return world_reject(keys, op, 'outcome: ' .. outcome .. ' is not one of the outcomes of '
+        .. var .. ' in scenario ' .. scenario .. ' (' .. table.concat(outcomes, ', ') .. ')')
+    end
+  end
+  -- The index expires only when every level does, after the longest-lived one.
+  local index_ttl = 0
+  for l = 1, levels do
+    local t = tonumber(ttl[l] or 0)
+    if t == 0 then index_ttl = -1 break end
+    if t > index_ttl then index_ttl = t end
+  end
+  local field = var .. ':' .. outcome
+  for d = 1, depth do
+    local t = tonumber(ttl[levels - d + 1] or 0)
+    -- An expired memory is not brought back (replay), as ApplyContext.expired does.
+    if t == 0 or ts + t * 1000 > now then
+      redis.call('HINCRBY', keys[op[5 + d]], field, amount)
+      redis.call('ZADD', keys[op[5]], 'GT', ts, op[30 + d])
+      if t > 0 then
+        OPS.EXPAT(keys, {'EXPAT', op[5 + d], ts + t * 1000})
+      end
+    end
+  end
+  if index_ttl > 0 then
+    OPS.EXPAT(keys, {'EXPAT', op[5], ts + index_ttl * 1000})
+  end
+end
+
+-- Last writer wins on a hash field, mirrored in a sorted set: when this version wins (or
+-- ties: one event writes several mirrors) the member gets the score, or leaves the set
+-- for a tombstone (score ''). A sentinel member '' at -1 keeps the set in existence
+-- whatever the order, so a later EXPAT on it converges. Scores arrive as decimal
+-- strings: a Lua number would round large integers.
+OPS.LWWZ = function(keys, op)
+  local k, field, ver, value = keys[op[2]], op[3], op[4], op[5]
+  local zk, member, score = keys[op[6]], op[7], op[8]
+  redis.call('ZADD', zk, 'NX', -1, '')
+  local cur = redis.call('HGET', k, field)
+  if cur and ver_of(cur) > ver then
+    return
+  end
+  redis.call('HSET', k, field, ver .. value)
+  if score == '' then
+    redis.call('ZREM', zk, member)
+  else
+    redis.call('ZADD', zk, score, member)
+  end
+end
+
+-- Drop members whose expiry (score / scale, in ms) is past by the server clock, at most
+-- 100 per call: the amortised cleanup Redis does for whole keys, for members of live
+-- keys. Members that go also leave an optional hash and an optional second set. Scores
+-- at or below 0 (sentinels) are never pruned.
+OPS.PRUNE = function(keys, op)
+  local zk, scale, hk, zk2 = keys[op[2]], tonumber(op[3]), op[4], op[5]
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local bound = '(' .. string.format('%.0f', now * scale)
+  local gone = redis.call('ZRANGEBYSCORE', zk, '(0', bound, 'LIMIT', 0, 100)
+  if #gone == 0 then
+    return
+  end
+  redis.call('ZREM', zk, unpack(gone))
+  if hk ~= 0 then
+    redis.call('HDEL', keys[hk], unpack(gone))
+  end
+  if zk2 ~= 0 then
+    redis.call('ZREM', keys[zk2], unpack(gone))
+  end
 end
 
 local function run_ops(keys, ops)
@@ -139,7 +259,9 @@ local function ms_apply(keys, args)
         skip = fence and entry[4] <= fence
       end
       if not skip then
+        current_feed_id = entry[1]
         run_ops(keys, entry[2])
+        current_feed_id = ''
       end
     end
   end
@@ -149,6 +271,7 @@ end
 -- Replay writes for events up to the cutoff: no ack (they come from the log, not the
 -- feed); each event is folded once by the replayer. ARGV[1] = msgpack [ops, ...]
 local function ms_write(keys, args)
+  current_feed_id = ''
   local batch = cmsgpack.unpack(args[1])
   for _, ops in ipairs(batch) do
     run_ops(keys, ops)
