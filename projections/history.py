@@ -28,6 +28,11 @@ def watermark(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
     return pk.key("wm", owner), f"hist:{session}"
 
 
+def ttl_floor(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
+    """Where ``ttl.extended`` keeps the session's history expiry floor."""
+    return keys.ttl_floor(pk, owner), f"hist:{session}"
+
+
 class History(Projection):
     name: ClassVar[str] = "history"
     handles: ClassVar[frozenset[str]] = frozenset(
@@ -37,11 +42,11 @@ class History(Projection):
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
         ttl = ctx.settings.history_ttl_s
         session = event.session
-        floor = (keys.ttl_floor(ctx.keys, event.owner), f"hist:{session}")
         if isinstance(event.event, TtlExtended):
             at = event.ts_ms + event.event.seconds * 1000
             if ttl is not None and session is not None and at > ctx.now_ms:
-                writes.extend_to([history_key(ctx.keys, event.owner, session)], at, floor)
+                key = history_key(ctx.keys, event.owner, session)
+                writes.extend_to([key], at, ttl_floor(ctx.keys, event.owner, session))
             return
         if session is None or ctx.expired(event, ttl):
             return
@@ -64,6 +69,7 @@ class History(Projection):
                 # another. The latest clear + TTL outlives every message it must stop.
                 writes.expire_at(mark[0], event.ts_ms + ttl * 1000)
         if ttl is not None:
+            floor = ttl_floor(ctx.keys, event.owner, session)
             writes.expire_at_floor(key, event.ts_ms + ttl * 1000, floor)
 
 

@@ -55,27 +55,31 @@ class Sessions(Projection):
         if session is None or ctx.expired(event, ttl):
             return
         pk, owner, version = ctx.keys, event.owner, sortable(event.log_id)
-        touched = [created_key(pk, owner), active_key(pk, owner)]
-        writes.zmin(touched[0], session, event.ts_ms)
-        writes.zmax(touched[1], session, event.ts_ms)
+        # Each touched key with the TTL floor field that extends it: session data per
+        # session, the index and chain per owner.
+        owner_floor = index_floor(pk, owner)
+        touched = [(created_key(pk, owner), owner_floor), (active_key(pk, owner), owner_floor)]
+        writes.zmin(touched[0][0], session, event.ts_ms)
+        writes.zmax(touched[1][0], session, event.ts_ms)
         payload = event.event
         if isinstance(payload, SessionDataSet):
-            touched.append(data_key(pk, owner, session))
-            writes.lww(touched[-1], payload.key, version, pack(payload.value))
+            touched.append((data_key(pk, owner, session), data_floor(pk, owner, session)))
+            writes.lww(touched[-1][0], payload.key, version, pack(payload.value))
         elif isinstance(payload, SessionStarted):
-            touched.append(chain_key(pk, owner))
-            writes.lww(touched[-1], session, version, pack(payload.previous))
+            touched.append((chain_key(pk, owner), owner_floor))
+            writes.lww(touched[-1][0], session, version, pack(payload.previous))
         if ttl is not None:
-            for key in touched:
-                writes.expire_at_floor(key, event.ts_ms + ttl * 1000, _floor(pk, owner, key))
+            for key, floor in touched:
+                writes.expire_at_floor(key, event.ts_ms + ttl * 1000, floor)
 
 
-def _floor(pk: keys.Projection, owner: str, key: str) -> tuple[str, str]:
-    """Session data is extended per session; the index and chain per owner."""
-    name = key[len(keys.version_prefix(pk.p, pk.version)) :].split(":", 1)[0]
-    if name == "sess_data":
-        return keys.ttl_floor(pk, owner), f"sess_data:{key.rsplit(':', 1)[1]}"
+def index_floor(pk: keys.Projection, owner: str) -> tuple[str, str]:
+    """TTL floor (raised by ``ttl.extended``) of the owner's session index and chain."""
     return keys.ttl_floor(pk, owner), "sessions"
+
+
+def data_floor(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
+    return keys.ttl_floor(pk, owner), f"sess_data:{session}"
 
 
 def _extend(event: StoredEvent, seconds: int, ctx: ApplyContext, writes: Writes) -> None:
@@ -84,10 +88,10 @@ def _extend(event: StoredEvent, seconds: int, ctx: ApplyContext, writes: Writes)
     if at <= ctx.now_ms:
         return
     index = [created_key(pk, owner), active_key(pk, owner), chain_key(pk, owner)]
-    writes.extend_to(index, at, _floor(pk, owner, index[0]))
+    writes.extend_to(index, at, index_floor(pk, owner))
     if event.session is not None:
-        data = data_key(pk, owner, event.session)
-        writes.extend_to([data], at, _floor(pk, owner, data))
+        session = event.session
+        writes.extend_to([data_key(pk, owner, session)], at, data_floor(pk, owner, session))
 
 
 def read_sessions(pk: keys.Projection, owner: str) -> Query[list[dict[str, Any]]]:
