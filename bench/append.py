@@ -55,6 +55,7 @@ from bench.common import (
     pin,
     progress,
     ratio,
+    run_and_report,
 )
 from memstream.producers import Append, MessageAppended, Producer, keys
 from memstream.producers.codec import encode
@@ -530,13 +531,7 @@ def summarise(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    report, targets = run(args)
-    report.print(targets)
-    if args.json is not None:
-        report.write_json(args.json, targets)
-        note(f"results written to {args.json}")
-    return 0
+    return run_and_report(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the same run, because on a small shared machine only ratios are worth comparing.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -277,3 +278,19 @@ def fmt_rate(per_s: float) -> str:
 
 def fmt_us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f} us"
+
+
+def run_and_report(
+    run: Callable[[argparse.Namespace], tuple[Report, list[Target]]], args: argparse.Namespace
+) -> int:
+    """Every benchmark's ``main``: run, print the table and verdicts, say how long it
+    took, and write the JSON record when ``--json`` asks for it. Exit status 0: a MISS
+    is printed, not raised."""
+    started = time.perf_counter()
+    report, targets = run(args)
+    report.print(targets)
+    note(f"took {time.perf_counter() - started:.1f} s")
+    if args.json is not None:
+        report.write_json(args.json, targets)
+        note(f"results written to {args.json}")
+    return 0

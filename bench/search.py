@@ -34,7 +34,17 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BenchRedis, Report, Target, environment, note, percentile, progress, ratio
+from bench.common import (
+    BenchRedis,
+    Report,
+    Target,
+    environment,
+    note,
+    percentile,
+    progress,
+    ratio,
+    run_and_report,
+)
 from memstream.producers import Settings, keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.events import EpisodeSaved, StepRecorded
@@ -168,14 +178,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    report, targets = run(args)
-    report.print(targets)
-    note(f"took {time.perf_counter() - started:.1f} s")
-    if args.json is not None:
-        report.write_json(args.json, targets)
-    return 0
+    return run_and_report(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from bench.common import (
     percentile,
     progress,
     ratio,
+    run_and_report,
 )
 from memstream.producers import Append, Producer, keys
 from memstream.producers.producer import AsyncProducer
@@ -439,15 +440,7 @@ def build_report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    report, targets = run(args)
-    report.print(targets)
-    note(f"took {time.perf_counter() - started:.1f} s")
-    if args.json is not None:
-        report.write_json(args.json, targets)
-        note(f"results written to {args.json}")
-    return 0
+    return run_and_report(run, parse_args(argv))
 
 
 if __name__ == "__main__":

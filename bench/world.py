@@ -39,6 +39,7 @@ from bench.common import (
     note,
     percentile,
     ratio,
+    run_and_report,
 )
 from bench.workers import end_to_end, fill, raw_noop, reset
 from memstream.producers import Append, Producer, keys
@@ -159,12 +160,7 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    report, targets = run(args)
-    report.print(targets)
-    if args.json is not None:
-        report.write_json(args.json, targets)
-    return 0
+    return run_and_report(run, parse_args(argv))
 
 
 if __name__ == "__main__":
