@@ -14,6 +14,7 @@ that cache must therefore drop everything when their subscription breaks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,25 @@ class Change:
 
 
 def encode(change: Change) -> bytes:
-    return msgpack.packb(
-        {"o": change.owner, "t": change.type, "l": change.log_id, "v": change.version},
-        use_bin_type=True,
-    )
+    return _record(change.owner, change.type, change.version, change.log_id)
+
+
+def _record(owner: str, event_type: str, version: int, log_id: str) -> bytes:
+    return _head(owner, event_type, version) + _LOG_FIELD + msgpack.packb(log_id)
+
+
+_LOG_FIELD = msgpack.packb("l")
+
+
+@functools.lru_cache(maxsize=4096)
+def _head(owner: str, event_type: str, version: int) -> bytes:
+    # Cached: the worker sends one record per applied event and only the log id
+    # changes, so the map's header and its first three pairs are packed once per owner.
+    packer = msgpack.Packer(use_bin_type=True)
+    head = packer.pack_map_header(4)
+    for name, value in (("o", owner), ("t", event_type), ("v", version)):
+        head += packer.pack(name) + packer.pack(value)
+    return head
 
 
 def decode(raw: bytes) -> Change | None:
@@ -68,10 +84,13 @@ def change_record(event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None
     """
     if event.type == FORGOTTEN:
         writes.zmax(keys.forget_requests(ctx.keys.p), event.owner, event.ts_ms)
-    if not any(op[0] not in CHANNEL_OPS for op in writes.ops):
+    for op in writes.ops:
+        if op[0] not in CHANNEL_OPS:
+            break
+    else:
         return  # expired or no-op: nobody's view changed
-    record = Change(event.owner, event.type, event.log_id, ctx.keys.version)
-    writes.publish(keys.changes(ctx.keys.p), encode(record))
+    record = _record(event.owner, event.type, ctx.keys.version, event.log_id)
+    writes.publish(keys.changes(ctx.keys.p), record)
 
 
 def reset_record(owner: str, version: int) -> bytes:

@@ -109,32 +109,34 @@ class Planner:
         out = Outcome()
         stats = ctx.keys.partition_key("stats")
         for entry in entries:
-            pointer = pointers[entry.feed_id]
-            writes = Writes()
+            fid = entry.feed_id
+            pointer = pointers[fid]
             reason = self._reason(entry, pointer, logs)
             if reason is None:
                 assert isinstance(pointer, Pointer)
-                raw = logs[entry.feed_id]
+                raw = logs[fid]
                 assert raw is not None
                 try:
                     event = decode_entry(pointer.owner, pointer.log_id, raw)
-                    if not event.known:
-                        writes.hincr(stats, "unknown", 1)
-                        writes.hincr(stats, f"unknown:{event.type[:64]}", 1)
-                        out.unknown += 1
-                    else:
-                        writes = self.event_writes(event, ctx)
-                        out.owners[entry.feed_id] = (event.owner, sortable(event.log_id))
+                    if event.known:
+                        ops = self.event_writes(event, ctx).ops
+                        out.owners[fid] = (event.owner, sortable(event.log_id))
                         out.applied += 1
                         out.forgets += event.type == OwnerForgotten.TYPE
+                    else:
+                        counted = Writes()
+                        counted.hincr(stats, "unknown", 1)
+                        counted.hincr(stats, f"unknown:{event.type[:64]}", 1)
+                        ops = counted.ops
+                        out.unknown += 1
                 except DecodeError as e:
                     reason = f"undecodable: {e}"
                 except Exception as e:  # a projection bug must not stop the worker
                     reason = f"projection failed: {type(e).__name__}: {e}"
             if reason is not None:
-                writes = self._dead_letter(ctx, group, entry, pointer, reason)
+                ops = self._dead_letter(ctx, group, entry, pointer, reason).ops
                 out.dead += 1
-            out.entries.append((entry.feed_id, writes.ops))
+            out.entries.append((fid, ops))
         return out
 
     def _reason(
