@@ -37,6 +37,9 @@ Command = tuple[Any, ...]
 Planned = tuple[Outcome, Command, float]
 """A planned batch: its outcome, the ``ms_apply`` call, and the CPU time planning took."""
 
+Prepared = tuple[Outcome, Command, float]
+"""A batch ready to apply: its outcome, the ``ms_apply`` call, and when it was read."""
+
 INLINE_BUDGET_S = 0.005
 """A batch expected to plan faster than this runs on the event loop (see _planned)."""
 
@@ -45,8 +48,14 @@ def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-class GroupGone(Exception):
-    """The version's group was destroyed (replay flipped): this loop is done."""
+async def _settled(task: asyncio.Task[None]) -> None:
+    """Wait for an apply in flight; a group destroyed meanwhile (replay flipped, NOGROUP)
+    ends it quietly, as it ends the loop."""
+    try:
+        await task
+    except ResponseError as e:
+        if "NOGROUP" not in str(e):
+            raise
 
 
 class PartitionConsumer:
@@ -75,23 +84,33 @@ class PartitionConsumer:
         self.pk = keys.Projection(partition, version)
         self.fences = keys.fences(partition, version)
         self._next_claim = 0.0
-        self._cost_per_event = 1.0
-        """Running average of planning time per event (s); starts high, so the first
-        batch goes to a thread and measures it."""
+        self._cost_per_event: float | None = None
+        """Running average of planning time per event (s); None until the first batch,
+        which goes to a thread (its cost is unknown) and sets it."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Loop until ``stop`` is set; the batch in hand is always finished first."""
-        while not stop.is_set():
-            try:
+        """Loop until ``stop`` is set; the batches in hand are always finished first.
+
+        The next batch is read, fetched and planned while the previous one's ``ms_apply``
+        runs: the worker's CPU and the server's then overlap even when few partitions
+        have work. Applies stay one at a time per partition, in order.
+        """
+        applying: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
                 entries = await self._claim() or await self._read()
-                if entries:
-                    await self.process(entries)
-            except GroupGone:
-                return
-            except ResponseError as e:
-                if "NOGROUP" in str(e):
-                    return
+                if not entries:
+                    continue
+                batch = await self.prepare(entries)
+                if applying is not None:
+                    await applying
+                applying = asyncio.create_task(self.finish(batch))
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
                 raise
+        finally:
+            if applying is not None:
+                await _settled(applying)
 
     async def _read(self) -> list[FeedEntry]:
         reply: Any = await self.client.xreadgroup(
@@ -135,6 +154,11 @@ class PartitionConsumer:
         return [FeedEntry(i, f, counts.get(i, 2)) for i, (_, f) in zip(ids, claimed, strict=True)]
 
     async def process(self, entries: Sequence[FeedEntry]) -> None:
+        """Fetch, plan and apply one batch."""
+        await self.finish(await self.prepare(entries))
+
+    async def prepare(self, entries: Sequence[FeedEntry]) -> Prepared:
+        """Fetch a batch's log entries and plan its ``ms_apply`` call."""
         started = time.perf_counter()
         pointers: dict[str, Pointer | DecodeError] = {}
         for entry in entries:
@@ -151,6 +175,11 @@ class PartitionConsumer:
         ctx = ApplyContext(self.pk, self.settings, int(time.time() * 1000))
         job = functools.partial(self._plan, ctx, entries, pointers, wanted, rows)
         outcome, command = await self._run_plan(job, len(entries))
+        return outcome, command, started
+
+    async def finish(self, batch: Prepared) -> None:
+        """Send a planned batch's ``ms_apply`` call, then run the forgets it filed."""
+        outcome, command, started = batch
         applied = await self.client.execute_command(*command)  # type: ignore[no-untyped-call]
         self.metrics.record(outcome, int(applied), time.perf_counter() - started)
         if outcome.forgets:
@@ -176,9 +205,13 @@ class PartitionConsumer:
         expected time (this consumer's running cost per event) is under
         :data:`INLINE_BUDGET_S` runs inline: a stall no longer than one read's parse.
         """
-        inline = self._cost_per_event * n < INLINE_BUDGET_S
+        cost = self._cost_per_event
+        inline = cost is not None and cost * n < INLINE_BUDGET_S
         outcome, command, cpu = job() if inline else await asyncio.to_thread(job)
-        self._cost_per_event += (cpu / max(n, 1) - self._cost_per_event) * 0.2
+        sample = cpu / max(n, 1)
+        # The first sample is taken as is: averaged in from a high guess, it took dozens
+        # of batches to come down, and every one of them paid for the thread hop.
+        self._cost_per_event = sample if cost is None else cost + (sample - cost) * 0.2
         return outcome, command
 
     def _plan(
