@@ -37,7 +37,7 @@ def cmd_worker(args: argparse.Namespace, client: redis.Redis) -> int:
 
     from .cli import settings_from
     from .options import WorkerOptions
-    from .worker import serve
+    from .worker import serve, tune_gc
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     options = WorkerOptions(
@@ -47,6 +47,7 @@ def cmd_worker(args: argparse.Namespace, client: redis.Redis) -> int:
         claim_idle_ms=args.claim_idle_ms,
         max_deliveries=args.max_deliveries,
     )
+    tune_gc()
     asyncio.run(serve(settings_from(args), options))
     return 0
 
