@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,22 +38,20 @@ if __package__ in (None, ""):
 
 import redis
 
+from bench.append_report import CHUNK, summarise
 from bench.common import (
     PIN_MODES,
     BenchRedis,
     Report,
     Target,
-    environment,
-    fmt_rate,
-    fmt_us,
     median,
     note,
     percentile,
     pin,
     progress,
-    ratio,
     run_and_report,
 )
+from bench.redis_context import redis_benchmark
 from memstream.producers import Append, MessageAppended, Producer, keys
 from memstream.producers.codec import encode
 from memstream.workers.deploy import init
@@ -64,14 +59,9 @@ from memstream.workers.deploy import init
 OWNER = "bench-user-42"
 SESSION = "sess-20261121-a"
 RAW_STREAM = "bench:raw"
-CHUNK = 1000
-"""Raw pipeline chunk: the producer's PIPELINE_CHUNK, so both send the same batches."""
 
 DISTINCT = 64
 """Distinct payloads, cycled: enough that nothing is a single cached object."""
-
-THROUGHPUT_TARGET = 0.5
-LATENCY_TARGET = 1.5
 
 _SENTENCES = (
     "I checked the deployment logs for the payment service and the retries line up with ",
@@ -207,40 +197,6 @@ def timed_calls(calls: Sequence[Callable[[int], object]], n: int) -> list[list[f
             call(i)
             samples[j].append((clock() - t0) / 1e9)
     return samples
-
-
-# --- redis-benchmark ----------------------------------------------------------------
-
-_RPS = re.compile(r"([\d.]+) requests per second")
-
-
-def redis_benchmark(port: int, n: int) -> dict[str, float]:
-    """Context only: what Redis's own C client gets from this server for XADD."""
-    binary = shutil.which("redis-benchmark")
-    if binary is None:
-        return {}
-    blob = "x" * 200
-    runs = {
-        "xadd_50_clients": ["-c", "50"],
-        "xadd_1_client_pipeline_1000": ["-c", "1", "-P", "1000"],
-    }
-    results: dict[str, float] = {}
-    for name, extra in runs.items():
-        cmd = [
-            binary, "-p", str(port), "-n", str(n), "-q", *extra,
-            "XADD", "bench:rb", "*", "type", "message.appended", "data", blob,
-        ]  # fmt: skip
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-        except subprocess.TimeoutExpired:
-            note(f"redis-benchmark {name} timed out; skipped")
-            continue
-        found = _RPS.findall(done.stdout.replace("\r", "\n"))
-        if done.returncode != 0 or not found:
-            note(f"redis-benchmark {name} gave no figure: {done.stderr.strip()[:200]}")
-            continue
-        results[name] = float(found[-1])
-    return results
 
 
 # --- server-side cost ----------------------------------------------------------------
@@ -397,137 +353,6 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
 
     args.pinning = pinning
     return summarise(args, version, payload_bytes, rates, plan_s, lat, server_cost, rb)
-
-
-def summarise(
-    args: argparse.Namespace,
-    version: str,
-    payload_bytes: float,
-    rates: dict[str, list[float]],
-    plan_s: list[float],
-    lat: dict[str, list[dict[str, float]]],
-    server_cost: dict[str, float],
-    rb: dict[str, float],
-) -> tuple[Report, list[Target]]:
-    raw_rate = median(rates["raw"])
-    ms_rate = median(rates["memstream"])
-    send_rate = median(rates["send_only"])
-    plan_us = median(plan_s)
-    p = {
-        name: {q: median([r[q] for r in rounds]) for q in ("p50", "p99")}
-        for name, rounds in lat.items()
-    }
-    targets = [
-        Target(
-            "append_many / raw XADD throughput", ratio(ms_rate, raw_rate), THROUGHPUT_TARGET, True
-        ),
-        Target(
-            "append p50 / raw XADD p50",
-            ratio(p["append"]["p50"], p["raw"]["p50"]),
-            LATENCY_TARGET,
-            False,
-        ),
-    ]
-
-    rep = Report(
-        f"memstream append vs raw XADD: median of {args.rounds} interleaved rounds",
-        ("measure", "raw XADD", "memstream", "ratio", "target"),
-    )
-    rep.row(
-        "throughput, pipelined",
-        fmt_rate(raw_rate),
-        fmt_rate(ms_rate),
-        f"{targets[0].value:.3f}",
-        f"{targets[0].rule} {targets[0].verdict}",
-    )
-    rep.row(
-        "  of which: send only",
-        fmt_rate(raw_rate),
-        fmt_rate(send_rate),
-        f"{ratio(send_rate, raw_rate):.3f}",
-        "",
-    )
-    rep.row("  of which: plan() per event", "", fmt_us(plan_us), "", "")
-    for q, target in (("p50", targets[1]), ("p99", None)):
-        rep.row(
-            f"latency {q}, one append",
-            fmt_us(p["raw"][q]),
-            fmt_us(p["append"][q]),
-            f"{ratio(p['append'][q], p['raw'][q]):.3f}",
-            f"{target.rule} {target.verdict}" if target else "",
-        )
-        rep.row(
-            f"  of which: send only, {q}",
-            fmt_us(p["raw"][q]),
-            fmt_us(p["send_only"][q]),
-            f"{ratio(p['send_only'][q], p['raw'][q]):.3f}",
-            "",
-        )
-    rep.row(
-        "latency p50, append_message",
-        fmt_us(p["raw"]["p50"]),
-        fmt_us(p["append_message"]["p50"]),
-        f"{ratio(p['append_message']['p50'], p['raw']['p50']):.3f}",
-        "",
-    )
-    srv_raw = server_cost["raw_xadd_usec_per_call"]
-    srv_ms = server_cost["fcall_ms_append_usec_per_call"]
-    rep.row(
-        "server time per call",
-        f"{srv_raw:.2f} us",
-        f"{srv_ms:.2f} us",
-        f"{ratio(srv_ms, srv_raw):.1f}",
-        "",
-    )
-    rep.notes.append(
-        "memstream = Producer.append_many / Producer.append (FCALL ms_append); 'send only' "
-        "pipelines commands planned beforehand, 'plan()' is the client work it skips; "
-        f"throughput interleaved by chunks of {CHUNK:,}; "
-        f"{args.n:,} events and {args.latency_n:,} calls per round; payload "
-        f"{payload_bytes:.0f} bytes msgpack; server time from INFO commandstats."
-    )
-    added = p["append"]["p50"] - p["raw"]["p50"]
-    added_send = p["send_only"]["p50"] - p["raw"]["p50"]
-    rep.notes.append(
-        f"one append adds {fmt_us(added)} over raw XADD at p50: {fmt_us(added_send)} on the "
-        f"wire and server, {fmt_us(added - added_send)} in plan() and the receipt ({args.pinning})."
-    )
-    for name, rps in rb.items():
-        rep.notes.append(f"context: redis-benchmark {name}: {fmt_rate(rps)} (C client)")
-
-    rep.data = {
-        "environment": environment(version),
-        "parameters": {
-            "n": args.n,
-            "latency_n": args.latency_n,
-            "rounds": args.rounds,
-            "warmup": args.warmup,
-            "pipeline_chunk": CHUNK,
-            "payload_bytes": payload_bytes,
-            "pin": args.pin,
-            "pinning": args.pinning,
-        },
-        "throughput_events_per_s": {
-            "raw_xadd": raw_rate,
-            "append_many": ms_rate,
-            "append_many_send_only": send_rate,
-            "rounds": rates,
-        },
-        "plan_seconds_per_event": {"median": plan_us, "rounds": plan_s},
-        "latency_seconds": {"median": p, "rounds": lat},
-        "ratios": {
-            "append_many_over_raw": targets[0].value,
-            "append_p50_over_raw_p50": targets[1].value,
-            "append_p99_over_raw_p99": ratio(p["append"]["p99"], p["raw"]["p99"]),
-            "send_only_over_raw_throughput": ratio(send_rate, raw_rate),
-            "send_only_p50_over_raw_p50": ratio(p["send_only"]["p50"], p["raw"]["p50"]),
-            "append_message_p50_over_raw_p50": ratio(p["append_message"]["p50"], p["raw"]["p50"]),
-        },
-        "latency_added_p50_seconds": {"append": added, "send_only": added_send},
-        "server_usec_per_call": server_cost,
-        "redis_benchmark_rps": rb,
-    }
-    return rep, targets
 
 
 def main(argv: Sequence[str] | None = None) -> int:

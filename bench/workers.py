@@ -52,16 +52,14 @@ from bench.common import (
     fmt_rate,
     median,
     note,
-    percentile,
     progress,
     ratio,
     run_and_report,
 )
+from bench.freshness import SAMPLE_EVERY, SENDERS, owner, paced
 from memstream.producers import Append, Producer, keys
-from memstream.producers.producer import AsyncProducer
 from memstream.producers.settings import Settings
 from memstream.projections.ops import id_tuple
-from memstream.projections.reader import AsyncReader
 from memstream.workers.deploy import init
 from memstream.workers.procs import stop_all
 from memstream.workers.replay import ReplaySummary, replay_all
@@ -75,8 +73,6 @@ E2E_TARGET = 0.1
 FRESH_P99_TARGET_S = 0.020
 PACES = ((1000, 5.0), (5000, 3.0))
 """(events per second, seconds) of the freshness phases."""
-SAMPLE_EVERY = 10
-SENDERS = 8
 APPLY_TIMEOUT_S = 60.0
 
 
@@ -87,11 +83,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3, help="raw no-op rounds, before and after")
     ap.add_argument("--json", type=Path, default=None, help="write every figure as JSON")
     return ap.parse_args(argv)
-
-
-def owner(i: int, owners: int) -> tuple[str, str]:
-    k = i % owners
-    return f"bench-user-{k:03d}", f"sess-{k:03d}"
 
 
 def fill(url: str, n: int, owners: int) -> float:
@@ -225,60 +216,6 @@ def end_to_end(
         "apply_seconds": end - first,
         "startup_seconds": first - spawned,
     }, workers
-
-
-# --- freshness -----------------------------------------------------------------------
-
-
-async def paced(url: str, rate: int, seconds: float, owners: int) -> dict[str, float]:
-    """Append at ``rate``/s for ``seconds``; every SAMPLE_EVERY-th is waited for."""
-    total = int(rate * seconds)
-    lat: list[float] = []
-    lateness: list[float] = []
-    waits: set[asyncio.Task[None]] = set()
-    async with AsyncProducer.from_url(url) as producer, AsyncReader.from_url(url) as reader:
-        # warm: connections, the deployment cache, the producer core
-        r = await producer.append(*owner(0, owners)[:1], message(0), session=owner(0, owners)[1])
-        await reader.wait(r)
-
-        async def visible(sent: float, receipt: Any) -> None:
-            await reader.wait(receipt, timeout=10.0)
-            lat.append(time.perf_counter() - sent)
-
-        loop = asyncio.get_running_loop()
-        t0 = loop.time() + 0.05
-
-        async def sender(k: int) -> None:
-            for i in range(k, total, SENDERS):
-                due = t0 + i / rate
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                else:
-                    lateness.append(-delay)
-                who, session = owner(i, owners)
-                sent = time.perf_counter()
-                receipt = await producer.append(who, message(i), session=session)
-                if i % SAMPLE_EVERY == 0:
-                    t = asyncio.create_task(visible(sent, receipt))
-                    waits.add(t)
-                    t.add_done_callback(waits.discard)
-
-        start = loop.time()
-        await asyncio.gather(*(sender(k) for k in range(SENDERS)))
-        elapsed = loop.time() - start
-        while waits:
-            await asyncio.gather(*list(waits))
-    return {
-        "rate_target": float(rate),
-        "rate_achieved": total / elapsed,
-        "events": float(total),
-        "samples": float(len(lat)),
-        "p50_s": percentile(lat, 50),
-        "p99_s": percentile(lat, 99),
-        "max_s": max(lat),
-        "late_sends": float(len(lateness)),
-    }
 
 
 # --- the run -------------------------------------------------------------------------
