@@ -1,7 +1,7 @@
 """Change notifications published by the ack-gated apply, and forget requests.
 
 Every applied event that changed a projection adds one ``SPUB`` op: a compact msgpack
-record ``{"o": owner, "t": type, "l": log id, "v": version}`` on the partition's sharded
+record ``{"o": owner, "t": type, "v": version, "l": log id}`` on the partition's sharded
 channel (:func:`keys.changes`). The op runs inside ``ms_apply`` only when the entry's XACK
 returned 1, so a redelivered or fenced entry publishes nothing, and a notification is
 never seen before the writes it announces. Replay (full or ``--owner``) drops channel ops
