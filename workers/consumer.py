@@ -41,7 +41,7 @@ Prepared = tuple[Outcome, Command, float]
 """A batch ready to apply: its outcome, the ``ms_apply`` call, and when it was read."""
 
 INLINE_BUDGET_S = 0.005
-"""A batch expected to plan faster than this runs on the event loop (see _planned)."""
+"""A batch expected to plan faster than this runs on the event loop (see _run_plan)."""
 
 
 def _text(raw: bytes | str) -> str:
@@ -153,10 +153,6 @@ class PartitionConsumer:
         self.metrics.claimed += len(ids)
         return [FeedEntry(i, f, counts.get(i, 2)) for i, (_, f) in zip(ids, claimed, strict=True)]
 
-    async def process(self, entries: Sequence[FeedEntry]) -> None:
-        """Fetch, plan and apply one batch."""
-        await self.finish(await self.prepare(entries))
-
     async def prepare(self, entries: Sequence[FeedEntry]) -> Prepared:
         """Fetch a batch's log entries and plan its ``ms_apply`` call."""
         started = time.perf_counter()
@@ -246,7 +242,7 @@ def fetch_command(p: int, pointers: Sequence[Pointer]) -> tuple[Any, ...]:
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    # A stream entry's field list always has an even length (Redis stores pairs), so
-    # pairing one iterator with itself needs no check, and skips two slice copies.
+    # Pairing one iterator with itself skips two slice copies; strict still rejects an
+    # odd-length list, which Redis never sends for a stream entry.
     it = iter(flat)
     return dict(zip(it, it, strict=True))
