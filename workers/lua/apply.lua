@@ -27,28 +27,77 @@ OPS.LWW = function(keys, op)
   end
 end
 
+-- State of the call that is running ops: watermark fields already read, and the capped
+-- logs still to trim. A message event used to HGET its session's watermark and trim its
+-- log each time; a batch holds many messages of few sessions, so each watermark is read
+-- once and each log is trimmed once, at the end of the call (end_batch). Keeping the
+-- newest `cap` once at the end leaves the same members as after every add: both keep a
+-- suffix in log order, and so does CLEAR, so they commute.
+local batch = nil
+
+local function begin_batch()
+  batch = {marks = {}, caps = {}, capped = {}}
+end
+
+local function trim(k, cap)
+  redis.call('ZREMRANGEBYRANK', k, 0, -(cap + 1))
+end
+
+local function end_batch()
+  for _, k in ipairs(batch.capped) do
+    trim(k, batch.caps[k])
+  end
+  batch = nil
+end
+
+local function mark_id(wk, wfield)
+  return wk .. '\0' .. wfield
+end
+
+-- The watermark field, read at most once per call (false when there is none).
+local function watermark(wk, wfield)
+  local id = mark_id(wk, wfield)
+  local wm = batch.marks[id]
+  if wm == nil then
+    wm = redis.call('HGET', wk, wfield)
+    batch.marks[id] = wm
+  end
+  return wm
+end
+
+local function defer_trim(k, cap)
+  local pending = batch.caps[k]
+  if pending == nil then
+    batch.capped[#batch.capped + 1] = k
+  elseif pending ~= cap then
+    trim(k, pending)  -- another cap on the same log: keep each add's own cap exact
+  end
+  batch.caps[k] = cap
+end
+
 -- Append to a log-ordered sorted set (all scores 0, member starts with its version),
 -- unless a clear watermark already covers it; keep only the newest `cap` members.
 OPS.ZLOG = function(keys, op)
   local k, member, cap, wk, wfield = keys[op[2]], op[3], tonumber(op[4]), op[5], op[6]
   if wk ~= 0 then
-    local wm = redis.call('HGET', keys[wk], wfield)
+    local wm = watermark(keys[wk], wfield)
     if wm and ver_of(member) <= wm then
       return
     end
   end
   redis.call('ZADD', k, 0, member)
   if cap > 0 then
-    redis.call('ZREMRANGEBYRANK', k, 0, -(cap + 1))
+    defer_trim(k, cap)
   end
 end
 
 -- Clear everything older than `ver` and raise the watermark so late arrivals stay cleared.
 OPS.CLEAR = function(keys, op)
   local k, wk, wfield, ver = keys[op[2]], keys[op[3]], op[4], op[5]
-  local wm = redis.call('HGET', wk, wfield)
+  local wm = watermark(wk, wfield)
   if (not wm) or wm < ver then
     redis.call('HSET', wk, wfield, ver)
+    batch.marks[mark_id(wk, wfield)] = ver
   end
   redis.call('ZREMRANGEBYLEX', k, '-', '(' .. ver)
 end
@@ -96,6 +145,7 @@ end
 
 OPS.DEL = function(keys, op)
   redis.call('DEL', keys[op[2]])
+  batch.marks = {}  -- the key may have been a watermark hash: read them again
 end
 
 OPS.XADD = function(keys, op)
@@ -241,12 +291,13 @@ end
 -- Returns the number of entries acked here (XACK returned 1), fenced ones included.
 local function ms_apply(keys, args)
   local group = args[1]
-  local batch = cmsgpack.unpack(args[2])
+  local entries = cmsgpack.unpack(args[2])
   -- One EXISTS per call keeps the common case (no rebuild ever ran) to no extra reads.
   local fenced = args[3] == '1' and redis.call('EXISTS', keys[2]) == 1
   local fences = {}
   local acked = 0
-  for _, entry in ipairs(batch) do
+  begin_batch()
+  for _, entry in ipairs(entries) do
     if redis.call('XACK', keys[1], group, entry[1]) == 1 then
       acked = acked + 1
       local skip = false
@@ -265,6 +316,7 @@ local function ms_apply(keys, args)
       end
     end
   end
+  end_batch()
   return acked
 end
 
@@ -272,11 +324,13 @@ end
 -- feed); each event is folded once by the replayer. ARGV[1] = msgpack [ops, ...]
 local function ms_write(keys, args)
   current_feed_id = ''
-  local batch = cmsgpack.unpack(args[1])
-  for _, ops in ipairs(batch) do
+  local folds = cmsgpack.unpack(args[1])
+  begin_batch()
+  for _, ops in ipairs(folds) do
     run_ops(keys, ops)
   end
-  return #batch
+  end_batch()
+  return #folds
 end
 
 -- Start building version N+1 in one partition, atomically: its group starts at the
@@ -320,17 +374,19 @@ local function ms_rebuild_owner(keys, args)
   for _, i in ipairs(cmsgpack.unpack(args[5])) do
     redis.call('DEL', keys[i])
   end
-  local batch = cmsgpack.unpack(args[6])
-  for _, ops in ipairs(batch) do
+  local folds = cmsgpack.unpack(args[6])
+  begin_batch()
+  for _, ops in ipairs(folds) do
     run_ops(keys, ops)
   end
+  end_batch()
   if fence ~= '' then
     local cur = redis.call('HGET', keys[2], owner)
     if (not cur) or cur < fence then
       redis.call('HSET', keys[2], owner, fence)
     end
   end
-  return {1, #batch}
+  return {1, #folds}
 end
 
 redis.register_function('ms_apply', ms_apply)
