@@ -283,6 +283,15 @@ local function run_ops(keys, ops)
   end
 end
 
+-- Fold events that need no ack gate (replay's writes, an owner's rebuild), as one call.
+local function run_folds(keys, folds)
+  begin_batch()
+  for _, ops in ipairs(folds) do
+    run_ops(keys, ops)
+  end
+  end_batch()
+end
+
 -- KEYS[1] = feed; the rest are every key the ops name (ops refer to them by index).
 -- ARGV[1] = group, ARGV[2] = msgpack [[feed_id, ops, owner?, version?], ...]
 -- ARGV[3] (optional) = '1' when KEYS[2] is the version's fences hash (replay --owner):
@@ -325,11 +334,7 @@ end
 local function ms_write(keys, args)
   current_feed_id = ''
   local folds = cmsgpack.unpack(args[1])
-  begin_batch()
-  for _, ops in ipairs(folds) do
-    run_ops(keys, ops)
-  end
-  end_batch()
+  run_folds(keys, folds)
   return #folds
 end
 
@@ -375,11 +380,7 @@ local function ms_rebuild_owner(keys, args)
     redis.call('DEL', keys[i])
   end
   local folds = cmsgpack.unpack(args[6])
-  begin_batch()
-  for _, ops in ipairs(folds) do
-    run_ops(keys, ops)
-  end
-  end_batch()
+  run_folds(keys, folds)
   if fence ~= '' then
     local cur = redis.call('HGET', keys[2], owner)
     if (not cur) or cur < fence then
