@@ -41,3 +41,39 @@ class ConfigError(MemstreamError):
 def _preview(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class RedisUnavailableError(MemstreamError, ConnectionError):
+    """Redis could not be reached (refused, reset, DNS, TLS handshake); ``address`` says where."""
+
+    def __init__(self, address: str, detail: str = "") -> None:
+        self.address = address
+        super().__init__(f"cannot reach Redis at {address}" + (f": {detail}" if detail else ""))
+
+
+class RedisTimeoutError(MemstreamError, TimeoutError):
+    """Redis did not answer within the deadline (frozen, overloaded or far away)."""
+
+
+class AuthenticationError(MemstreamError):
+    """Redis refused the credentials; ``username`` names the user, never the password."""
+
+    def __init__(self, address: str, username: str | None) -> None:
+        self.address = address
+        self.username = username
+        who = f"user {username!r}" if username else "the default user"
+        super().__init__(f"Redis at {address} refused the password of {who}")
+
+
+class PermissionDeniedError(MemstreamError):
+    """The ACL user lacks a permission the operation needs (``NOPERM``)."""
+
+
+class ServerBusyError(MemstreamError):
+    """Redis answered but cannot serve now: ``LOADING``, ``BUSY``, ``TRYAGAIN``, ``CLUSTERDOWN``,
+    ``MASTERDOWN`` or ``READONLY`` after a failover. Retrying later is the cure."""
+
+
+class NotSupportedError(MemstreamError):
+    """The server or its topology does not support what was asked (a Cluster reply with
+    cluster mode off, a Redis older than 7.0)."""
