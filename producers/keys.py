@@ -241,3 +241,12 @@ def ttl_floor(pk: Projection, owner: str) -> str:
     """Hash of an owner's TTL floors (memory type -> 13-digit ms) raised by ``ttl.extended``:
     expire ops on the owner's session keys never set an earlier time (convergence)."""
     return pk.key("ttlx", owner)
+
+
+WORKERS = "ms:workers"
+"""Sorted set consumer -> expiry (ms) of its heartbeat: the live workers, without a SCAN."""
+
+
+def heartbeat(consumer: str) -> str:
+    """A running worker's heartbeat (JSON, with a TTL): who it is and what it serves."""
+    return f"ms:heartbeat:{check_id(consumer, 'consumer')}"

@@ -7,6 +7,7 @@ hides exactly the breakage it exists to catch.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -22,6 +23,9 @@ def free_port() -> int:
 
 
 class RedisServer:
+    """One redis-server process. ``kill``/``restart``/``freeze`` serve the chaos tests:
+    a restart reuses the port, the directory and the options, so AOF files are reloaded."""
+
     def __init__(self, workdir: Path, *extra: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -31,48 +35,61 @@ class RedisServer:
             )
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(workdir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(workdir / "redis.log"),
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
+        self.argv = [
+            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir),
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--logfile", str(workdir / "redis.log"), *extra,
+        ]  # fmt: skip
+        self.proc = self._launch()
         client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError as e:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"redis-server did not start; see {workdir}/redis.log"
-                    ) from e
-                time.sleep(0.02)
         version = client.info("server")["redis_version"]
         client.close()
         if int(str(version).split(".")[0]) < 7:
             self.stop()
             raise RuntimeError(f"redis-server {version} is too old: memstream needs >= 7.0")
 
+    def _launch(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return proc
+                except redis.ConnectionError as e:  # refused, or LOADING the AOF
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"redis-server did not start; see {self.workdir}/redis.log"
+                        ) from e
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no save; what the AOF holds is what survives."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self) -> None:
+        """Start again on the same port and directory (after :meth:`kill` or a SHUTDOWN)."""
+        if self.proc.poll() is None:
+            self.kill()
+        self.proc = self._launch()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process stays, connections stay open, nothing answers."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.thaw()
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from memstream.producers import Settings
 from memstream.workers.options import WorkerOptions
@@ -30,10 +33,22 @@ async def running_worker(
         await worker.client.aclose()
 
 
-def spawn_worker(url: str, name: str, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "memstream.workers.cli", "worker", "--redis-url", url,
-         "--consumer", name, "--block-ms", "200", *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def spawn_worker(
+    url: str, name: str, *extra: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A ``memstream worker`` process; its stderr goes to ``log`` when given."""
+    out: Any = subprocess.DEVNULL
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = log.open("ab")  # the child keeps its own descriptor; ours closes below
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "memstream.workers.cli", "worker", "--redis-url", url,
+             "--consumer", name, "--block-ms", "200", *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env=None if env is None else {**os.environ, **env},
+        )  # fmt: skip
+    finally:
+        if log is not None:
+            out.close()

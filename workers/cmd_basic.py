@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import logging
 import sys
 from typing import Any
 
@@ -29,9 +31,33 @@ def cmd_tail(args: argparse.Namespace, client: redis.Redis) -> int:
     return 0
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line (``--log-format json``), for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Root logging for a long-running command: ``level`` (debug..error), ``fmt`` text|json."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
 def cmd_worker(args: argparse.Namespace, client: redis.Redis) -> int:
     import asyncio
-    import logging
     import os
     import socket
 
@@ -39,13 +65,14 @@ def cmd_worker(args: argparse.Namespace, client: redis.Redis) -> int:
     from .options import WorkerOptions
     from .worker import serve, tune_gc
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(args.log_level, args.log_format)
     options = WorkerOptions(
         consumer=args.consumer or f"{socket.gethostname()}-{os.getpid()}",
         batch=args.batch,
         block_ms=args.block_ms,
         claim_idle_ms=args.claim_idle_ms,
         max_deliveries=args.max_deliveries,
+        connections=args.connections,
     )
     tune_gc()
     asyncio.run(serve(settings_from(args), options))
@@ -66,8 +93,29 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("worker", parents=[common], help="fold events into projections")
     p.add_argument("--consumer", default=None, help="consumer name (default: host-pid)")
-    p.add_argument("--batch", type=int, default=200)
-    p.add_argument("--block-ms", type=int, default=1000)
-    p.add_argument("--claim-idle-ms", type=int, default=30_000)
-    p.add_argument("--max-deliveries", type=int, default=5)
+    p.add_argument("--batch", type=int, default=200, help="entries per batch (default: 200)")
+    p.add_argument(
+        "--block-ms", type=int, default=1000,
+        help="longest blocking read, also the longest wait on SIGTERM (default: 1000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--claim-idle-ms", type=int, default=30_000,
+        help="take over entries pending this long in another consumer (default: 30000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-deliveries", type=int, default=5,
+        help="dead-letter an entry delivered more often than this (default: 5)",
+    )  # fmt: skip
+    p.add_argument(
+        "--connections", type=int, default=16,
+        help="Redis calls in flight at once, whatever the partition count (default: 16)",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-format", default="text", choices=["text", "json"],
+        help="text, or one JSON object per line (default: text)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_worker)

@@ -1,22 +1,32 @@
-"""One consumer loop: a (partition, version) pair read through the version's group.
+"""One partition's apply lane: batches of one (partition, version), applied in order.
 
-Read a batch (XREADGROUP, BLOCK), fetch the log entries it points at, plan the writes
-off the event loop, then send one ack-gated ``ms_apply`` call. Entries idle too long
-in other consumers are reclaimed with XAUTOCLAIM and go through the same path.
+The worker's :class:`~memstream.workers.feeds.FeedReader` reads every partition feed of a
+version with one blocking XREADGROUP and hands each lane its entries. A lane fetches the
+log entries a batch points at, plans the writes (off the event loop when heavy), then
+sends one ack-gated ``ms_apply`` call; the next batch is planned while that call runs, so
+the worker's CPU and the server overlap, and applies stay one at a time, in order.
+
+A lane also takes over entries idle too long in other consumers (XAUTOCLAIM) and, at
+start and after every Redis outage, re-reads its own pending entries (a read reply lost
+in transit left them delivered to us but never seen; an ``ms_apply`` whose reply was lost
+may or may not have run). Both go through the same gate, so nothing applies twice.
+Every Redis call of a lane waits for the worker's shared ``limit`` (a semaphore), so the
+connections a worker holds do not grow with the partition count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
 import redis.asyncio
-from redis.exceptions import ResponseError
 
 from memstream.producers import keys
 from memstream.producers.codec import DecodeError
@@ -30,6 +40,10 @@ from .forget import forget_requested
 from .metrics import Metrics
 from .options import WorkerOptions
 from .plan import FeedEntry, Outcome, Planner, Pointer, parse_pointer
+from .resilience import Kind, RedisGate, classify, is_nogroup, sleep_or_stop
+
+if TYPE_CHECKING:
+    from .feeds import FeedReader
 
 log = logging.getLogger("memstream.worker")
 
@@ -43,22 +57,28 @@ Prepared = tuple[Outcome, Command, float]
 INLINE_BUDGET_S = 0.005
 """A batch expected to plan faster than this runs on the event loop (see _run_plan)."""
 
+T = TypeVar("T")
+
 
 def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-async def _settled(task: asyncio.Task[None]) -> None:
-    """Wait for an apply in flight; a group destroyed meanwhile (replay flipped, NOGROUP)
-    ends it quietly, as it ends the loop."""
+async def settle(task: asyncio.Task[None] | None) -> BaseException | None:
+    """Wait for a task and return its exception instead of raising it, so no task's
+    exception is ever left unretrieved."""
+    if task is None:
+        return None
     try:
         await task
-    except ResponseError as e:
-        if "NOGROUP" not in str(e):
-            raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        return e
+    return None
 
 
-class PartitionConsumer:
+class PartitionLane:
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -70,6 +90,8 @@ class PartitionConsumer:
         partition: int,
         partitions: int,
         version: int,
+        gate: RedisGate,
+        limit: asyncio.Semaphore,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -79,79 +101,174 @@ class PartitionConsumer:
         self.p = partition
         self.partitions = partitions
         self.version = version
+        self.gate = gate
+        self.limit = limit
         self.feed = keys.feed(partition)
         self.group = keys.group(version)
         self.pk = keys.Projection(partition, version)
         self.fences = keys.fences(partition, version)
+        self.reader: FeedReader | None = None
+        self.inbox: collections.deque[list[FeedEntry]] = collections.deque()
+        self.wake = asyncio.Event()
         self._next_claim = 0.0
+        self._recover_from: str | None = "0"
+        self._outages = gate.outages
+        self._failures = 0
+        self._applying: asyncio.Task[None] | None = None
         self._cost_per_event: float | None = None
         """Running average of planning time per event (s); None until the first batch,
         which goes to a thread (its cost is unknown) and sets it."""
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Loop until ``stop`` is set; the batches in hand are always finished first.
+    def deliver(self, entries: list[FeedEntry]) -> None:
+        """Called by the reader: a batch read for this lane (or [] just to wake it)."""
+        if entries:
+            self.inbox.append(entries)
+        self.wake.set()
 
-        The next batch is read, fetched and planned while the previous one's ``ms_apply``
-        runs: the worker's CPU and the server's then overlap even when few partitions
-        have work. Applies stay one at a time per partition, in order.
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set; the apply in flight is always finished first.
+
+        Errors never end the lane: a transient one (Redis gone, timeout, LOADING) waits
+        for the worker's gate to see Redis back; the batches in hand are dropped and
+        come back from the lane's own pending entries. Anything else is logged and the
+        entries stay pending, to be reclaimed (and dead-lettered after too many tries).
         """
-        applying: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
-                entries = await self._claim() or await self._read()
-                if not entries:
-                    continue
-                batch = await self.prepare(entries)
-                if applying is not None:
-                    await applying
-                applying = asyncio.create_task(self.finish(batch))
-        except ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
+                try:
+                    await self._step(stop)
+                    self._failures = 0
+                except Exception as e:
+                    await self._settle_applying()
+                    await self._failed(e, stop)
         finally:
-            if applying is not None:
-                await _settled(applying)
+            if self.reader is not None:
+                self.reader.withdraw(self)
+            task, self._applying = self._applying, None
+            failed = await settle(task)
+            if failed is not None:
+                log.warning("partition %s (v%s): last apply failed: %s", self.p, self.version,
+                            failed)  # fmt: skip
 
-    async def _read(self) -> list[FeedEntry]:
-        reply: Any = await self.client.xreadgroup(
-            self.group,
-            self.options.consumer,
-            {self.feed: ">"},
+    async def _settle_applying(self) -> None:
+        """Wait for the apply in flight; a transient failure of it opens an outage."""
+        task, self._applying = self._applying, None
+        failed = await settle(task)
+        if failed is not None and classify(failed) is Kind.TRANSIENT:
+            self.gate.report(failed)
+
+    async def _step(self, stop: asyncio.Event) -> None:
+        if self.gate.outages != self._outages:
+            # An outage happened: finish what is in flight, then re-read our own pending
+            # entries before anything new, so the partition's order is kept.
+            self._outages = self.gate.outages
+            await self._settle_applying()
+            self.inbox.clear()
+            self._recover_from = "0"
+            await self.gate.wait_up()
+        if self._recover_from is not None:
+            entries = await self._recover()
+        elif self.inbox:
+            entries = self.inbox.popleft()
+        else:
+            entries = await self._claim()
+        if not entries:
+            if self._recover_from is None and not self.inbox:
+                await self._wait(stop)
+            return
+        batch = await self.prepare(entries)
+        if self._applying is not None:
+            task, self._applying = self._applying, None
+            await task
+        self._applying = asyncio.create_task(self.finish(batch))
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        """Ask the reader for entries; wake on delivery, stop, or when a claim is due."""
+        self.wake.clear()
+        if self.reader is not None:
+            self.reader.want(self)
+        timeout = max(0.0, self._next_claim - time.monotonic())
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+
+    async def _failed(self, error: Exception, stop: asyncio.Event) -> None:
+        self._failures += 1
+        self.inbox.clear()
+        kind = classify(error)
+        if kind is Kind.TRANSIENT:
+            self.gate.report(error)
+            await self.gate.wait_up()
+            return
+        if kind is Kind.NOT_READY:
+            # A retired group (replay) ends the lane through the worker; lost data is
+            # reported once by the gate's `missing` episode. Never recreate the group.
+            if not is_nogroup(error):
+                await sleep_or_stop(self.gate.missing.failed(error), stop)
+            else:
+                await sleep_or_stop(self.gate.missing.backoff.delay(self._failures), stop)
+            self._recover_from = "0"
+            return
+        log.error(
+            "partition %s (v%s): batch failed, its entries stay pending and will be "
+            "redelivered: %s: %s", self.p, self.version, type(error).__name__, error,
+        )  # fmt: skip
+        await sleep_or_stop(self.gate.missing.backoff.delay(self._failures), stop)
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+        async with self.limit:
+            return await fn(*args, **kw)
+
+    async def _recover(self) -> list[FeedEntry]:
+        """One page of this consumer's own pending entries (XREADGROUP from an id)."""
+        start = self._recover_from or "0"
+        reply: Any = await self._call(
+            self.client.xreadgroup, self.group, self.options.consumer, {self.feed: start},
             count=self.options.batch,
-            block=self.options.block_ms,
-        )
-        if not reply:
+        )  # fmt: skip
+        rows = reply[0][1] if reply else []
+        if not rows:
+            self._recover_from = None
             return []
-        return [FeedEntry(_text(i), f) for i, f in reply[0][1] if f is not None]
+        self._recover_from = _text(rows[-1][0])
+        gone = [i for i, f in rows if f is None]
+        if gone:  # trimmed from the feed while pending: nothing to apply, just ack
+            await self._call(self.client.xack, self.feed, self.group, *gone)
+        entries = await self._with_counts([(i, f) for i, f in rows if f is not None])
+        self.metrics.recovered += len(entries)
+        return entries
 
     async def _claim(self) -> list[FeedEntry]:
         now = time.monotonic()
         if now < self._next_claim:
             return []
         self._next_claim = now + self.options.claim_idle_ms / 2000
-        reply: Any = await self.client.xautoclaim(
-            self.feed,
-            self.group,
-            self.options.consumer,
-            min_idle_time=self.options.claim_idle_ms,
-            start_id="0-0",
-            count=self.options.batch,
-        )
+        reply: Any = await self._call(
+            self.client.xautoclaim, self.feed, self.group, self.options.consumer,
+            min_idle_time=self.options.claim_idle_ms, start_id="0-0", count=self.options.batch,
+        )  # fmt: skip
         claimed = [(i, f) for i, f in reply[1] if f is not None]
         if len(reply) > 2 and reply[2]:
             # Entries trimmed from the feed while pending: nothing to apply, just ack.
-            await self.client.xack(self.feed, self.group, *reply[2])
+            await self._call(self.client.xack, self.feed, self.group, *reply[2])
         if not claimed:
             return []
         self._next_claim = 0.0  # there may be more: look again right away
-        ids = [_text(i) for i, _ in claimed]
-        pending: Any = await self.client.xpending_range(
-            self.feed, self.group, min=ids[0], max=ids[-1], count=len(ids) * 2,
-            consumername=self.options.consumer,
+        self.metrics.claimed += len(claimed)
+        return await self._with_counts(claimed)
+
+    async def _with_counts(self, rows: Sequence[tuple[Any, Any]]) -> list[FeedEntry]:
+        """Entries read again (claimed or re-read) with their delivery counts."""
+        if not rows:
+            return []
+        ids = [_text(i) for i, _ in rows]
+        pending: Any = await self._call(
+            self.client.xpending_range, self.feed, self.group, min=ids[0], max=ids[-1],
+            count=len(ids) * 2, consumername=self.options.consumer,
         )  # fmt: skip
         counts = {_text(row["message_id"]): int(row["times_delivered"]) for row in pending}
-        self.metrics.claimed += len(ids)
-        return [FeedEntry(i, f, counts.get(i, 2)) for i, (_, f) in zip(ids, claimed, strict=True)]
+        return [FeedEntry(i, f, counts.get(i, 2)) for i, (_, f) in zip(ids, rows, strict=True)]
 
     async def prepare(self, entries: Sequence[FeedEntry]) -> Prepared:
         """Fetch a batch's log entries and plan its ``ms_apply`` call."""
@@ -165,8 +282,8 @@ class PartitionConsumer:
         wanted = [(fid, p) for fid, p in pointers.items() if isinstance(p, Pointer)]
         rows: Any = []
         if wanted:
-            rows = await self.client.execute_command(  # type: ignore[no-untyped-call]
-                *fetch_command(self.p, [p for _, p in wanted])
+            rows = await self._call(
+                self.client.execute_command, *fetch_command(self.p, [p for _, p in wanted])
             )
         ctx = ApplyContext(self.pk, self.settings, int(time.time() * 1000))
         job = functools.partial(self._plan, ctx, entries, pointers, wanted, rows)
@@ -176,7 +293,8 @@ class PartitionConsumer:
     async def finish(self, batch: Prepared) -> None:
         """Send a planned batch's ``ms_apply`` call, then run the forgets it filed."""
         outcome, command, started = batch
-        applied = await self.client.execute_command(*command)  # type: ignore[no-untyped-call]
+        applied = await self._call(self.client.execute_command, *command)
+        self.gate.missing.recovered()
         self.metrics.record(outcome, int(applied), time.perf_counter() - started)
         if outcome.forgets:
             await asyncio.to_thread(self._run_forgets)

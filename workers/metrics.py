@@ -20,6 +20,8 @@ class Metrics:
     skipped: int = 0
     """Entries whose XACK returned 0: already applied by someone else (no second effect)."""
     claimed: int = 0
+    recovered: int = 0
+    """Own pending entries read again at start or after an outage."""
     batches: int = 0
     latencies: list[float] = field(default_factory=list)
 
@@ -37,5 +39,6 @@ class Metrics:
     def summary(self) -> str:
         return (
             f"applied={self.applied} dlq={self.dead} unknown={self.unknown} "
-            f"duplicates_skipped={self.skipped} claimed={self.claimed} batches={self.batches}"
+            f"duplicates_skipped={self.skipped} claimed={self.claimed} "
+            f"recovered={self.recovered} batches={self.batches}"
         )

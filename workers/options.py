@@ -16,3 +16,7 @@ class WorkerOptions:
     max_deliveries: int = 5
     trim_every_s: float = 5.0
     meta_every_s: float = 1.0
+    connections: int = 16
+    """Redis calls the apply lanes may have in flight at once (fetch, apply, claim): with
+    the readers (one per version) and a few housekeeping calls, this bounds the
+    connections a worker holds, whatever the partition count."""
