@@ -44,6 +44,13 @@ def address(settings: Settings | None) -> str:
     return f"{parts.hostname or 'localhost'}:{port}"
 
 
+def username(settings: Settings | None) -> str | None:
+    """The ACL user the settings log in as: the field, else the URL's user part."""
+    if settings is None:
+        return None
+    return settings.username or urlsplit(settings.redis_url).username or None
+
+
 def is_transient(error: BaseException) -> bool:
     """True when retrying later can succeed: connection loss, timeouts, busy replies."""
     if isinstance(error, RedisUnavailableError | RedisTimeoutError | ServerBusyError):
@@ -62,7 +69,7 @@ def is_transient(error: BaseException) -> bool:
 def translate_driver_error(error: rx.RedisError, settings: Settings | None) -> MemstreamError:
     """Map a redis-py exception to the memstream tree; the message names the address."""
     where = address(settings)
-    user = settings.username if settings is not None else None
+    user = username(settings)
     text = str(error)
     if isinstance(error, rx.AuthenticationError | rx.AuthenticationWrongNumberOfArgsError):
         return AuthenticationError(where, user)
