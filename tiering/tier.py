@@ -1,0 +1,262 @@
+"""The tiering pass: pack old log entries into segments, upload, verify, then record and
+trim in one atomic call (docs/tiering.md has the order of operations and why each crash
+point is safe).
+
+For each owner whose entries pass the ack gate (:mod:`.gate`) and the policy
+(:mod:`.policy`), from the oldest hot entry on:
+
+1. read up to one segment of entries and encode it (:mod:`.segment`);
+2. upload it under the name :func:`.names.segment` builds from its first and last ids;
+3. read it back and check its size and sha256 (a mismatch uploads again);
+4. ``ms_tier_commit``: check the log still starts with exactly these entries and the
+   manifest does not cover them, then add the segment to the manifest and trim them.
+
+A crash before 4 leaves the entries hot and at most an unreferenced object (a re-run
+builds the same name for the same entries and replaces it); 4 is atomic. A tier process
+that loses a race at 4 (another one committed first) discards its upload unless the
+manifest names that very object. An owner lease (``keys.tier_lease``) keeps two
+processes from doing the same work; the check in 4 is what makes it safe without one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+from redis.exceptions import LockError
+
+from memstream.producers import keys
+from memstream.producers.deployment import Deployment
+from memstream.producers.settings import Settings
+
+from . import names, segment
+from .archive import Archive
+from .errors import ArchiveError, ArchiveUnavailableError, CorruptSegmentError
+from .gate import Limit, archivable_bounds, tighter, xrange_max
+from .manifest import Segment
+from .policy import Policy
+
+T = TypeVar("T")
+
+LEASE_S = 120.0
+"""An owner lease outlives the slowest segment upload many times; a dead process's
+lease frees itself this long after it was taken."""
+RETRY_ATTEMPTS = 5
+
+
+def retry(
+    op: Callable[[], T],
+    *,
+    attempts: int = RETRY_ATTEMPTS,
+    base_s: float = 0.2,
+    cap_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``op``, retrying archive failures with capped exponential backoff and jitter.
+
+    The tier loop's only retry policy, kept in this one function so a shared backoff
+    module can replace it. Bad configuration is not retried (it raises at once)."""
+    for attempt in range(attempts):
+        try:
+            return op()
+        except (ArchiveUnavailableError, CorruptSegmentError):
+            if attempt == attempts - 1:
+                raise
+            sleep(min(cap_s, base_s * 2**attempt) * random.uniform(0.5, 1.0))
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class PassSummary:
+    owners: int = 0
+    """Owners with at least one segment archived in this pass."""
+    segments: int = 0
+    entries: int = 0
+    raw_bytes: int = 0
+    """msgpack bytes of the archived entries, before compression."""
+    stored_bytes: int = 0
+    """Bytes written to the archive (compressed)."""
+    lost_races: int = 0
+    """Segments another process (or a forget) got to first; nothing was archived twice."""
+    errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.stored_bytes if self.stored_bytes else 0.0
+
+    def text(self) -> str:
+        rate = self.entries / self.seconds if self.seconds > 0 else 0.0
+        line = (
+            f"tiered {self.owners} owners: {self.segments} segments, {self.entries:,} entries, "
+            f"{self.raw_bytes:,} bytes -> {self.stored_bytes:,} bytes compressed "
+            f"({self.ratio:.1f}x) in {self.seconds:.2f}s ({rate:,.0f} entries/s)"
+        )
+        if self.skipped:
+            line += f"; skipped {len(self.skipped)} partitions ({self.skipped[0]})"
+        if self.errors:
+            line += f"; {len(self.errors)} errors, first: {self.errors[0]}"
+        return line
+
+
+def _run(client: redis.Redis, *command: Any) -> Any:
+    return client.execute_command(*command)  # type: ignore[no-untyped-call]
+
+
+class Tierer:
+    """One tier process's work: :meth:`run_pass` archives what the policy allows."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        archive: Archive,
+        settings: Settings | None = None,
+        policy: Policy | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.archive = archive
+        self.settings = settings or Settings()
+        self.policy = policy or Policy.from_settings(self.settings)
+        self.sleep = sleep
+
+    def run_pass(self, advance: Callable[[int, int], None] | None = None) -> PassSummary:
+        """Archive every owner's eligible entries once. ``advance(partitions_done,
+        entries_so_far)`` is called after each partition (the progress bar)."""
+        started = time.monotonic()
+        summary = PassSummary()
+        raw: Any = self.client.hgetall(keys.META)
+        d = Deployment.from_meta(raw)
+        if self.policy.active:
+            for p in range(d.partitions):
+                try:
+                    self._partition(p, d.next_version, summary)
+                except (ArchiveError, redis.RedisError) as e:
+                    summary.errors.append(f"partition {p}: {e}")
+                if advance is not None:
+                    advance(p + 1, summary.entries)
+        summary.seconds = time.monotonic() - started
+        self._record(summary)
+        return summary
+
+    def _record(self, summary: PassSummary) -> None:
+        now = int(time.time() * 1000)
+        fields: dict[Any, Any] = {"last_pass_ms": now, "last_pass": summary.text(),
+                                  "failing": 1 if summary.errors else 0}  # fmt: skip
+        if summary.errors:
+            fields.update(last_error=summary.errors[0], last_error_ms=now)
+        self.client.hset(keys.TIER_STATUS, mapping=fields)
+        if summary.errors:
+            self.client.hincrby(keys.TIER_STATUS, "errors", len(summary.errors))
+
+    def _partition(self, p: int, next_version: int | None, summary: PassSummary) -> None:
+        bounds = archivable_bounds(self.client, p, next_version)
+        if bounds.skipped:
+            summary.skipped.append(f"partition {p}: {bounds.skipped}")
+            return
+        age: Limit | None = None
+        if self.policy.older_than_s is not None:
+            ms = int(time.time() * 1000 - self.policy.older_than_s * 1000)
+            age = ((max(ms, 0), 0), False)
+        for owner in sorted(bounds.upto):
+            limit = bounds.end(owner)
+            if limit is None:
+                continue
+            limit = tighter(limit, age)
+            if limit == ((0, 0), False):
+                continue
+            try:
+                keys.check_id(owner)
+            except ValueError:
+                continue  # a hand-written heads field: not ours to archive
+            try:
+                self._owner(p, owner, limit, summary)
+            except ArchiveError as e:
+                summary.errors.append(f"owner {owner}: {e}")
+
+    def _owner(self, p: int, owner: str, limit: Limit, summary: PassSummary) -> None:
+        lease = self.client.lock(keys.tier_lease(p, owner), timeout=LEASE_S, thread_local=False)
+        if not lease.acquire(blocking=False):
+            return  # another tier process is archiving this owner now
+        try:
+            log = keys.log(p, owner)
+            budget: int | None = None
+            if self.policy.keep_last is not None:
+                budget = int(self.client.xlen(log)) - self.policy.keep_last
+            archived = False
+            while budget is None or budget > 0:
+                count = (
+                    self.policy.max_entries
+                    if budget is None
+                    else min(budget, self.policy.max_entries)
+                )
+                rows: Any = self.client.xrange(log, "-", xrange_max(limit), count=count)
+                rows = self._cut(rows)
+                if not rows:
+                    break
+                if not self._segment(p, owner, rows, summary):
+                    break
+                archived = True
+                if budget is not None:
+                    budget -= len(rows)
+                lease.reacquire()
+            if archived:
+                summary.owners += 1
+        finally:
+            with contextlib.suppress(LockError):
+                lease.release()
+
+    def _cut(self, rows: list[Any]) -> list[Any]:
+        """Keep the leading rows that fit in one segment's raw-byte budget (at least one)."""
+        size, cap = 0, self.policy.max_raw_bytes
+        for i, (log_id, fields) in enumerate(rows):
+            size += 16 + len(log_id) + sum(len(k) + len(v) + 4 for k, v in fields.items())
+            if size > cap and i > 0:
+                return rows[:i]
+        return rows
+
+    def _segment(self, p: int, owner: str, rows: list[Any], summary: PassSummary) -> bool:
+        """Upload, verify and commit one segment; False when another process won."""
+        first, last = rows[0][0].decode(), rows[-1][0].decode()
+        packed = [segment.pack_entry(i.decode(), f) for i, f in rows]
+        enc = segment.encode(owner, packed)
+        name = names.segment(p, owner, first, last)
+
+        def upload() -> None:
+            self.archive.put(name, enc.data)
+            back = self.archive.get(name)
+            segment.decode(name, back, size=len(enc.data), digest=enc.sha256, owner=owner)
+
+        retry(upload, sleep=self.sleep)
+        seg = Segment(first, last, len(rows), len(enc.data), enc.raw_size, enc.sha256, name)
+        reply = _run(
+            self.client, "FCALL", "ms_tier_commit", 3, keys.log(p, owner),
+            keys.manifest(p, owner), keys.cold_stats(p), first, last, len(rows),
+            seg.first_sortable, seg.member(), seg.size, seg.raw,
+        )  # fmt: skip
+        if int(reply[0]) != 1:
+            summary.lost_races += 1
+            if not self._named(p, owner, seg):
+                with contextlib.suppress(ArchiveError):
+                    self.archive.delete(name)
+            return False
+        summary.segments += 1
+        summary.entries += len(rows)
+        summary.raw_bytes += enc.raw_size
+        summary.stored_bytes += len(enc.data)
+        return True
+
+    def _named(self, p: int, owner: str, seg: Segment) -> bool:
+        """Whether the manifest names ``seg``'s object (whoever committed it): then the
+        object is in use and must stay, even though this process lost the commit."""
+        low = f"[{seg.last_sortable}|"
+        found: Any = self.client.zrange(keys.manifest(p, owner), low, low + "\xff",
+                                        bylex=True)  # fmt: skip
+        return any(Segment.parse(m).name == seg.name for m in found)
