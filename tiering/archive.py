@@ -100,3 +100,18 @@ def open_archive(settings: Settings, url: str | None = None) -> Archive:
     raise ArchiveConfigError(
         f"archive_url {target!r}: the scheme must be file:// or s3://, got {parts.scheme}://"
     )
+
+
+_OPEN: dict[tuple[str, str | None], Archive] = {}
+
+
+def cached_archive(settings: Settings) -> Archive | None:
+    """The process's archive for ``settings.archive_url`` (opened once), or None when
+    the setting is unset. Readers and replay use it; opening S3 makes no request."""
+    if not settings.archive_url:
+        return None
+    key = (settings.archive_url, settings.s3_endpoint_url)
+    found = _OPEN.get(key)
+    if found is None:
+        found = _OPEN[key] = open_archive(settings)
+    return found
