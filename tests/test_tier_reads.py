@@ -101,7 +101,8 @@ async def test_history_pages_past_the_cap_into_log_and_archive(
         assert [m["content"] for m in big] == [f"message {i}" for i in range(total - 10_000,
                                                                           total)]  # fmt: skip
         assert big[-100:] == newest  # the same shape from the log as from Redis
-        pages, before = [], None
+        pages: list[dict[str, object]] = []
+        before = None
         while page := reader.history("ada", "long", last=1000, before=before):
             pages = page + pages
             before = page[0]["log_id"]

@@ -4,6 +4,7 @@ and the figures status and stats show. Each caller makes one call here."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,23 +95,92 @@ def owner_cold(client: redis.Redis, p: int, owner: str) -> dict[str, Any]:
     }
 
 
+HOT_SCAN_LIMIT = 10_000
+"""Owners whose hot logs ``memstream status`` measures; past this the figures are marked
+inexact, so status stays a few round trips on a big deployment."""
+
+
 def deployment_cold(client: redis.Redis, partitions: int) -> dict[str, Any]:
-    """The cold totals of every partition and the tier processes' last pass and error
-    (``memstream status``)."""
+    """Hot and cold totals of every partition and the tier processes' last pass and
+    error (``memstream status``)."""
     pipe = client.pipeline(transaction=False)
     for p in range(partitions):
         pipe.hgetall(keys.cold_stats(p))
+        pipe.hkeys(keys.heads(p))
     pipe.hgetall(keys.TIER_STATUS)
     replies = pipe.execute()
     totals = {"segments": 0, "entries": 0, "bytes": 0, "raw": 0}
-    for reply in replies[:-1]:
+    logs: list[str] = []
+    for p in range(partitions):
         for name in totals:
-            totals[name] += int(reply.get(name.encode(), 0))
+            totals[name] += int(replies[2 * p].get(name.encode(), 0))
+        logs += [keys.log(p, o.decode()) for o in replies[2 * p + 1]]
     status = {k.decode(): v.decode("utf-8", "replace") for k, v in replies[-1].items()}
+    hot = _hot(client, logs[:HOT_SCAN_LIMIT])
     return {
+        "hot_entries": hot["entries"],
+        "hot_bytes": hot["bytes"],
+        "hot_exact": len(logs) <= HOT_SCAN_LIMIT,
+        "oldest_hot": hot["oldest"],
         "cold_segments": totals["segments"],
         "cold_entries": totals["entries"],
         "cold_bytes": totals["bytes"],
         "cold_raw_bytes": totals["raw"],
         "tier": status,
     }
+
+
+def _hot(client: redis.Redis, logs: list[str]) -> dict[str, Any]:
+    pipe = client.pipeline(transaction=False)
+    for log in logs:
+        pipe.xlen(log)
+        pipe.memory_usage(log)
+        pipe.xrange(log, "-", "+", count=1)
+    replies = pipe.execute() if logs else []
+    oldest = [r[0][0] for r in replies[2::3] if r]
+    first = min(oldest, key=lambda i: tuple(int(x) for x in i.split(b"-"))) if oldest else None
+    return {
+        "entries": sum(int(n) for n in replies[0::3]),
+        "bytes": sum(int(b or 0) for b in replies[1::3]),
+        "oldest": first.decode() if first else None,
+    }
+
+
+def _when(log_id: str | None) -> str:
+    if log_id is None:
+        return "none"
+    ms = int(log_id.split("-")[0])
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000)) + f" ({log_id})"
+
+
+def status_lines(figures: dict[str, Any]) -> list[str]:
+    """``memstream status``'s lines about the tiers."""
+    f = figures
+    ratio = f["cold_raw_bytes"] / f["cold_bytes"] if f["cold_bytes"] else 0.0
+    approx = "" if f["hot_exact"] else f" (first {HOT_SCAN_LIMIT:,} owners)"
+    lines = [
+        f"hot logs: {f['hot_entries']:,} entries, {f['hot_bytes']:,} bytes{approx}; "
+        f"oldest hot entry {_when(f['oldest_hot'])}",
+        f"cold tier: {f['cold_segments']:,} segments, {f['cold_entries']:,} entries, "
+        f"{f['cold_bytes']:,} bytes ({ratio:.1f}x compressed)",
+    ]
+    tier = f["tier"]
+    if tier.get("last_pass_ms"):
+        lines.append(
+            f"last tier pass {_when(tier['last_pass_ms'] + '-0')}: {tier.get('last_pass')}"
+        )
+    if tier.get("failing") == "1" and tier.get("last_error"):
+        lines.append(f"[red]tier error[/] at {_when(tier['last_error_ms'] + '-0')}: "
+                     f"{tier['last_error']}")  # fmt: skip
+    return lines
+
+
+def stats_lines(figures: dict[str, Any]) -> list[str]:
+    """``memstream stats OWNER``'s lines about the tiers."""
+    f = figures
+    return [
+        f"hot log: {f['hot_entries']:,} entries, {f['hot_bytes']:,} bytes, "
+        f"oldest hot entry {_when(f['oldest_hot'])}",
+        f"cold: {f['segments']:,} segments, {f['cold_entries']:,} entries, "
+        f"{f['cold_bytes']:,} bytes, oldest {_when(f['oldest_cold'])}",
+    ]
