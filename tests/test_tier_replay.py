@@ -53,9 +53,7 @@ async def test_full_replay_after_tiering_equals_before(
 
     settings = Settings.from_url(deployed, archive_url=tiered)
     async with running_worker(deployed):  # the new group must catch up on the feed
-        result = await asyncio.to_thread(
-            replay_all, r, settings, grace_s=0.0, catchup_timeout_s=30
-        )
+        result = await asyncio.to_thread(replay_all, r, settings, grace_s=0.0, catchup_timeout_s=30)
     assert result.stats.events == len(OWNERS) * 257
     assert snapshot(r, 2) == before
 
