@@ -6,6 +6,7 @@ tier processes a test spawns reach it over HTTP exactly as they would reach MinI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -114,3 +115,91 @@ def s3_env(s3_server: S3Server) -> Iterator[S3Server]:
     """Credentials for boto3's chain in this process, and the server."""
     with aws_env():
         yield s3_server
+
+
+class FaultProxy:
+    """A loopback TCP proxy in front of the S3 server that can misbehave on purpose.
+
+    Modes: ``pass``; ``drop`` (close every connection at once: S3 unavailable);
+    ``delay`` (hold each reply ``delay_s``: S3 slow); ``cut`` (forward the first
+    ``cut_bytes`` of a request, then close: an upload failing midway), for the next
+    ``cut_left`` connections, then ``pass``. Changing mode closes open connections, so
+    boto3's pooled ones cannot slip past."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+        import threading
+
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.mode = "pass"
+        self.delay_s = 0.0
+        self.cut_bytes = 300
+        self.cut_left = 0
+        self.cuts = 0
+        self._open: list[Any] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set(self, mode: str, **options: Any) -> None:
+        with self._lock:
+            self.mode = mode
+            for name, value in options.items():
+                setattr(self, name, value)
+            for s in self._open:
+                with contextlib.suppress(OSError):
+                    s.close()
+            self._open.clear()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                mode = self.mode
+                if mode == "cut":
+                    if self.cut_left <= 0:
+                        mode = "pass"
+                    else:
+                        self.cut_left -= 1
+                if mode == "drop":
+                    client.close()
+                    continue
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+                self._open += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, mode, True),
+                             daemon=True).start()  # fmt: skip
+            threading.Thread(target=self._pump, args=(upstream, client, mode, False),
+                             daemon=True).start()  # fmt: skip
+
+    def _pump(self, src: Any, dst: Any, mode: str, up: bool) -> None:
+        sent = 0
+        try:
+            while chunk := src.recv(65536):
+                if mode == "cut" and up:
+                    room = self.cut_bytes - sent
+                    if len(chunk) >= room:
+                        dst.sendall(chunk[:room])
+                        self.cuts += 1
+                        break
+                if mode == "delay" and not up:
+                    time.sleep(self.delay_s)
+                dst.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.set("drop")

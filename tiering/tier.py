@@ -120,7 +120,9 @@ class Tierer:
         policy: Policy | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        attempts: int = RETRY_ATTEMPTS,
     ) -> None:
+        self.attempts = attempts
         self.client = client
         self.archive = archive
         self.settings = settings or Settings()
@@ -234,7 +236,7 @@ class Tierer:
             back = self.archive.get(name)
             segment.decode(name, back, size=len(enc.data), digest=enc.sha256, owner=owner)
 
-        retry(upload, sleep=self.sleep)
+        retry(upload, attempts=self.attempts, sleep=self.sleep)
         seg = Segment(first, last, len(rows), len(enc.data), enc.raw_size, enc.sha256, name)
         reply = _run(
             self.client, "FCALL", "ms_tier_commit", 3, keys.log(p, owner),
