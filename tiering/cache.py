@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from .segment import Entry
+from .segment import Row
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -23,10 +23,10 @@ class SegmentCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-        self._items: OrderedDict[tuple[str, str], tuple[list[Entry], int]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], tuple[list[Row], int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, name: str, digest: str) -> list[Entry] | None:
+    def get(self, name: str, digest: str) -> list[Row] | None:
         with self._lock:
             found = self._items.get((name, digest))
             if found is None:
@@ -36,7 +36,7 @@ class SegmentCache:
             self.hits += 1
             return found[0]
 
-    def put(self, name: str, digest: str, entries: list[Entry], size: int) -> None:
+    def put(self, name: str, digest: str, entries: list[Row], size: int) -> None:
         if size > self.max_bytes:
             return  # one huge segment would evict everything else
         with self._lock:

@@ -15,6 +15,7 @@ asyncio one (``Reader.log``, history paging), running archive reads in a thread.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ from .archive import Archive
 from .cache import SHARED, SegmentCache
 from .errors import ArchiveConfigError
 from .manifest import Segment
-from .segment import Entry, decode
+from .segment import Entry, Row, as_entry, decode
 
 PAGE = 500
 
@@ -65,19 +66,21 @@ def _decide_forward(replies: list[Any], end: str) -> _Forward:
     return _Forward(None, rows)
 
 
-def _in_range(entries: list[Entry], cursor: str | None, end: str) -> list[Entry]:
-    low = id_tuple(cursor) if cursor is not None else (-1, -1)
-    inclusive = not end.startswith("(")
-    high = id_tuple(end.lstrip("(")) if end != "+" else None
-    out = []
-    for e in entries:
-        i = id_tuple(e[0])
-        if i <= low:
-            continue
-        if high is not None and (i > high or (i == high and not inclusive)):
-            break
-        out.append(e)
-    return out
+def _position(rows: list[Row], log_id: str) -> int:
+    """Index of the first row whose id is after ``log_id`` (rows are in id order)."""
+    return bisect.bisect_right(rows, id_tuple(log_id), key=lambda row: id_tuple(row[0]))
+
+
+def _in_range(rows: list[Row], cursor: str | None, end: str) -> list[Entry]:
+    low = 0 if cursor is None else _position(rows, cursor)
+    if end == "+":
+        high = len(rows)
+    elif end.startswith("("):
+        bound = id_tuple(end[1:])
+        high = bisect.bisect_left(rows, bound, key=lambda row: id_tuple(row[0]))
+    else:
+        high = _position(rows, end)
+    return [as_entry(row) for row in rows[low:high]]
 
 
 def _backward_commands(p: int, owner: str, before: str | None, n: int) -> list[Any]:
@@ -101,11 +104,13 @@ def _decide_backward(replies: list[Any], before: str | None) -> _Forward:
     return _Forward(Segment.parse(replies[1][0]) if replies[1] else None, [])
 
 
-def _before(entries: list[Entry], before: str | None) -> list[Entry]:
-    if before is None:
-        return list(reversed(entries))
-    high = id_tuple(before)
-    return [e for e in reversed(entries) if id_tuple(e[0]) < high]
+def _before(rows: list[Row], before: str | None) -> list[Entry]:
+    high = (
+        len(rows)
+        if before is None
+        else bisect.bisect_left(rows, id_tuple(before), key=lambda row: id_tuple(row[0]))
+    )
+    return [as_entry(row) for row in reversed(rows[:high])]
 
 
 class _Segments:
@@ -115,7 +120,7 @@ class _Segments:
         self.archive = archive
         self.cache = cache if cache is not None else SHARED
 
-    def load(self, owner: str, seg: Segment) -> list[Entry]:
+    def load(self, owner: str, seg: Segment) -> list[Row]:
         found = self.cache.get(seg.name, seg.sha256)
         if found is not None:
             return found
@@ -199,7 +204,7 @@ class AsyncColdLog(_Segments):
             pipe.execute_command(*c)
         return list(await pipe.execute())
 
-    async def _load(self, owner: str, seg: Segment) -> list[Entry]:
+    async def _load(self, owner: str, seg: Segment) -> list[Row]:
         found = self.cache.get(seg.name, seg.sha256)
         if found is not None:
             return found

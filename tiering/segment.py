@@ -10,7 +10,7 @@ it trusts a byte.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgpack
@@ -26,6 +26,8 @@ several times faster, and tiering throughput is what an operator waits on."""
 
 Fields = Mapping[bytes, bytes]
 Entry = tuple[str, dict[bytes, bytes]]
+Row = tuple[str, list[bytes]]
+"""An entry as a segment holds it: id and flat field list (names and values alternate)."""
 
 _local = threading.local()
 
@@ -53,6 +55,12 @@ def pack_entry(log_id: str, fields: Fields) -> list[object]:
     return [log_id, flat]
 
 
+def as_entry(row: Row) -> Entry:
+    """A segment row as hot reads give entries: (id, {name: value})."""
+    it = iter(row[1])
+    return row[0], dict(zip(it, it, strict=True))
+
+
 @dataclass(frozen=True, slots=True)
 class Encoded:
     data: bytes
@@ -67,15 +75,22 @@ def encode(owner: str, packed: Sequence[list[object]]) -> Encoded:
     return Encoded(data, len(raw), sha256(data))
 
 
-def decode(name: str, data: bytes, *, size: int, digest: str, owner: str) -> list[Entry]:
-    """The entries of segment ``name``; :class:`CorruptSegmentError` naming the object
-    when its size, sha256 or contents are not what the manifest recorded."""
+def check(name: str, data: bytes, *, size: int, digest: str) -> None:
+    """Raise :class:`CorruptSegmentError` naming the object unless ``data`` has the
+    recorded size and sha256."""
     if len(data) != size:
         raise CorruptSegmentError(
             f"segment {name} is {len(data)} bytes, the manifest says {size}", name
         )
     if sha256(data) != digest:
         raise CorruptSegmentError(f"segment {name} fails its sha256 check", name)
+
+
+def decode(name: str, data: bytes, *, size: int, digest: str, owner: str) -> list[Row]:
+    """The rows of segment ``name``, in log order; :class:`CorruptSegmentError` naming
+    the object when its size, sha256 or contents are not what the manifest recorded.
+    Rows stay flat: readers turn only the entries they return into dicts."""
+    check(name, data, size=size, digest=digest)
     try:
         fmt, who, rows = msgpack.unpackb(
             _decompressor().decompress(data), raw=False, use_list=True, strict_map_key=False
@@ -87,9 +102,4 @@ def decode(name: str, data: bytes, *, size: int, digest: str, owner: str) -> lis
             f"segment {name} is format {fmt} of owner {who!r}, expected {FORMAT} of {owner!r}",
             name,
         )
-    return [(log_id, _pairs(flat)) for log_id, flat in rows]
-
-
-def _pairs(flat: Iterable[bytes]) -> dict[bytes, bytes]:
-    it = iter(flat)
-    return dict(zip(it, it, strict=True))
+    return [(log_id, flat) for log_id, flat in rows]

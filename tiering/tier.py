@@ -199,13 +199,16 @@ class Tierer:
                     if budget is None
                     else min(budget, self.policy.max_entries)
                 )
-                rows: Any = self.client.xrange(log, "-", xrange_max(limit), count=count)
-                rows = self._cut(rows)
+                fetched = _run(self.client, "FCALL_RO", "ms_tier_read", 1, log,
+                               xrange_max(limit), count)  # fmt: skip
+                rows = self._cut(fetched)
                 if not rows:
                     break
                 if not self._segment(p, owner, rows, summary):
                     break
                 archived = True
+                if len(fetched) < count:
+                    break  # the bound is reached: no need to ask again
                 if budget is not None:
                     budget -= len(rows)
                 lease.reacquire()
@@ -218,8 +221,8 @@ class Tierer:
     def _cut(self, rows: list[Any]) -> list[Any]:
         """Keep the leading rows that fit in one segment's raw-byte budget (at least one)."""
         size, cap = 0, self.policy.max_raw_bytes
-        for i, (log_id, fields) in enumerate(rows):
-            size += 16 + len(log_id) + sum(len(k) + len(v) + 4 for k, v in fields.items())
+        for i, (log_id, flat) in enumerate(rows):
+            size += 16 + len(log_id) + 4 * len(flat) + sum(map(len, flat))
             if size > cap and i > 0:
                 return rows[:i]
         return rows
@@ -227,14 +230,13 @@ class Tierer:
     def _segment(self, p: int, owner: str, rows: list[Any], summary: PassSummary) -> bool:
         """Upload, verify and commit one segment; False when another process won."""
         first, last = rows[0][0].decode(), rows[-1][0].decode()
-        packed = [segment.pack_entry(i.decode(), f) for i, f in rows]
-        enc = segment.encode(owner, packed)
+        enc = segment.encode(owner, [[i.decode(), flat] for i, flat in rows])
         name = names.segment(p, owner, first, last)
 
         def upload() -> None:
             self.archive.put(name, enc.data)
-            back = self.archive.get(name)
-            segment.decode(name, back, size=len(enc.data), digest=enc.sha256, owner=owner)
+            # Verified as stored: the bytes read back must have our size and sha256.
+            segment.check(name, self.archive.get(name), size=len(enc.data), digest=enc.sha256)
 
         retry(upload, attempts=self.attempts, sleep=self.sleep)
         seg = Segment(first, last, len(rows), len(enc.data), enc.raw_size, enc.sha256, name)

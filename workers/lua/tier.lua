@@ -14,6 +14,15 @@
 --
 --   FCALL ms_tier_drop 2 <manifest> <cold stats>
 
+-- ms_tier_read: the log's oldest entries up to a bound, as [id, flat fields] pairs. The
+-- tier process reads through this instead of XRANGE only because a function's reply
+-- reaches Python as plain lists, not the per-entry dicts redis-py builds for XRANGE.
+--
+--   FCALL_RO ms_tier_read 1 <log> <max id, or (id for exclusive> <count>
+local function ms_tier_read(keys, args)
+  return redis.call('XRANGE', keys[1], '-', args[1], 'COUNT', tonumber(args[2]))
+end
+
 local function ms_tier_commit(keys, args)
   local log, manifest, stats = keys[1], keys[2], keys[3]
   local first, last, count = args[1], args[2], tonumber(args[3])
@@ -66,5 +75,6 @@ local function ms_tier_drop(keys, args)
   return members
 end
 
+redis.register_function{function_name='ms_tier_read', callback=ms_tier_read, flags={'no-writes'}}
 redis.register_function('ms_tier_commit', ms_tier_commit)
 redis.register_function('ms_tier_drop', ms_tier_drop)
