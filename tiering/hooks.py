@@ -149,8 +149,11 @@ def _hot(client: redis.Redis, logs: list[str]) -> dict[str, Any]:
 def _when(log_id: str | None) -> str:
     if log_id is None:
         return "none"
-    ms = int(log_id.split("-")[0])
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000)) + f" ({log_id})"
+    return f"{_at(int(log_id.split('-')[0]))} ({log_id})"
+
+
+def _at(ms: int | str) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(ms) / 1000))
 
 
 def status_lines(figures: dict[str, Any]) -> list[str]:
@@ -166,11 +169,9 @@ def status_lines(figures: dict[str, Any]) -> list[str]:
     ]
     tier = f["tier"]
     if tier.get("last_pass_ms"):
-        lines.append(
-            f"last tier pass {_when(tier['last_pass_ms'] + '-0')}: {tier.get('last_pass')}"
-        )
+        lines.append(f"last tier pass {_at(tier['last_pass_ms'])}: {tier.get('last_pass')}")
     if tier.get("failing") == "1" and tier.get("last_error"):
-        lines.append(f"[red]tier error[/] at {_when(tier['last_error_ms'] + '-0')}: "
+        lines.append(f"[red]tier error[/] at {_at(tier['last_error_ms'])}: "
                      f"{tier['last_error']}")  # fmt: skip
     return lines
 
