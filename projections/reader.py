@@ -24,7 +24,7 @@ from .base import Query
 from .cache import Invalidator, ReadCache, entry_deadline, expiry_commands, now_ms
 from .history import read_history
 from .reads_live import AsyncLiveReads, LiveReads
-from .reads_log import AsyncLogReads, LogReads
+from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
@@ -99,7 +99,7 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogRea
             replies = await self._replies(query)
             result = query.parse(list(replies))
             if not isinstance(result, Query):
-                return result
+                return await resolve_cold(self.settings, result)  # archived values, if any
             query = result
 
     async def _replies(self, query: Query[Any]) -> list[Any]:

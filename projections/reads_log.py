@@ -13,7 +13,7 @@ session's last ``history.cleared`` (older messages were cleared) or the history 
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio
 
@@ -30,6 +30,7 @@ from .history import history_key, message_body, read_history
 from .ops import id_tuple, sortable
 
 LOG_LIMIT = 10_000
+T = TypeVar("T")
 
 
 class _LogRunner(Protocol):
@@ -155,6 +156,34 @@ async def _walk(
                 break
     found.reverse()
     return found
+
+
+COLD = "$cold"
+"""Marks a projection value kept in the archive (see ``memstream.tiering.cold``)."""
+
+
+def _has_cold(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, dict):
+        return COLD in value or (
+            depth < 4
+            and any(_has_cold(v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        )
+    if isinstance(value, list):
+        return depth < 4 and any(_has_cold(v, depth + 1) for v in value
+                                 if isinstance(v, dict | list))  # fmt: skip
+    return False
+
+
+async def resolve_cold(settings: Settings, result: T) -> T:
+    """``result`` with every archived value put back in place of its pointer: readers
+    never see a pointer. The walk is all a read pays when nothing is archived."""
+    if not _has_cold(result):
+        return result
+    from memstream.tiering.archive import cached_archive
+    from memstream.tiering.cold import resolve
+
+    resolved: T = await resolve(result, cached_archive(settings))
+    return resolved
 
 
 def _sync(name: str) -> Any:

@@ -4,7 +4,7 @@
 Layout under the archive's prefix::
 
     p<P>/<owner>/log/<first>_<last>.seg      a log segment (sortable first and last ids)
-    p<P>/<owner>/cold/<name>/<version>.bin   a cold projection value
+    p<P>/<owner>/cold/v<N>/<name>/<first>_<last>.bin   cold projection values
 
 Everything of one owner lives under ``p<P>/<owner>/``, so forget deletes one prefix, and
 the trailing ``/`` keeps a bystander (``alice2``) out of ``alice``'s listing. Owners and
@@ -52,10 +52,11 @@ def parse_segment(name: str) -> tuple[int, str, str, str] | None:
     return int(m.group(1)), m.group(2), m.group(3), m.group(4)
 
 
-def cold_value(p: int, owner: str, name: str, version: str) -> str:
-    """A cold projection value: ``name`` is a projection's fixed name (e.g. ``episode``),
-    ``version`` the sortable log id of the event that wrote it."""
+def cold_value(p: int, owner: str, version: int, name: str, *, first: str, last: str) -> str:
+    """An object of cold projection values of one kind (``name``, e.g. ``episode``) in
+    projection ``version``, holding values written by events ``first`` to ``last``
+    (sortable ids). The version is in the name so a rebuilt version never overwrites an
+    object the old version's pointers still name."""
     check_id(name, "name")
-    if not _SORTABLE.fullmatch(version):
-        version = _sortable_id(version, "version")
-    return f"{owner_prefix(p, owner)}cold/{name}/{version}.bin"
+    a, b = (x if _SORTABLE.fullmatch(x) else _sortable_id(x, "id") for x in (first, last))
+    return f"{owner_prefix(p, owner)}cold/v{int(version)}/{name}/{a}_{b}.bin"

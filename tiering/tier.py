@@ -36,6 +36,7 @@ from memstream.producers.settings import Settings
 
 from . import names, segment
 from .archive import Archive
+from .cold import cold_items
 from .errors import ArchiveError, ArchiveUnavailableError, CorruptSegmentError
 from .gate import Limit, archivable_bounds, tighter, xrange_max
 from .manifest import Segment
@@ -83,6 +84,8 @@ class PassSummary:
     """Bytes written to the archive (compressed)."""
     lost_races: int = 0
     """Segments another process (or a forget) got to first; nothing was archived twice."""
+    cold_values: int = 0
+    """Projection values (episodes) moved to the archive, a pointer left in Redis."""
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -98,6 +101,8 @@ class PassSummary:
             f"{self.raw_bytes:,} bytes -> {self.stored_bytes:,} bytes compressed "
             f"({self.ratio:.1f}x) in {self.seconds:.2f}s ({rate:,.0f} entries/s)"
         )
+        if self.cold_values:
+            line += f"; {self.cold_values} episodes moved to the archive"
         if self.skipped:
             line += f"; skipped {len(self.skipped)} partitions ({self.skipped[0]})"
         if self.errors:
@@ -139,7 +144,7 @@ class Tierer:
         if self.policy.active:
             for p in range(d.partitions):
                 try:
-                    self._partition(p, d.next_version, summary)
+                    self._partition(p, d, summary)
                 except (ArchiveError, redis.RedisError) as e:
                     summary.errors.append(f"partition {p}: {e}")
                 if advance is not None:
@@ -158,8 +163,8 @@ class Tierer:
         if summary.errors:
             self.client.hincrby(keys.TIER_STATUS, "errors", len(summary.errors))
 
-    def _partition(self, p: int, next_version: int | None, summary: PassSummary) -> None:
-        bounds = archivable_bounds(self.client, p, next_version)
+    def _partition(self, p: int, d: Deployment, summary: PassSummary) -> None:
+        bounds = archivable_bounds(self.client, p, d.next_version)
         if bounds.skipped:
             summary.skipped.append(f"partition {p}: {bounds.skipped}")
             return
@@ -182,6 +187,22 @@ class Tierer:
                 self._owner(p, owner, limit, summary)
             except ArchiveError as e:
                 summary.errors.append(f"owner {owner}: {e}")
+        if age is not None:
+            self._cold_values(keys.Projection(p, d.version), sorted(bounds.upto), age, summary)
+
+    def _cold_values(
+        self, pk: keys.Projection, owners: list[str], age: Limit, summary: PassSummary
+    ) -> None:
+        """Episodes written by events older than the policy's age go to the archive,
+        with a pointer left in Redis (:mod:`.cold`)."""
+        for owner in owners:
+            try:
+                keys.check_id(owner)
+                moved = cold_items(self.client, self.archive, pk, owner, kind="episode",
+                                   older_than_ms=age[0][0])  # fmt: skip
+                summary.cold_values += moved
+            except (ArchiveError, ValueError) as e:
+                summary.errors.append(f"owner {owner}'s episodes: {e}")
 
     def _owner(self, p: int, owner: str, limit: Limit, summary: PassSummary) -> None:
         lease = self.client.lock(keys.tier_lease(p, owner), timeout=LEASE_S, thread_local=False)

@@ -78,3 +78,21 @@ end
 redis.register_function{function_name='ms_tier_read', callback=ms_tier_read, flags={'no-writes'}}
 redis.register_function('ms_tier_commit', ms_tier_commit)
 redis.register_function('ms_tier_drop', ms_tier_drop)
+
+-- ms_cold_swap: replace projection values that went to the archive by their pointers,
+-- each only if the value is still the one uploaded (a newer write wins and stays hot).
+-- A pointer keeps the value's version prefix, so last-writer-wins still orders it.
+--
+--   FCALL ms_cold_swap N <key 1> .. <key N> <field> <expected 1> <pointer 1> ...
+local function ms_cold_swap(keys, args)
+  local field, swapped = args[1], 0
+  for i, key in ipairs(keys) do
+    if redis.call('HGET', key, field) == args[2 * i] then
+      redis.call('HSET', key, field, args[2 * i + 1])
+      swapped = swapped + 1
+    end
+  end
+  return swapped
+end
+
+redis.register_function('ms_cold_swap', ms_cold_swap)
