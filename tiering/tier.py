@@ -24,6 +24,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -48,6 +49,8 @@ LEASE_S = 120.0
 """An owner lease outlives the slowest segment upload many times; a dead process's
 lease frees itself this long after it was taken."""
 RETRY_ATTEMPTS = 5
+THREADS = 4
+"""Owners of one partition archived at once by one tier process."""
 
 
 def retry(
@@ -90,6 +93,13 @@ class PassSummary:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def merge(self, other: PassSummary) -> None:
+        for name in ("owners", "segments", "entries", "raw_bytes", "stored_bytes",
+                     "lost_races", "cold_values"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        self.skipped += other.skipped
+
     @property
     def ratio(self) -> float:
         return self.raw_bytes / self.stored_bytes if self.stored_bytes else 0.0
@@ -126,8 +136,10 @@ class Tierer:
         *,
         sleep: Callable[[float], None] = time.sleep,
         attempts: int = RETRY_ATTEMPTS,
+        threads: int = THREADS,
     ) -> None:
         self.attempts = attempts
+        self.threads = threads
         self.client = client
         self.archive = archive
         self.settings = settings or Settings()
@@ -172,6 +184,7 @@ class Tierer:
         if self.policy.older_than_s is not None:
             ms = int(time.time() * 1000 - self.policy.older_than_s * 1000)
             age = ((max(ms, 0), 0), False)
+        work: list[tuple[str, Limit]] = []
         for owner in sorted(bounds.upto):
             limit = bounds.end(owner)
             if limit is None:
@@ -183,10 +196,25 @@ class Tierer:
                 keys.check_id(owner)
             except ValueError:
                 continue  # a hand-written heads field: not ours to archive
+            work.append((owner, limit))
+
+        def one(item: tuple[str, Limit]) -> PassSummary:
+            part = PassSummary()
             try:
-                self._owner(p, owner, limit, summary)
+                self._owner(p, item[0], item[1], part)
             except ArchiveError as e:
-                summary.errors.append(f"owner {owner}: {e}")
+                part.errors.append(f"owner {item[0]}: {e}")
+            return part
+
+        # Owners are independent: a few at once overlap one's upload (fsync, HTTP) with
+        # another's encoding and commit. zstd and sha256 release the GIL.
+        if self.threads > 1 and len(work) > 1:
+            with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                parts = list(pool.map(one, work))
+        else:
+            parts = [one(item) for item in work]
+        for part in parts:
+            summary.merge(part)
         if age is not None:
             self._cold_values(keys.Projection(p, d.version), sorted(bounds.upto), age, summary)
 
