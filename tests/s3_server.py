@@ -29,7 +29,7 @@ CREDENTIALS = {
 
 
 class S3Server:
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         binary = shutil.which("moto_server") or os.path.join(
             os.path.dirname(os.path.realpath(__import__("sys").executable)), "moto_server"
         )
@@ -39,6 +39,7 @@ class S3Server:
             [binary, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 30
         while True:

@@ -113,3 +113,17 @@ def test_bad_archive_url() -> None:
         open_archive(Settings())
     with pytest.raises(ArchiveConfigError, match="bucket"):
         open_archive(Settings(), "s3:///prefix")
+
+
+def test_refused_credentials_are_a_clear_error() -> None:
+    """moto checks signatures against its IAM users once auth is switched on."""
+    from tests.s3_server import aws_env
+
+    server = S3Server(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    try:
+        with aws_env():
+            backend = open_archive(Settings(s3_endpoint_url=server.url), "s3://bucket/x")
+            with pytest.raises(ArchiveConfigError, match="AWS_ACCESS_KEY_ID"):
+                backend.check()
+    finally:
+        server.stop()

@@ -128,7 +128,7 @@ async def test_history_paging_stops_at_a_clear(
 def test_segment_cache_is_bounded() -> None:
     cache = SegmentCache(max_bytes=1000)
     for i in range(10):
-        cache.put(f"seg{i}", "x", [(f"{i}-0", {})], 300)
+        cache.put(f"seg{i}", "x", [(f"{i}-0", [])], 300)
     assert cache.bytes <= 1000 and len(cache) == 3
     assert cache.get("seg9", "x") is not None and cache.get("seg0", "x") is None
     cache.put("huge", "x", [], 5000)
