@@ -98,7 +98,7 @@ def ack_all(client: object) -> None:
     The dedup records (``eid``, one key per append) are dropped too: they expire after
     ``eid_ttl`` (a day) whether or not the log is tiered, so they are no part of what
     tiering can save."""
-    for key in list(client.scan_iter(match="ms:{*}:eid:*", count=5000)):  # type: ignore[attr-defined]
+    for key in list(client.scan_iter(match=keys.eid_scan_pattern(), count=5000)):  # type: ignore[attr-defined]
         client.unlink(key)  # type: ignore[attr-defined]
     for p in range(PARTITIONS):
         feed = keys.feed(p)

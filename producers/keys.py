@@ -265,3 +265,9 @@ def tier_lease(p: int, owner: str) -> str:
 
 TIER_STATUS = "ms:tier:status"
 """Hash of the tier processes' last pass and last error, shown by ``memstream status``."""
+
+
+def eid_scan_pattern() -> str:
+    """SCAN pattern for every idempotency record of every owner (benchmarks measure Redis
+    memory without them: they expire after ``eid_ttl`` whatever else happens)."""
+    return "ms:{*}:eid:*"

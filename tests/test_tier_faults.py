@@ -116,7 +116,7 @@ async def test_slow_s3_times_out_without_trim(
     before = {"fa": hot(r, "fa")}
     proxy.set("delay", delay_s=1.0)
     slow = S3Archive(bucket, "t", proxy.url, connect_timeout=0.2, read_timeout=0.2)
-    worker = Tierer(r, slow, Settings(), Policy(older_than_s=0.0), attempts=2, sleep=Sleeps())
+    worker = Tierer(r, slow, Settings(), Policy(older_than_s=0.0), attempts=1, sleep=Sleeps())
     summary = worker.run_pass()
     assert summary.errors and summary.segments == 0
     assert "timeout" in summary.errors[0].lower()
