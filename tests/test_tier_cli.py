@@ -60,3 +60,16 @@ def test_bad_options(deployed: str, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "--older-than" in capsys.readouterr().err
     assert main([*argv, "--keep-last", "-1"]) == 1
     assert "--keep-last" in capsys.readouterr().err
+
+
+def test_demo_archives_and_reads_across_the_boundary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEMSTREAM_REDIS_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["demo", "--data-dir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "tiered 3 owners: 3 segments, 24 entries" in out
+    lines = [line for line in out.splitlines() if line.startswith("  [")]
+    assert [line[:8] for line in lines] == ["  [cold]"] * 4 + ["  [hot ]"] * 4
+    assert any((tmp_path / "demo" / "archive").rglob("*.seg"))
