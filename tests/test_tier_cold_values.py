@@ -83,3 +83,14 @@ async def test_old_episodes_move_to_the_archive_and_read_back(
     cold._VALUES.clear()  # a fresh process: nothing checked is cached yet
     with Reader(settings) as reader, pytest.raises(CorruptSegmentError, match=name):
         reader.episodes(OWNER, limit=10)
+
+
+async def test_a_users_own_cold_key_is_not_a_pointer(r: redis.Redis, deployed: str) -> None:
+    doc = {"$cold": ["p1/x/cold/v1/episode/1-0_2-0.bin", 0, 3, "0" * 64], "n": 1}
+    with Producer.from_url(deployed) as producer:
+        producer.save_state(OWNER, {"$cold": ["not", "a", "pointer"]})
+        producer.save_state("other", {"nested": doc})
+    await drain(deployed, r)
+    with Reader(Settings.from_url(deployed)) as reader:
+        assert reader.state(OWNER) == {"$cold": ["not", "a", "pointer"]}
+        assert reader.state("other") == {"nested": doc}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -93,11 +94,25 @@ def _pack_and_swap(
     return int(client.execute_command(*command))  # type: ignore[no-untyped-call]
 
 
+_REF_NAME = re.compile(r"p\d+/[^/]+/cold/v\d+/[^/]+/[\d-]+_[\d-]+\.bin")
+
+
+def _is_ref(ref: Any) -> bool:
+    """Only the exact shape :func:`cold_items` writes counts as a pointer: a user's own
+    document that happens to hold a ``$cold`` key is returned as it is."""
+    return (
+        isinstance(ref, list) and len(ref) == 4 and isinstance(ref[0], str)
+        and _REF_NAME.fullmatch(ref[0]) is not None and isinstance(ref[1], int)
+        and isinstance(ref[2], int) and isinstance(ref[3], str) and len(ref[3]) == 64
+    )  # fmt: skip
+
+
 def _refs(value: Any, found: list[dict[str, Any]], depth: int = 0) -> None:
     if depth > 4:
         return
     if isinstance(value, dict):
-        if COLD in value:
+        # A parsed item is {"log_id", "$cold"} and nothing else.
+        if _is_ref(value.get(COLD)) and set(value) <= {COLD, "log_id"}:
             found.append(value)
             return
         for v in value.values():
