@@ -48,7 +48,7 @@ def _spawn_tier(url: str, root: Path, segment: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     return subprocess.Popen(
         [sys.executable, "-m", "tests.tier_child", url, str(root), str(segment)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
 
 
@@ -64,10 +64,15 @@ async def _crash_run(url: str, r: redis.Redis, root: Path, kills: int) -> None:
         while killed < kills:
             # Two tier processes at once: they must never archive the same entries twice.
             tiers = [_spawn_tier(url, root, rng.choice((8, 32, 64))) for _ in range(2)]
-            await asyncio.sleep(rng.uniform(0.6, 1.6))
+            for proc in tiers:
+                assert proc.stdout is not None
+                await asyncio.to_thread(proc.stdout.readline)  # "ready": imports are done
+            await asyncio.sleep(rng.uniform(0.05, 0.6))
             for proc in tiers:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+                if proc.stdout is not None:
+                    proc.stdout.close()
                 killed += 1
     finally:
         stop.set()

@@ -34,7 +34,8 @@ def main() -> None:
     settings = Settings.from_url(url)
     policy = Policy(older_than_s=0.0, max_entries=int(sys.argv[3]))
     tierer = Tierer(sync_client(settings), SlowArchive(root), settings, policy)
-    run_forever(tierer, 0.01, threading.Event())
+    print("ready", flush=True)  # imports done: from here on a kill lands mid-pass
+    run_forever(tierer, 0.01, threading.Event(), sys.stderr)
 
 
 if __name__ == "__main__":
