@@ -115,3 +115,39 @@ def test_policy_from_settings() -> None:
     assert Policy.from_settings(Settings(), older_than="12h").older_than_s == 43200
     with pytest.raises(ValueError, match="--older-than"):
         Policy.from_settings(Settings(), older_than="soon")
+
+
+async def test_a_lost_race_archives_nothing_twice(
+    r: redis.Redis, deployed: str, tmp_path: Path
+) -> None:
+    """Process A uploads; its lease expires; process B archives the same entries and more;
+    A's commit is refused and A keeps the object B's manifest names."""
+    from memstream.producers import Settings
+    from memstream.tiering import Tierer
+    from memstream.tiering.local import LocalArchive
+
+    fill(deployed, ["alice"], 200)
+    await drain(deployed, r)
+    before = hot(r, "alice")
+    p = keys.partition("alice", PARTITIONS)
+    root = tmp_path / "archive"
+
+    class Racing(LocalArchive):
+        raced = False
+
+        def put(self, name: str, data: bytes) -> None:
+            super().put(name, data)
+            if not self.raced:
+                self.raced = True
+                r.delete(keys.tier_lease(p, "alice"))  # as if A stalled past its lease
+                b = Tierer(r, LocalArchive(root), Settings(), Policy(older_than_s=0.0,
+                                                                     max_entries=64))  # fmt: skip
+                assert b.run_pass().entries == 200
+
+    a = Tierer(r, Racing(root), Settings(), Policy(older_than_s=0.0, max_entries=64))
+    summary = a.run_pass()
+    assert summary.lost_races == 1 and summary.entries == 0
+    members = [Segment.parse(m) for m in r.zrange(keys.manifest(p, "alice"), 0, -1)]
+    assert sum(m.count for m in members) == 200
+    assert sorted(o.name for o in LocalArchive(root).list("")) == sorted(m.name for m in members)
+    assert through(r, LocalArchive(root), "alice") == before
