@@ -151,3 +151,23 @@ async def test_a_lost_race_archives_nothing_twice(
     assert sum(m.count for m in members) == 200
     assert sorted(o.name for o in LocalArchive(root).list("")) == sorted(m.name for m in members)
     assert through(r, LocalArchive(root), "alice") == before
+
+
+async def test_uploads_a_crash_left_behind_are_collected(
+    r: redis.Redis, deployed: str, tmp_path: Path
+) -> None:
+    from memstream.tiering import names
+
+    fill(deployed, ["alice"], 100)
+    await drain(deployed, r)
+    log = hot(r, "alice")
+    p = keys.partition("alice", PARTITIONS)
+    archive = local_archive(tmp_path)
+    covered = names.segment(p, "alice", log[0][0], log[10][0])  # a crashed upload
+    beyond = names.segment(p, "alice", log[60][0], log[99][0])  # maybe in flight
+    archive.put(covered, b"x")
+    archive.put(beyond, b"y")
+    tier_all(r, archive, older_than_s=None, keep_last=50)
+    left = {o.name for o in archive.list(names.owner_prefix(p, "alice"))}
+    assert covered not in left and beyond in left
+    assert len(left) == 2  # the recorded segment and the one beyond the newest

@@ -263,6 +263,7 @@ class Tierer:
                 lease.reacquire()
             if archived:
                 summary.owners += 1
+                self._collect(p, owner)
         finally:
             with contextlib.suppress(LockError):
                 lease.release()
@@ -305,6 +306,22 @@ class Tierer:
         summary.raw_bytes += enc.raw_size
         summary.stored_bytes += len(enc.data)
         return True
+
+    def _collect(self, p: int, owner: str) -> None:
+        """Delete the owner's segment objects that no manifest member names and that lie
+        wholly at or below the newest recorded segment (uploads of a process that crashed
+        before its commit). No commit can ever record them: ``ms_tier_commit`` refuses
+        what the manifest covers, and a process that loses that way deletes its upload
+        itself. Objects beyond the newest segment may be in flight, so they stay."""
+        members: Any = self.client.zrange(keys.manifest(p, owner), 0, -1)
+        segs = [Segment.parse(m) for m in members]
+        if not segs:
+            return
+        named, newest = {s.name for s in segs}, segs[-1].last_sortable
+        for info in list(self.archive.list(names.owner_prefix(p, owner) + "log/")):
+            parsed = names.parse_segment(info.name)
+            if parsed is not None and info.name not in named and parsed[3] <= newest:
+                self.archive.delete(info.name)
 
     def _named(self, p: int, owner: str, seg: Segment) -> bool:
         """Whether the manifest names ``seg``'s object (whoever committed it): then the
