@@ -24,6 +24,7 @@ from .base import Query
 from .cache import Invalidator, ReadCache, entry_deadline, expiry_commands, now_ms
 from .history import read_history
 from .reads_live import AsyncLiveReads, LiveReads
+from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
@@ -38,7 +39,7 @@ VERSION_TTL_S = 0.5
 longer than this after the flip, so a reader never reads a deleted version."""
 
 
-class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
+class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogReads):
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -98,7 +99,7 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
             replies = await self._replies(query)
             result = query.parse(list(replies))
             if not isinstance(result, Query):
-                return result
+                return await resolve_cold(self.settings, result)  # archived values, if any
             query = result
 
     async def _replies(self, query: Query[Any]) -> list[Any]:
@@ -125,10 +126,17 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
             cache.put(plan, replies, entry_deadline(cache, expiry, now_ms()), ticket)
         return replies
 
-    async def history(self, owner: str, session: str, *, last: int = 20) -> list[dict[str, Any]]:
-        """The last ``last`` messages of a session, oldest first."""
+    async def history(
+        self, owner: str, session: str, *, last: int = 20, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The last ``last`` messages of a session (before the log id ``before`` when
+        given), oldest first. Past the ``history_cap`` newest kept in Redis the page
+        continues into the log and the archive; pass ``page[0]["log_id"]`` as ``before``
+        for the next older page (an empty page means the start of history)."""
         keys.check_id(session, "session")
-        return await self.run(read_history(await self._pk(owner), owner, session, _n(last)))
+        if before is None and last <= self.settings.history_cap:
+            return await self.run(read_history(await self._pk(owner), owner, session, _n(last)))
+        return await self._history_page(owner, session, _n(last), _cursor(before))
 
     async def state(self, owner: str) -> dict[str, Any] | None:
         """The owner's state document, or None if never saved."""
@@ -193,7 +201,13 @@ def _n(last: int) -> int:
     return last
 
 
-class Reader(MemoryReads, WorldReads, LiveReads):
+def _cursor(before: str | None) -> str | None:
+    from .reads_log import check_cursor
+
+    return check_cursor(before, "before")
+
+
+class Reader(MemoryReads, WorldReads, LiveReads, LogReads):
     """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
 
     def __init__(
@@ -226,8 +240,10 @@ class Reader(MemoryReads, WorldReads, LiveReads):
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def history(self, owner: str, session: str, *, last: int = 20) -> list[dict[str, Any]]:
-        return self._call(self._async.history(owner, session, last=last))
+    def history(
+        self, owner: str, session: str, *, last: int = 20, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._call(self._async.history(owner, session, last=last, before=before))
 
     def state(self, owner: str) -> dict[str, Any] | None:
         return self._call(self._async.state(owner))
