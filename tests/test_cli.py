@@ -18,6 +18,7 @@ from tests.redis_server import RedisServer, free_port
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "memstream.workers.cli", *argv],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,

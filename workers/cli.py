@@ -125,9 +125,13 @@ def _client(args: argparse.Namespace) -> redis.Redis:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    client: redis.Redis | None = None
     try:
         client = _client(args)
+    except Exception as e:
+        if args.debug:
+            raise
+        return report(e, args, starting=True)
+    try:
         handler: Handler = args.handler
         return handler(args, client)
     except KeyboardInterrupt:
@@ -137,8 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return report(e, args)
     finally:
-        if client is not None:
-            client.close()
+        client.close()
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 saying what to do, and an exit code; never a traceback unless ``--debug``.
 
 Exit codes for errors (``status`` and ``health`` document their own codes for findings):
-1 the operation failed (Redis unreachable, refused, rejected), 2 a usage or
-configuration error, including a missing optional dependency; 130 interrupted.
+1 the command failed (Redis unreachable, refused, bad input, rejected); 2 it could not
+start: a usage error, settings that do not parse, or a missing optional dependency;
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -96,9 +97,8 @@ def explain(error: BaseException, args: argparse.Namespace) -> tuple[int, str, s
     if isinstance(error, redis.RedisError):
         error = translate_driver_error(error, _settings(args))
     if isinstance(error, MemstreamError):
-        code = EXIT_USAGE if isinstance(error, ConfigError | InvalidInputError) else EXIT_FAILED
         hint = next((h for kind, h in HINTS if isinstance(error, kind)), "")
-        return code, str(error), hint
+        return EXIT_FAILED, str(error), hint
     return (
         EXIT_FAILED,
         f"unexpected error: {type(error).__name__}: {error}",
@@ -106,10 +106,19 @@ def explain(error: BaseException, args: argparse.Namespace) -> tuple[int, str, s
     )
 
 
-def report(error: BaseException, args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Print the one-line error and its hint to stderr; return the exit code."""
+def report(
+    error: BaseException, args: argparse.Namespace, *, starting: bool = False,
+    out: TextIO | None = None,
+) -> int:  # fmt: skip
+    """Print the one-line error and its hint to stderr; return the exit code.
+
+    ``starting``: the error came before the command ran (settings, the client), which
+    makes it a configuration error whatever its type.
+    """
     stream = out if out is not None else sys.stderr
     code, line, hint = explain(error, args)
+    if starting and code == EXIT_FAILED:
+        code = EXIT_USAGE
     print(f"memstream: {line}", file=stream)
     if hint:
         print(f"hint: {hint}", file=stream)
