@@ -241,3 +241,20 @@ def ttl_floor(pk: Projection, owner: str) -> str:
     """Hash of an owner's TTL floors (memory type -> 13-digit ms) raised by ``ttl.extended``:
     expire ops on the owner's session keys never set an earlier time (convergence)."""
     return pk.key("ttlx", owner)
+
+
+TENSOR_MODELS_OWNER = "memstream.tensor-models"
+"""The owner whose log holds every ``tensor.model_published`` event (docs/tensors.md):
+one log, so every worker reads one ordered list of model versions."""
+
+
+def tensor_model(sha256: str) -> str:
+    """Hash of one immutable tensor model version: ``config`` (JSON) and ``weights``
+    (safetensors), addressed by the sha256 of both; written once, never changed."""
+    if re.fullmatch(r"[0-9a-f]{64}", sha256) is None:
+        raise InvalidIdError("sha256", "must be 64 lowercase hex digits", sha256)
+    return f"ms:tensor:model:{sha256}"
+
+
+TENSOR_PROBLEMS = "ms:tensor:problems"
+"""Hash model version -> why workers could not load it (they store losslessly instead)."""
