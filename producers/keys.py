@@ -258,3 +258,9 @@ def tensor_model(sha256: str) -> str:
 
 TENSOR_PROBLEMS = "ms:tensor:problems"
 """Hash model version -> why workers could not load it (they store losslessly instead)."""
+
+
+def log_pattern() -> str:
+    """SCAN pattern for every owner's log (``memstream tensors train`` reads them all);
+    callers confirm the owner part with :func:`check_id`."""
+    return "ms:{*}:log:*"

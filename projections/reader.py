@@ -25,6 +25,7 @@ from .cache import Invalidator, ReadCache, entry_deadline, expiry_commands, now_
 from .history import read_history
 from .reads_live import AsyncLiveReads, LiveReads
 from .reads_memory import AsyncMemoryReads, MemoryReads
+from .reads_tensors import AsyncTensorReads, TensorReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
@@ -38,7 +39,7 @@ VERSION_TTL_S = 0.5
 longer than this after the flip, so a reader never reads a deleted version."""
 
 
-class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
+class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncTensorReads):
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -193,7 +194,7 @@ def _n(last: int) -> int:
     return last
 
 
-class Reader(MemoryReads, WorldReads, LiveReads):
+class Reader(MemoryReads, WorldReads, LiveReads, TensorReads):
     """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
 
     def __init__(

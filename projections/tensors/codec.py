@@ -1,0 +1,112 @@
+"""One stored state: encode every group (latent or lossless), measure, pack; and decode.
+
+A group is kept as its model's float16 latent only when the vector decoded from that
+latent, cast back to the recorded dtype, is within ``SAFETY`` x the group's bound in
+relative L2 error; otherwise (no model, a model that does not fit, a vector far from
+the training data, a non-finite latent) the group's exact bytes are kept, zstd-compressed
+when that is smaller. Errors are measured on exactly what a read returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from memstream.producers.tensors import Group
+
+from .model import SAFETY, F64, GroupedModel
+
+NP_DTYPE = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
+LATENT, ZSTD, RAW = "vae", "zstd", "raw"
+ZSTD_LEVEL = 9
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGroup:
+    name: str
+    start: int
+    end: int
+    bound: float
+    codec: str
+    payload: bytes
+    error: float
+
+    def row(self) -> list[Any]:
+        return [self.name, self.start, self.end, self.bound, self.codec, self.payload, self.error]
+
+
+def relative_error(x: F64, y: F64) -> float:
+    """||x - y|| / ||x||; 0 when both are zero, inf when y is not finite or x is zero."""
+    if not np.all(np.isfinite(y)):
+        return math.inf
+    norm = float(np.linalg.norm(x))
+    diff = float(np.linalg.norm(x - y))
+    if norm == 0.0:
+        return 0.0 if diff == 0.0 else math.inf
+    return diff / norm
+
+
+_compressor = zstandard.ZstdCompressor(
+    level=ZSTD_LEVEL, write_checksum=False, write_content_size=True, write_dict_id=False
+)
+
+
+def lossless(group: Group, raw: bytes) -> StoredGroup:
+    # One compressor object per thread would be needed for speed; compress() on a
+    # shared object is safe and the frames are identical either way.
+    packed = _compressor.compress(raw)
+    codec, payload = (ZSTD, packed) if len(packed) < len(raw) else (RAW, raw)
+    return StoredGroup(group.name, group.start, group.end, group.bound, codec, payload, 0.0)
+
+
+def encode_groups(
+    values: np.ndarray[Any, Any], dtype: str, groups: Sequence[Group], model: GroupedModel | None
+) -> list[StoredGroup]:
+    """Encode one flattened vector (in its recorded dtype) group by group."""
+    x64 = values.astype(np.float64)
+    out = []
+    for group in groups:
+        part = values[group.start : group.end]
+        net = model.net(group.name) if model is not None else None
+        if net is None or net.spec.latent == 0:
+            out.append(lossless(group, part.tobytes()))
+            continue
+        with np.errstate(all="ignore"):
+            z = net.encode(x64[None, group.start : group.end])[0].astype(np.float16)
+            back = net.decode(z.astype(np.float64)[None])[0].astype(NP_DTYPE[dtype])
+        err = relative_error(x64[group.start : group.end], back.astype(np.float64))
+        if err <= group.bound * SAFETY:
+            out.append(StoredGroup(group.name, group.start, group.end, group.bound, LATENT,
+                                   z.tobytes(), err))  # fmt: skip
+        else:
+            out.append(lossless(group, part.tobytes()))
+    return out
+
+
+_decompressor = zstandard.ZstdDecompressor()
+
+
+def decode_groups(
+    rows: Sequence[Sequence[Any]], size: int, dtype: str, model: GroupedModel | None
+) -> np.ndarray[Any, Any]:
+    """The flattened vector from stored group rows; raises ValueError when a latent's
+    model is missing."""
+    out = np.zeros(size, dtype=NP_DTYPE[dtype])
+    for name, start, end, _bound, codec, payload, _err in rows:
+        if codec == RAW:
+            out[start:end] = np.frombuffer(payload, dtype=NP_DTYPE[dtype])
+        elif codec == ZSTD:
+            out[start:end] = np.frombuffer(_decompressor.decompress(payload), NP_DTYPE[dtype])
+        else:
+            net = model.net(name) if model is not None else None
+            if net is None:
+                raise ValueError(f"group {name} needs its model version, which is not loaded")
+            z = np.frombuffer(payload, dtype=np.float16).astype(np.float64)
+            with np.errstate(all="ignore"):
+                out[start:end] = net.decode(z[None])[0].astype(NP_DTYPE[dtype])
+    return out
