@@ -13,6 +13,7 @@ form the implicit group :data:`REST` with :data:`DEFAULT_BOUND`.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
 import struct
 import sys
@@ -90,9 +91,10 @@ def _read(array: object, depth: int) -> Tensor:
             raise InvalidInputError("array", f"could not be read as an array: {e}") from e
         return _read(converted, depth + 1)
     raise InvalidInputError(
-        "array", "must support the buffer protocol or __array_interface__ (numpy, torch CPU)",
+        "array",
+        "must support the buffer protocol or __array_interface__ (numpy, torch CPU)",
         type(array).__name__,
-    )  # fmt: skip
+    )
 
 
 def _from_view(view: memoryview) -> Tensor:
@@ -179,36 +181,42 @@ def layout(
         if name not in groups:
             raise InvalidInputError(f"bounds.{name}", "names no group", value)
         _bound(f"bounds.{name}", value)
-    named: list[Group] = []
-    for name, span in groups.items():
-        where = f"groups.{name}"
-        if name == REST or len(span) != 2:
-            raise InvalidInputError(where, "must be [start, end]", list(span))
-        start, end = int(span[0]), int(span[1])
-        if not 0 <= start < end:
-            raise InvalidInputError(where, "needs 0 <= start < end", [start, end])
-        if end > size:
-            raise InvalidInputError(where, f"ends outside the vector ({size} elements)", end)
-        named.append(Group(name, start, end, float(bounds.get(name, DEFAULT_BOUND))))
-    named.sort(key=lambda g: g.start)
-    out: list[Group] = []
-    at = 0
-    rest: list[tuple[int, int]] = []
-    for group, following in zip(named, [*named[1:], None], strict=False):
-        if following is not None and following.start < group.end:
+    named = sorted((_group(name, span, bounds, size) for name, span in groups.items()),
+                   key=lambda g: g.start)  # fmt: skip
+    for group, following in itertools.pairwise(named):
+        if following.start < group.end:
             raise InvalidInputError(f"groups.{following.name}", f"overlaps group {group.name}")
+    return _with_rest(named, size)
+
+
+def _group(name: str, span: Sequence[int], bounds: Mapping[str, float], size: int) -> Group:
+    where = f"groups.{name}"
+    if name == REST or len(span) != 2:
+        raise InvalidInputError(where, "must be [start, end]", list(span))
+    start, end = int(span[0]), int(span[1])
+    if not 0 <= start < end:
+        raise InvalidInputError(where, "needs 0 <= start < end", [start, end])
+    if end > size:
+        raise InvalidInputError(where, f"ends outside the vector ({size} elements)", end)
+    return Group(name, start, end, float(bounds.get(name, DEFAULT_BOUND)))
+
+
+def _with_rest(named: list[Group], size: int) -> list[Group]:
+    """``named`` (sorted, disjoint) plus implicit groups over the features they miss."""
+    rest: list[tuple[int, int]] = []
+    at = 0
+    for group in named:
         if group.start > at:
             rest.append((at, group.start))
         at = group.end
-        out.append(group)
     if at < size:
         rest.append((at, size))
     if len(rest) == 1:
-        out.append(Group(REST, rest[0][0], rest[0][1], DEFAULT_BOUND))
-    elif rest:
+        extra = [Group(REST, rest[0][0], rest[0][1], DEFAULT_BOUND)]
+    else:
         # Gaps between named groups: one implicit group per gap keeps ranges contiguous.
-        out += [Group(f"{REST}{i}", a, b, DEFAULT_BOUND) for i, (a, b) in enumerate(rest)]
-    return sorted(out, key=lambda g: g.start)
+        extra = [Group(f"{REST}{i}", a, b, DEFAULT_BOUND) for i, (a, b) in enumerate(rest)]
+    return sorted([*named, *extra], key=lambda g: g.start)
 
 
 def check_event(

@@ -47,13 +47,21 @@ def _decode(member: bytes) -> dict[str, Any]:
     flat = decode_groups(record["groups"], size, record["dtype"], model)
     rows = record["groups"]
     return {
-        "log_id": log_id_of(version), "time_ms": record["ts"], "session": record["session"],
-        "meta": record["meta"], "shape": record["shape"], "dtype": record["dtype"],
-        "array": flat.reshape(record["shape"]), "model": record["model"],
-        "codecs": {r[0]: r[4] for r in rows}, "errors": {r[0]: r[6] for r in rows},
-        "bounds": {r[0]: r[3] for r in rows}, "stored_bytes": sum(len(r[5]) for r in rows),
-        "raw_bytes": flat.nbytes, "note": record["note"],
-    }  # fmt: skip
+        "log_id": log_id_of(version),
+        "time_ms": record["ts"],
+        "session": record["session"],
+        "meta": record["meta"],
+        "shape": record["shape"],
+        "dtype": record["dtype"],
+        "array": flat.reshape(record["shape"]),
+        "model": record["model"],
+        "codecs": {r[0]: r[4] for r in rows},
+        "errors": {r[0]: r[6] for r in rows},
+        "bounds": {r[0]: r[3] for r in rows},
+        "stored_bytes": sum(len(r[5]) for r in rows),
+        "raw_bytes": flat.nbytes,
+        "note": record["note"],
+    }
 
 
 def _with_models(members: Sequence[bytes], models_log: str) -> Query[list[dict[str, Any]]]:
@@ -76,8 +84,10 @@ def _with_models(members: Sequence[bytes], models_log: str) -> Query[list[dict[s
             event = decode_entry(keys.TENSOR_MODELS_OWNER, raw_id.decode(), fields).event
             if isinstance(event, TensorModelPublished) and event.version in needed:
                 shas.append(event.sha256)
-        return Query([("HMGET", keys.tensor_model(s), "config", "weights") for s in shas],
-                     lambda blobs: _load(shas, blobs, done))  # fmt: skip
+        return Query(
+            [("HMGET", keys.tensor_model(s), "config", "weights") for s in shas],
+            lambda blobs: _load(shas, blobs, done),
+        )
 
     return Query([("XRANGE", models_log, "-", "+")], publications)
 
@@ -115,9 +125,11 @@ class AsyncTensorReads:
         models_log = _models_log(await self._pk(keys.TENSOR_MODELS_OWNER))
         key = index_key(pk, owner, kind)
         return await self.run(
-            Query([("ZRANGE", key, -_last(last), -1)],
-                  lambda replies: _with_models(replies[0], models_log))
-        )  # fmt: skip
+            Query(
+                [("ZRANGE", key, -_last(last), -1)],
+                lambda replies: _with_models(replies[0], models_log),
+            )
+        )
 
     async def tensor(self: AsyncRunner, owner: str, log_id: str) -> dict[str, Any] | None:
         """The state recorded at ``log_id`` (any kind), decoded as in :meth:`tensors`,
@@ -127,8 +139,9 @@ class AsyncTensorReads:
         try:
             start = sortable(log_id)
         except ValueError as e:
-            raise InvalidInputError("log_id", "must be a stream id like 1700000000000-0",
-                                    log_id) from e  # fmt: skip
+            raise InvalidInputError(
+                "log_id", "must be a stream id like 1700000000000-0", log_id
+            ) from e
         pk = await self._pk(owner)
         models_log = _models_log(await self._pk(keys.TENSOR_MODELS_OWNER))
 
@@ -139,10 +152,14 @@ class AsyncTensorReads:
         def by_kind(replies: list[Any]) -> Query[list[dict[str, Any]]]:
             kinds = [k.decode() for k in replies[0]]
             lo, hi = f"[{start}", f"({start}\xff"
-            return Query([("ZRANGE", index_key(pk, owner, k), lo, hi, "BYLEX") for k in kinds],
-                         found)  # fmt: skip
+            return Query(
+                [("ZRANGE", index_key(pk, owner, k), lo, hi, "BYLEX") for k in kinds], found
+            )
 
-        states = await self.run(Query([("ZRANGE", kinds_key(pk, owner), 0, -1)], by_kind))
+        first: Query[list[dict[str, Any]]] = Query(
+            [("ZRANGE", kinds_key(pk, owner), 0, -1)], by_kind
+        )
+        states = await self.run(first)
         return states[0] if states else None
 
 

@@ -6,8 +6,12 @@ from typing import Any
 
 import numpy as np
 
-GROUPS = {"critical": (0, 10, 0.01), "spatial": (10, 20, 0.05),
-          "social": (20, 30, 0.05), "other": (30, 50, 0.10)}  # fmt: skip
+GROUPS = {
+    "critical": (0, 10, 0.01),
+    "spatial": (10, 20, 0.05),
+    "social": (20, 30, 0.05),
+    "other": (30, 50, 0.10),
+}
 
 
 def structured(n: int, seed: int = 0, dim: int = 50, rank: int = 6) -> np.ndarray[Any, Any]:

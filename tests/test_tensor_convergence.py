@@ -21,7 +21,12 @@ from memstream.projections.tensors.model import GroupedModel
 from memstream.projections.tensors.publish import serialise
 from memstream.projections.tensors.registry import ModelRegistry, Version
 from memstream.projections.tensors.train import train
-from memstream.projections.testing import Deliveries, check_convergence, event_streams, with_deliveries
+from memstream.projections.testing import (
+    Deliveries,
+    check_convergence,
+    event_streams,
+    with_deliveries,
+)
 from tests.tensor_util import GROUPS, adversarial, structured
 
 NOW = (int(time.time()) + 86_400) * 1000
@@ -31,12 +36,19 @@ POOL = [*structured(12, seed=11), *adversarial(6)]
 
 
 def _version(seed: int, scope: str | None, at_ms: int) -> Version:
-    config, weights, _ = train(structured(300).astype(np.float64), layout(RANGES, BOUNDS, 50),
-                               kind="state", scope=scope, epochs=1, seed=seed)  # fmt: skip
+    config, weights, _ = train(
+        structured(300).astype(np.float64),
+        layout(RANGES, BOUNDS, 50),
+        kind="state",
+        scope=scope,
+        epochs=1,
+        seed=seed,
+    )
     config_json, blob, sha = serialise(config, weights)
     model = GroupedModel.load(sha, config_json, blob)
-    event = ev.TensorModelPublished(kind="state", scope=scope, version=sha[:16], sha256=sha,
-                                    config=config)  # fmt: skip
+    event = ev.TensorModelPublished(
+        kind="state", scope=scope, version=sha[:16], sha256=sha, config=config
+    )
     return Version((at_ms, 0), event, model)
 
 
@@ -44,34 +56,66 @@ def _version(seed: int, scope: str | None, at_ms: int) -> Version:
 def registry() -> ModelRegistry:
     # A kind-wide model a third of the way in, an owner-scoped one two thirds in: events
     # before, between and after them take different versions (or none).
-    return ModelRegistry.fixed([_version(1, None, START + 7_000), _version(2, "alice", START + 14_000)])
+    return ModelRegistry.fixed(
+        [_version(1, None, START + 7_000), _version(2, "alice", START + 14_000)]
+    )
 
 
 def _tensor(i: int, dtype: str, grouped: bool, kind: str) -> ev.TensorRecorded:
     data = POOL[i].astype(dtype)
-    return ev.TensorRecorded(shape=[50], dtype=dtype, data=data.tobytes(), kind=kind,
-                             groups=RANGES if grouped else {}, bounds=BOUNDS if grouped else {},
-                             meta={"i": i})  # fmt: skip
+    return ev.TensorRecorded(
+        shape=[50],
+        dtype=dtype,
+        data=data.tobytes(),
+        kind=kind,
+        groups=RANGES if grouped else {},
+        bounds=BOUNDS if grouped else {},
+        meta={"i": i},
+    )
 
 
 PAYLOADS: dict[str, Any] = {
     "tensor.recorded": st.builds(
-        _tensor, st.integers(0, len(POOL) - 1), st.sampled_from(["float32", "float16"]),
-        st.booleans(), st.sampled_from(["state", "state", "obs"])),
-}  # fmt: skip
+        _tensor,
+        st.integers(0, len(POOL) - 1),
+        st.sampled_from(["float32", "float16"]),
+        st.booleans(),
+        st.sampled_from(["state", "state", "obs"]),
+    ),
+}
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(with_deliveries(event_streams(kinds=["tensor.recorded"], payloads=PAYLOADS,
-                                     start_ms=START, owners=("alice", "bob"), max_size=20)))  # fmt: skip
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    with_deliveries(
+        event_streams(
+            kinds=["tensor.recorded"],
+            payloads=PAYLOADS,
+            start_ms=START,
+            owners=("alice", "bob"),
+            max_size=20,
+        )
+    )
+)
 def test_tensors_converge(
-    deployed: str, r: redis.Redis, registry: ModelRegistry,
+    deployed: str,
+    r: redis.Redis,
+    registry: ModelRegistry,
     case: tuple[list[StoredEvent], Deliveries],
-) -> None:  # fmt: skip
+) -> None:
     events, (order, duplicates, batch_sizes) = case
-    check_convergence(r, [Tensors(registry)], events, order=order, duplicates=duplicates,
-                      batch_sizes=batch_sizes, settings=Settings(tensor_cap=4), now_ms=NOW)  # fmt: skip
+    check_convergence(
+        r,
+        [Tensors(registry)],
+        events,
+        order=order,
+        duplicates=duplicates,
+        batch_sizes=batch_sizes,
+        settings=Settings(tensor_cap=4),
+        now_ms=NOW,
+    )
 
 
 def test_the_log_decides_the_version(registry: ModelRegistry) -> None:

@@ -30,8 +30,9 @@ def _produce(url: str, total: int, sent: dict[str, int]) -> None:
         while done < total:
             for _ in range(min(100, total - done)):
                 owner = rng.choice(OWNERS)
-                producer.record_tensor(owner, pool[rng.randrange(len(pool))], groups=GROUPS,
-                                       meta={"n": done})  # fmt: skip
+                producer.record_tensor(
+                    owner, pool[rng.randrange(len(pool))], groups=GROUPS, meta={"n": done}
+                )
                 sent[owner] = sent.get(owner, 0) + 1
                 done += 1
             time.sleep(0.02)
@@ -41,7 +42,8 @@ def _stored(r: redis.Redis, version: int) -> dict[str, list[bytes]]:
     out = {}
     for owner in OWNERS:
         pk = keys.Projection(keys.partition(owner, 16), version)
-        out[owner] = list(r.zrange(index_key(pk, owner, "state"), 0, -1))
+        found: Any = r.zrange(index_key(pk, owner, "state"), 0, -1)
+        out[owner] = list(found)
     return out
 
 
@@ -68,8 +70,10 @@ def test_sigkilled_tensor_workers_store_each_state_once(deployed: str, r: redis.
             assert time.monotonic() < deadline, "workers did not drain the feeds"
             time.sleep(0.2)
         live = _stored(r, 1)
-        counted = {o: int(r.hget(stats_key(keys.Projection(keys.partition(o, 16), 1), o),
-                                 "n:state") or 0) for o in OWNERS}  # fmt: skip
+        counted = {
+            o: int(r.hget(stats_key(keys.Projection(keys.partition(o, 16), 1), o), "n:state") or 0)
+            for o in OWNERS
+        }
         summary = replay_all(r, Settings.from_url(deployed), grace_s=0.6)
     finally:
         thread.join()

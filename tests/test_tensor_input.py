@@ -55,9 +55,12 @@ class Interface:
     def __init__(self, a: np.ndarray[Any, Any]) -> None:
         self.a = a
         self.__array_interface__ = {
-            "shape": a.shape, "typestr": a.dtype.str, "data": (a.ctypes.data, True),
-            "strides": None, "version": 3,
-        }  # fmt: skip
+            "shape": a.shape,
+            "typestr": a.dtype.str,
+            "data": (a.ctypes.data, True),
+            "strides": None,
+            "version": 3,
+        }
 
 
 def test_array_interface_pointer() -> None:

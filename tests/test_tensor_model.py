@@ -25,8 +25,9 @@ LAYOUT = layout(RANGES, BOUNDS, 50)
 
 
 def trained(seed: int = 0, epochs: int = 3) -> tuple[dict[str, Any], dict[str, Any]]:
-    config, weights, _ = train(structured(600).astype(np.float64), LAYOUT, kind="state",
-                               epochs=epochs, seed=seed)  # fmt: skip
+    config, weights, _ = train(
+        structured(600).astype(np.float64), LAYOUT, kind="state", epochs=epochs, seed=seed
+    )
     return config, weights
 
 

@@ -25,8 +25,9 @@ P = keys.partition(OWNER, 16)
 
 def train_and_publish(r: redis.Redis, url: str, seed: int, epochs: int = 2) -> str:
     vectors, groups, itemsize = pub.matrix(list(pub.recorded(r, "state")))
-    config, weights, _ = train(vectors, groups, kind="state", epochs=epochs, seed=seed,
-                               itemsize=itemsize)  # fmt: skip
+    config, weights, _ = train(
+        vectors, groups, kind="state", epochs=epochs, seed=seed, itemsize=itemsize
+    )
     with Producer.from_url(url) as producer:
         event, _ = pub.publish(r, producer, config, weights)
     return event.version
@@ -36,8 +37,7 @@ def record(url: str, vectors: Any, owner: str = OWNER) -> Any:
     with Producer.from_url(url) as producer:
         receipt = None
         for i, v in enumerate(vectors):
-            receipt = producer.record_tensor(owner, v, groups=GROUPS, meta={"i": i},
-                                             session="s1")  # fmt: skip
+            receipt = producer.record_tensor(owner, v, groups=GROUPS, meta={"i": i}, session="s1")
     return receipt
 
 

@@ -43,29 +43,54 @@ def cmd_train(args: argparse.Namespace, client: redis.Redis) -> int:
     owner = keys.check_id(args.owner, "owner") if args.owner else None
     states = list(pub.recorded(client, kind, owner))
     if len(states) < 2:
-        print(f"memstream: kind {kind} has {len(states)} recorded tensors; need at least 2",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"memstream: kind {kind} has {len(states)} recorded tensors; need at least 2",
+            file=sys.stderr,
+        )
         return 1
     vectors, groups, itemsize = pub.matrix(states)
     started = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"training {kind} on {len(vectors)} vectors",
-                                 total=args.epochs * len(groups))  # fmt: skip
+        task = progress.add_task(
+            f"training {kind} on {len(vectors)} vectors", total=args.epochs * len(groups)
+        )
         config, weights, report = tr.train(
-            vectors, groups, kind=kind, scope=owner, epochs=args.epochs, seed=args.seed,
-            latent=_latent(args.latent), itemsize=itemsize,
+            vectors,
+            groups,
+            kind=kind,
+            scope=owner,
+            epochs=args.epochs,
+            seed=args.seed,
+            latent=_latent(args.latent),
+            itemsize=itemsize,
             tick=lambda: progress.advance(task),
-        )  # fmt: skip
+        )
     took = time.perf_counter() - started
     with Producer.from_settings(settings_from(args)) as producer:
         event, receipt = pub.publish(client, producer, config, weights)
     table = Table(title=f"model {event.version} for {kind} ({took:.1f}s, seed {args.seed})")
-    for column in ("group", "features", "latent", "hidden", "bound", "held-out error (p50)",
-                   "lossless share", "ratio"):  # fmt: skip
+    for column in (
+        "group",
+        "features",
+        "latent",
+        "hidden",
+        "bound",
+        "held-out error (p50)",
+        "lossless share",
+        "ratio",
+    ):
         table.add_column(column, justify="left" if column == "group" else "right")
     for g in report:
-        table.add_row(g.name, str(g.features), str(g.latent), str(g.hidden), f"{g.bound:g}",
-                      f"{g.heldout_error_p50:.4f}", f"{g.heldout_fallback:.1%}", f"{g.ratio:.2f}x")  # fmt: skip
+        table.add_row(
+            g.name,
+            str(g.features),
+            str(g.latent),
+            str(g.hidden),
+            f"{g.bound:g}",
+            f"{g.heldout_error_p50:.4f}",
+            f"{g.heldout_fallback:.1%}",
+            f"{g.ratio:.2f}x",
+        )
     console.print(table)
     console.print(f"published {event.version} (sha256 {event.sha256}) at {receipt.log_id}")
     return 0
@@ -79,19 +104,26 @@ def cmd_list(args: argparse.Namespace, client: redis.Redis) -> int:
 
     versions = RedisLoader(settings_from(args))(ModelRegistry.fixed([])).versions
     problems: Any = client.hgetall(keys.TENSOR_PROBLEMS)
-    rows = [{
-        "version": v.event.version, "kind": v.event.kind, "scope": v.event.scope,
-        "published": f"{v.log_id[0]}-{v.log_id[1]}",
-        "groups": {g["name"]: g["latent"] for g in v.event.config["groups"]},
-        "problem": v.problem or (problems.get(v.event.version.encode(), b"").decode() or None),
-    } for v in versions]  # fmt: skip
+    rows = [
+        {
+            "version": v.event.version,
+            "kind": v.event.kind,
+            "scope": v.event.scope,
+            "published": f"{v.log_id[0]}-{v.log_id[1]}",
+            "groups": {g["name"]: g["latent"] for g in v.event.config["groups"]},
+            "problem": v.problem or (problems.get(v.event.version.encode(), b"").decode() or None),
+        }
+        for v in versions
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
         state = f"  PROBLEM: {row['problem']}" if row["problem"] else ""
-        print(f"{row['version']}  kind={row['kind']} scope={row['scope'] or '*'} "
-              f"at {row['published']} latents={row['groups']}{state}")  # fmt: skip
+        print(
+            f"{row['version']}  kind={row['kind']} scope={row['scope'] or '*'} "
+            f"at {row['published']} latents={row['groups']}{state}"
+        )
     if not rows:
         print("no tensor models published")
     return 0
@@ -100,14 +132,18 @@ def cmd_list(args: argparse.Namespace, client: redis.Redis) -> int:
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("tensors", parents=[common], help="train and list state-tensor models")
     inner = p.add_subparsers(dest="tensors_command", required=True, metavar="ACTION")
-    t = inner.add_parser("train", parents=[common],
-                         help="train a model version from the recorded tensors and publish it")  # fmt: skip
+    t = inner.add_parser(
+        "train",
+        parents=[common],
+        help="train a model version from the recorded tensors and publish it",
+    )
     t.add_argument("--kind", required=True, help="the tensor kind to train (record_tensor kind)")
     t.add_argument("--owner", default=None, help="train on (and scope the model to) one owner")
     t.add_argument("--epochs", type=int, default=30, help="passes over the training split")
     t.add_argument("--seed", type=int, default=0, help="training is deterministic given it")
-    t.add_argument("--latent", default=None,
-                   help="latent sizes GROUP=N,... (default: chosen from each bound)")  # fmt: skip
+    t.add_argument(
+        "--latent", default=None, help="latent sizes GROUP=N,... (default: chosen from each bound)"
+    )
     t.set_defaults(handler=cmd_train)
     ls = inner.add_parser("list", parents=[common], help="published model versions")
     ls.add_argument("--json", action="store_true")

@@ -107,11 +107,15 @@ class Tensors(Projection):
         stored = encode_groups(values, ev.dtype, groups, model)
         uses_model = any(g.codec == LATENT for g in stored)
         record: dict[str, Any] = {
-            "ts": event.ts_ms, "session": event.session, "meta": ev.meta,
-            "shape": ev.shape, "dtype": ev.dtype,
+            "ts": event.ts_ms,
+            "session": event.session,
+            "meta": ev.meta,
+            "shape": ev.shape,
+            "dtype": ev.dtype,
             "model": model.version if model is not None and uses_model else None,
-            "groups": [g.row() for g in stored], "note": note,
-        }  # fmt: skip
+            "groups": [g.row() for g in stored],
+            "note": note,
+        }
         payload = sum(len(g.payload) for g in stored)
         fallbacks = sum(g.codec != LATENT for g in stored)
         packed: bytes = msgpack.packb(record, use_bin_type=True)

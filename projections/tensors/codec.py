@@ -10,6 +10,7 @@ when that is smaller. Errors are measured on exactly what a read returns.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import zstandard
 
 from memstream.producers.tensors import Group
 
-from .model import SAFETY, F64, GroupedModel
+from .model import F64, SAFETY, GroupedModel
 
 NP_DTYPE = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
 LATENT, ZSTD, RAW = "vae", "zstd", "raw"
@@ -51,15 +52,25 @@ def relative_error(x: F64, y: F64) -> float:
     return diff / norm
 
 
-_compressor = zstandard.ZstdCompressor(
-    level=ZSTD_LEVEL, write_checksum=False, write_content_size=True, write_dict_id=False
-)
+_local = threading.local()
+
+
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    # One pair per thread: zstandard's objects are not thread-safe, and planners of
+    # several partitions run in threads at once (a shared compressor made different
+    # frames for the same bytes, and failed, under the crash test).
+    pair = getattr(_local, "pair", None)
+    if pair is None:
+        pair = _local.pair = (
+            zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=False,
+                                     write_content_size=True, write_dict_id=False),
+            zstandard.ZstdDecompressor(),
+        )  # fmt: skip
+    return pair
 
 
 def lossless(group: Group, raw: bytes) -> StoredGroup:
-    # One compressor object per thread would be needed for speed; compress() on a
-    # shared object is safe and the frames are identical either way.
-    packed = _compressor.compress(raw)
+    packed = _zstd()[0].compress(raw)
     codec, payload = (ZSTD, packed) if len(packed) < len(raw) else (RAW, raw)
     return StoredGroup(group.name, group.start, group.end, group.bound, codec, payload, 0.0)
 
@@ -81,14 +92,14 @@ def encode_groups(
             back = net.decode(z.astype(np.float64)[None])[0].astype(NP_DTYPE[dtype])
         err = relative_error(x64[group.start : group.end], back.astype(np.float64))
         if err <= group.bound * SAFETY:
-            out.append(StoredGroup(group.name, group.start, group.end, group.bound, LATENT,
-                                   z.tobytes(), err))  # fmt: skip
+            out.append(
+                StoredGroup(
+                    group.name, group.start, group.end, group.bound, LATENT, z.tobytes(), err
+                )
+            )
         else:
             out.append(lossless(group, part.tobytes()))
     return out
-
-
-_decompressor = zstandard.ZstdDecompressor()
 
 
 def decode_groups(
@@ -101,7 +112,7 @@ def decode_groups(
         if codec == RAW:
             out[start:end] = np.frombuffer(payload, dtype=NP_DTYPE[dtype])
         elif codec == ZSTD:
-            out[start:end] = np.frombuffer(_decompressor.decompress(payload), NP_DTYPE[dtype])
+            out[start:end] = np.frombuffer(_zstd()[1].decompress(payload), NP_DTYPE[dtype])
         else:
             net = model.net(name) if model is not None else None
             if net is None:

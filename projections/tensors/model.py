@@ -30,8 +30,20 @@ SAFETY = 0.99
 decodes on another CPU or BLAS build differ from ours by ~1e-12 relative, far less."""
 
 F64 = npt.NDArray[np.float64]
-PARTS = ("mean", "scale", "enc_w", "enc_b", "enc_hw", "enc_hb", "enc_ow",
-         "dec_w", "dec_b", "dec_hw", "dec_hb", "dec_ow")  # fmt: skip
+PARTS = (
+    "mean",
+    "scale",
+    "enc_w",
+    "enc_b",
+    "enc_hw",
+    "enc_hb",
+    "enc_ow",
+    "dec_w",
+    "dec_b",
+    "dec_hw",
+    "dec_hb",
+    "dec_ow",
+)
 
 
 class ModelError(ValueError):
@@ -119,8 +131,11 @@ class GroupedModel:
         nets = []
         for raw in config["groups"]:
             spec = GroupSpec(**raw)
-            params = {part: arrays[f"{spec.name}.{part}"].astype(np.float64) for part in PARTS
-                      if f"{spec.name}.{part}" in arrays}  # fmt: skip
+            params = {
+                part: arrays[f"{spec.name}.{part}"].astype(np.float64)
+                for part in PARTS
+                if f"{spec.name}.{part}" in arrays
+            }
             _check_shapes(spec, params)
             nets.append(GroupNet(spec, params))
         return cls(sha256[:16], sha256, config, tuple(nets))
@@ -130,15 +145,29 @@ def _check_shapes(spec: GroupSpec, p: Mapping[str, F64]) -> None:
     d, k, h = spec.end - spec.start, spec.latent, spec.hidden
     if k == 0:
         return  # a group the model always stores losslessly
-    want = {"mean": (d,), "scale": (d,), "enc_w": (k, d), "enc_b": (k,),
-            "dec_w": (d, k), "dec_b": (d,)}  # fmt: skip
+    want = {
+        "mean": (d,),
+        "scale": (d,),
+        "enc_w": (k, d),
+        "enc_b": (k,),
+        "dec_w": (d, k),
+        "dec_b": (d,),
+    }
     if h:
-        want |= {"enc_hw": (h, d), "enc_hb": (h,), "enc_ow": (k, h),
-                 "dec_hw": (h, k), "dec_hb": (h,), "dec_ow": (d, h)}  # fmt: skip
+        want |= {
+            "enc_hw": (h, d),
+            "enc_hb": (h,),
+            "enc_ow": (k, h),
+            "dec_hw": (h, k),
+            "dec_hb": (h,),
+            "dec_ow": (d, h),
+        }
     for part, shape in want.items():
         got = p.get(part)
         if got is None or got.shape != shape:
-            raise ModelError(f"group {spec.name}: {part} has shape "
-                             f"{None if got is None else got.shape}, needs {shape}")  # fmt: skip
+            raise ModelError(
+                f"group {spec.name}: {part} has shape "
+                f"{None if got is None else got.shape}, needs {shape}"
+            )
         if not np.all(np.isfinite(got)):
             raise ModelError(f"group {spec.name}: {part} is not finite")

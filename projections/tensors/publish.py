@@ -37,7 +37,7 @@ def recorded(client: redis.Redis, kind: str, owner: str | None = None) -> Iterat
     """Every ``tensor.recorded`` of ``kind`` in the logs (one owner's, or all), in log order
     per owner."""
     if owner is not None:
-        partitions = int(client.hget(keys.META, "partitions") or keys.DEFAULT_PARTITIONS)  # type: ignore[arg-type]
+        partitions = int(client.hget(keys.META, "partitions") or keys.DEFAULT_PARTITIONS)
         streams = [keys.log(keys.partition(owner, partitions), owner)]
     else:
         streams = sorted(k.decode() for k in client.scan_iter(match=keys.log_pattern(), count=1000))
@@ -49,8 +49,8 @@ def recorded(client: redis.Redis, kind: str, owner: str | None = None) -> Iterat
             for raw_id, fields in rows:
                 try:
                     ev = decode_entry(who, raw_id.decode(), fields).event
-                except Exception:
-                    continue  # the worker dead-letters it; training just skips it
+                except Exception:  # noqa: S112 - the worker dead-letters it; training skips it
+                    continue
                 if isinstance(ev, TensorRecorded) and ev.kind == kind:
                     yield Recorded(who, raw_id.decode(), ev)
             if len(rows) < 1000:
@@ -93,7 +93,10 @@ def publish(
     pipe.hsetnx(key, "weights", blob)
     pipe.execute()
     event = TensorModelPublished(
-        kind=config["kind"], scope=config.get("scope"), version=sha[:16], sha256=sha,
+        kind=config["kind"],
+        scope=config.get("scope"),
+        version=sha[:16],
+        sha256=sha,
         config=config,
-    )  # fmt: skip
+    )
     return event, producer.append(keys.TENSOR_MODELS_OWNER, event)

@@ -22,7 +22,7 @@ import numpy as np
 from memstream.producers.tensors import Group
 
 from .codec import relative_error
-from .model import FORMAT, SAFETY, F64, GroupedModel, GroupNet, GroupSpec
+from .model import F64, FORMAT, SAFETY, GroupedModel, GroupNet, GroupSpec
 
 BETA = 1e-4
 """Weight of the KL term: enough to keep latents smooth, small next to the bound."""
@@ -65,7 +65,9 @@ def choose_latent(x: F64, bound: float, itemsize: int) -> int:
         basis = vt[:k]
         z = (((x - mean) / scale) @ basis.T).astype(np.float16).astype(np.float64)
         back = (z @ basis) * scale + mean
-        miss = np.mean([relative_error(a, b) > bound * SAFETY for a, b in zip(x, back, strict=True)])
+        miss = np.mean(
+            [relative_error(a, b) > bound * SAFETY for a, b in zip(x, back, strict=True)]
+        )
         expected = 2 * k + float(miss) * d * itemsize
         if expected < best_bytes:
             best, best_bytes = k, expected
@@ -84,14 +86,19 @@ def _train_group(
     t = torch.float64
     basis = torch.tensor(vt[:k], dtype=t)
     p = {
-        "enc_w": basis.clone(), "enc_b": torch.zeros(k, dtype=t),
-        "enc_hw": torch.randn(h, d, dtype=t) / math.sqrt(d), "enc_hb": torch.zeros(h, dtype=t),
+        "enc_w": basis.clone(),
+        "enc_b": torch.zeros(k, dtype=t),
+        "enc_hw": torch.randn(h, d, dtype=t) / math.sqrt(d),
+        "enc_hb": torch.zeros(h, dtype=t),
         "enc_ow": torch.zeros(k, h, dtype=t),
-        "dec_w": basis.T.clone(), "dec_b": torch.zeros(d, dtype=t),
-        "dec_hw": torch.randn(h, k, dtype=t) / math.sqrt(k), "dec_hb": torch.zeros(h, dtype=t),
+        "dec_w": basis.T.clone(),
+        "dec_b": torch.zeros(d, dtype=t),
+        "dec_hw": torch.randn(h, k, dtype=t) / math.sqrt(k),
+        "dec_hb": torch.zeros(h, dtype=t),
         "dec_ow": torch.zeros(d, h, dtype=t),
-        "logvar_w": torch.zeros(k, d, dtype=t), "logvar_b": torch.full((k,), -8.0, dtype=t),
-    }  # fmt: skip
+        "logvar_w": torch.zeros(k, d, dtype=t),
+        "logvar_b": torch.full((k,), -8.0, dtype=t),
+    }
     for tensor in p.values():
         tensor.requires_grad_(True)
     opt = torch.optim.Adam(list(p.values()), lr=1e-3)
@@ -100,12 +107,20 @@ def _train_group(
     gen = torch.Generator().manual_seed(seed)
     batch = min(256, len(data))
     for _ in range(epochs):
-        for idx in torch.randperm(len(data), generator=gen).split(batch):
+        for idx in torch.split(torch.randperm(len(data), generator=gen), batch):
             u, n2 = data[idx], norm2[idx]
-            mu = u @ p["enc_w"].T + p["enc_b"] + torch.tanh(u @ p["enc_hw"].T + p["enc_hb"]) @ p["enc_ow"].T
+            mu = (
+                u @ p["enc_w"].T
+                + p["enc_b"]
+                + torch.tanh(u @ p["enc_hw"].T + p["enc_hb"]) @ p["enc_ow"].T
+            )
             logvar = u @ p["logvar_w"].T + p["logvar_b"]
             z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, dtype=t)
-            out = z @ p["dec_w"].T + p["dec_b"] + torch.tanh(z @ p["dec_hw"].T + p["dec_hb"]) @ p["dec_ow"].T
+            out = (
+                z @ p["dec_w"].T
+                + p["dec_b"]
+                + torch.tanh(z @ p["dec_hw"].T + p["dec_hb"]) @ p["dec_ow"].T
+            )
             rel = ((out - u) * scale).pow(2).sum(1) / n2 / spec.bound**2
             kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
             loss = (rel + BETA * kl).mean()
@@ -113,10 +128,12 @@ def _train_group(
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
         tick()
-    out = {name: v.detach().numpy().copy() for name, v in p.items() if not name.startswith("logvar")}
-    out["mean"] = mean
-    out["scale"] = np.full(d, scale)
-    return out
+    result: dict[str, F64] = {
+        name: v.detach().numpy().copy() for name, v in p.items() if not name.startswith("logvar")
+    }
+    result["mean"] = mean
+    result["scale"] = np.full(d, scale)
+    return result
 
 
 def train(
@@ -144,22 +161,32 @@ def train(
         order = rng.permutation(len(vectors))
         n_held = int(len(vectors) * heldout) if len(vectors) >= 10 else 0
         held, fit = vectors[order[:n_held]], vectors[order[n_held:]]
-        specs, weights = [], {}
+        specs: list[GroupSpec] = []
+        weights: dict[str, F64] = {}
         for i, group in enumerate(groups):
             xs = fit[:, group.start : group.end]
             k = (latent or {}).get(group.name, choose_latent(xs, group.bound, itemsize))
             k = min(k, group.end - group.start)
-            spec = GroupSpec(group.name, group.start, group.end, group.bound, k,
-                             hidden_width(group.end - group.start, group.bound) if k else 0)  # fmt: skip
+            spec = GroupSpec(
+                group.name,
+                group.start,
+                group.end,
+                group.bound,
+                k,
+                hidden_width(group.end - group.start, group.bound) if k else 0,
+            )
             specs.append(spec)
             if k:
                 params = _train_group(xs, spec, epochs, seed + i, tick)
                 weights |= {f"{group.name}.{n}": v.astype(np.float64) for n, v in params.items()}
         config = {
-            "format": FORMAT, "kind": kind, "scope": scope, "dim": int(vectors.shape[1]),
+            "format": FORMAT,
+            "kind": kind,
+            "scope": scope,
+            "dim": int(vectors.shape[1]),
             "groups": [_spec_dict(s) for s in specs],
             "train": {"seed": seed, "epochs": epochs, "vectors": len(fit), "heldout": n_held},
-        }  # fmt: skip
+        }
         model = _in_memory(config, weights)
         return config, weights, _report(model, held if n_held else fit, itemsize)
     finally:
@@ -167,8 +194,14 @@ def train(
 
 
 def _spec_dict(s: GroupSpec) -> dict[str, Any]:
-    return {"name": s.name, "start": s.start, "end": s.end, "bound": s.bound,
-            "latent": s.latent, "hidden": s.hidden}  # fmt: skip
+    return {
+        "name": s.name,
+        "start": s.start,
+        "end": s.end,
+        "bound": s.bound,
+        "latent": s.latent,
+        "hidden": s.hidden,
+    }
 
 
 def _in_memory(config: dict[str, Any], weights: dict[str, F64]) -> GroupedModel:
@@ -192,10 +225,16 @@ def _report(model: GroupedModel, x: F64, itemsize: int) -> list[GroupReport]:
         mine = [r[i] for r in rows]
         errors = [g.error for g in mine if g.codec == "vae"]
         stored = sum(len(g.payload) for g in mine) or 1
-        out.append(GroupReport(
-            s.name, s.end - s.start, s.latent, s.hidden, s.bound,
-            float(np.median(errors)) if errors else 0.0,
-            sum(g.codec != "vae" for g in mine) / max(len(mine), 1),
-            (s.end - s.start) * itemsize * len(mine) / stored,
-        ))  # fmt: skip
+        out.append(
+            GroupReport(
+                s.name,
+                s.end - s.start,
+                s.latent,
+                s.hidden,
+                s.bound,
+                float(np.median(errors)) if errors else 0.0,
+                sum(g.codec != "vae" for g in mine) / max(len(mine), 1),
+                (s.end - s.start) * itemsize * len(mine) / stored,
+            )
+        )
     return out
