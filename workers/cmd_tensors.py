@@ -146,5 +146,5 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     t.set_defaults(handler=cmd_train)
     ls = inner.add_parser("list", parents=[common], help="published model versions")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print the versions as JSON")
     ls.set_defaults(handler=cmd_list)

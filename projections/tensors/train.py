@@ -21,7 +21,6 @@ import numpy as np
 
 from memstream.producers.tensors import Group
 
-from .codec import relative_error
 from .model import F64, FORMAT, SAFETY, GroupedModel, GroupNet, GroupSpec
 
 BETA = 1e-4
@@ -53,22 +52,33 @@ def _weighted_pca(x: F64) -> tuple[F64, F64, F64]:
     return mean, vt, norms[:, 0]
 
 
+def row_errors(x: F64, back: F64) -> F64:
+    """:func:`~.codec.relative_error` of every row at once."""
+    with np.errstate(all="ignore"):
+        diff = np.linalg.norm(x - back, axis=1)
+        norm = np.linalg.norm(x, axis=1)
+        err = np.where(
+            norm > 0, diff / np.where(norm > 0, norm, 1.0), np.where(diff == 0, 0, np.inf)
+        )
+    return np.where(np.all(np.isfinite(back), axis=1), err, np.inf)
+
+
 def choose_latent(x: F64, bound: float, itemsize: int) -> int:
-    """The latent size with the fewest expected stored bytes on ``x`` (0: always lossless)."""
+    """The latent size with the fewest expected stored bytes on ``x`` (0: always lossless).
+
+    Adds one component at a time to the reconstruction (O(n d) per size, not O(n d k))."""
     d = x.shape[1]
     mean, vt, _ = _weighted_pca(x)
     scale = float(np.sqrt(np.mean((x - mean) ** 2))) or 1.0
+    z16 = (((x - mean) / scale) @ vt.T).astype(np.float16).astype(np.float64)
+    back = np.broadcast_to(mean, x.shape).copy()
     best, best_bytes = 0, float(d * itemsize)
-    for k in range(1, min(d, vt.shape[0]) + 1):
+    for k in range(1, vt.shape[0] + 1):
         if 2 * k >= best_bytes:
             break
-        basis = vt[:k]
-        z = (((x - mean) / scale) @ basis.T).astype(np.float16).astype(np.float64)
-        back = (z @ basis) * scale + mean
-        miss = np.mean(
-            [relative_error(a, b) > bound * SAFETY for a, b in zip(x, back, strict=True)]
-        )
-        expected = 2 * k + float(miss) * d * itemsize
+        back += np.outer(z16[:, k - 1], vt[k - 1]) * scale
+        miss = float(np.mean(row_errors(x, back) > bound * SAFETY))
+        expected = 2 * k + miss * d * itemsize
         if expected < best_bytes:
             best, best_bytes = k, expected
     return best
