@@ -20,7 +20,7 @@ import zstandard
 
 from memstream.producers.tensors import Group
 
-from .model import F64, SAFETY, GroupedModel
+from .model import F64, SAFETY, GroupedModel, GroupNet
 
 NP_DTYPE = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
 LATENT, ZSTD, RAW = "vae", "zstd", "raw"
@@ -84,21 +84,65 @@ def encode_groups(
     for group in groups:
         part = values[group.start : group.end]
         net = model.net(group.name) if model is not None else None
-        if net is None or net.spec.latent == 0:
-            out.append(lossless(group, part.tobytes()))
-            continue
-        with np.errstate(all="ignore"):
-            z = net.encode(x64[None, group.start : group.end])[0].astype(np.float16)
-            back = net.decode(z.astype(np.float64)[None])[0].astype(NP_DTYPE[dtype])
-        err = relative_error(x64[group.start : group.end], back.astype(np.float64))
-        if err <= group.bound * SAFETY:
-            out.append(
-                StoredGroup(
-                    group.name, group.start, group.end, group.bound, LATENT, z.tobytes(), err
-                )
-            )
-        else:
-            out.append(lossless(group, part.tobytes()))
+        found = None
+        if net is not None and net.spec.latent > 0:
+            found = _latent(net, x64[group.start : group.end], dtype, group, len(part.tobytes()))
+        out.append(found or lossless(group, part.tobytes()))
+    return out
+
+
+def _latent(
+    net: GroupNet, x: F64, dtype: str, group: Group, lossless_bytes: int
+) -> StoredGroup | None:
+    """The latent, plus as few sparse corrections as the bound needs (the residuals with
+    the largest magnitude, as float16), or None when that costs more than lossless."""
+    limit = group.bound * SAFETY
+    with np.errstate(all="ignore"):
+        z = net.encode(x[None])[0].astype(np.float16)
+        base = net.decode(z.astype(np.float64)[None])[0]
+        err = relative_error(x, base.astype(NP_DTYPE[dtype]).astype(np.float64))
+        if err <= limit:
+            return StoredGroup(group.name, group.start, group.end, group.bound, LATENT,
+                               z.tobytes(), err)  # fmt: skip
+        if not np.all(np.isfinite(base)) or x.size > MAX_SPARSE_GROUP:
+            return None
+        residual = x - base
+        order = np.argsort(-np.abs(residual), kind="stable")
+        # Corrections needed if each were exact: the first m whose removal brings the
+        # residual energy under the bound; rounding may need a few more.
+        left = float(residual @ residual) - np.cumsum(residual[order] ** 2)
+        m = int(np.searchsorted(-left, -((limit * float(np.linalg.norm(x))) ** 2))) + 1
+        index = index_dtype(x.size)
+        while 2 * z.size + correction_bytes(x.size) * m < lossless_bytes and m <= x.size:
+            idx = np.sort(order[:m]).astype(index)
+            vals = residual[idx].astype("<f2")
+            back = _corrected(base, idx, vals).astype(NP_DTYPE[dtype])
+            err = relative_error(x, back.astype(np.float64))
+            if err <= limit:
+                payload = z.tobytes() + idx.tobytes() + vals.tobytes()
+                return StoredGroup(group.name, group.start, group.end, group.bound, LATENT,
+                                   payload, err)  # fmt: skip
+            m += 1
+    return None
+
+
+MAX_SPARSE_GROUP = 65_536
+"""Correction indices are at most uint16."""
+
+
+def index_dtype(features: int) -> str:
+    """A correction's index: one byte for groups of up to 256 features, else two."""
+    return "u1" if features <= 256 else "<u2"
+
+
+def correction_bytes(features: int) -> int:
+    """A sparse correction: its index and a float16 residual."""
+    return 3 if features <= 256 else 4
+
+
+def _corrected(base: F64, idx: np.ndarray[Any, Any], vals: np.ndarray[Any, Any]) -> F64:
+    out = base.copy()
+    out[idx.astype(np.int64)] += vals.astype(np.float64)
     return out
 
 
@@ -117,7 +161,16 @@ def decode_groups(
             net = model.net(name) if model is not None else None
             if net is None:
                 raise ValueError(f"group {name} needs its model version, which is not loaded")
-            z = np.frombuffer(payload, dtype=np.float16).astype(np.float64)
+            k = net.spec.latent
+            m = (len(payload) - 2 * k) // correction_bytes(end - start)
+            z = np.frombuffer(payload, dtype="<f2", count=k).astype(np.float64)
             with np.errstate(all="ignore"):
-                out[start:end] = net.decode(z[None])[0].astype(NP_DTYPE[dtype])
+                base = net.decode(z[None])[0]
+                if m:
+                    index = index_dtype(end - start)
+                    idx = np.frombuffer(payload, dtype=index, count=m, offset=2 * k)
+                    at = 2 * k + m * np.dtype(index).itemsize
+                    vals = np.frombuffer(payload, dtype="<f2", count=m, offset=at)
+                    base = _corrected(base, idx, vals)
+                out[start:end] = base.astype(NP_DTYPE[dtype])
     return out

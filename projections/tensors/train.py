@@ -21,6 +21,7 @@ import numpy as np
 
 from memstream.producers.tensors import Group
 
+from .codec import correction_bytes
 from .model import F64, FORMAT, SAFETY, GroupedModel, GroupNet, GroupSpec
 
 BETA = 1e-4
@@ -63,10 +64,30 @@ def row_errors(x: F64, back: F64) -> F64:
     return np.where(np.all(np.isfinite(back), axis=1), err, np.inf)
 
 
-def choose_latent(x: F64, bound: float, itemsize: int) -> int:
+def expected_bytes(
+    x: F64, back: F64, k: int, bound: float, itemsize: int, *, sparse: bool = True
+) -> float:
+    """Mean stored bytes per vector at latent size ``k``: the latent, the sparse corrections
+    each vector needs to meet the bound (see :func:`.codec.encode_groups`), or the lossless
+    bytes when those cost more."""
+    d = x.shape[1]
+    residual = np.where(np.isfinite(back), x - back, np.inf)
+    energy = np.sort(residual**2, axis=1)[:, ::-1]
+    left = energy.sum(axis=1, keepdims=True) - np.cumsum(energy, axis=1)
+    target = (bound * SAFETY * np.linalg.norm(x, axis=1, keepdims=True)) ** 2
+    ok = row_errors(x, back) <= bound * SAFETY
+    if not sparse:
+        return float(np.mean(np.where(ok, 2 * k, d * itemsize)))
+    needed = np.where(ok, 0, (left > target).sum(axis=1) + 1)
+    cost = 2 * k + correction_bytes(d) * needed
+    return float(np.mean(np.minimum(cost, d * itemsize)))
+
+
+def choose_latent(x: F64, bound: float, itemsize: int, *, sparse: bool = True) -> int:
     """The latent size with the fewest expected stored bytes on ``x`` (0: always lossless).
 
     Adds one component at a time to the reconstruction (O(n d) per size, not O(n d k))."""
+    x = x[:2000]
     d = x.shape[1]
     mean, vt, _ = _weighted_pca(x)
     scale = float(np.sqrt(np.mean((x - mean) ** 2))) or 1.0
@@ -77,8 +98,7 @@ def choose_latent(x: F64, bound: float, itemsize: int) -> int:
         if 2 * k >= best_bytes:
             break
         back += np.outer(z16[:, k - 1], vt[k - 1]) * scale
-        miss = float(np.mean(row_errors(x, back) > bound * SAFETY))
-        expected = 2 * k + miss * d * itemsize
+        expected = expected_bytes(x, back, k, bound, itemsize, sparse=sparse)
         if expected < best_bytes:
             best, best_bytes = k, expected
     return best
