@@ -54,8 +54,12 @@ from memstream.projections.tensors.train import _weighted_pca, choose_latent, tr
 
 F32 = np.ndarray[Any, Any]
 BOUND = 0.05
-LAYOUT50 = [Group("critical", 0, 10, 0.01), Group("spatial", 10, 20, 0.05),
-            Group("social", 20, 30, 0.05), Group("other", 30, 50, 0.10)]  # fmt: skip
+LAYOUT50 = [
+    Group("critical", 0, 10, 0.01),
+    Group("spatial", 10, 20, 0.05),
+    Group("social", 20, 30, 0.05),
+    Group("other", 30, 50, 0.10),
+]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,7 +79,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def mujoco(env_id: str, n: int, seed: int) -> F32:
-    import gymnasium as gym
+    import gymnasium as gym  # type: ignore[import-not-found,unused-ignore]
 
     env = gym.make(env_id)
     env.action_space.seed(seed)
@@ -151,15 +155,16 @@ def pca_codec(train_x: F32, layout: Sequence[Group]) -> Codec:
 
 
 def zfp(x: F32, group: Group) -> tuple[int, F32]:
-    import zfpy
+    import zfpy  # type: ignore[import-not-found,unused-ignore]
 
     norm = float(np.linalg.norm(x.astype(np.float64)))
     if norm == 0:
         return len(lossless(group, x.tobytes()).payload), x
     tol = group.bound * SAFETY * norm / math.sqrt(x.size)
     packed = zfpy.compress_numpy(np.ascontiguousarray(x), tolerance=tol)
-    header = len(packed) - len(zfpy.compress_numpy(np.ascontiguousarray(x), tolerance=tol,
-                                                   write_header=False))  # fmt: skip
+    header = len(packed) - len(
+        zfpy.compress_numpy(np.ascontiguousarray(x), tolerance=tol, write_header=False)
+    )
     back = zfpy.decompress_numpy(packed).astype(np.float32)
     return _fallback(x, group, len(packed) - header, back)
 
@@ -191,8 +196,16 @@ def measure(name: str, codec: Codec, test: F32, layout: Sequence[Group], train_s
             errs.append(err)
             fallbacks += back is part
     took = time.perf_counter() - t0
-    return Result(name, test.nbytes / stored, float(np.median(errs)), float(np.max(errs)),
-                  fallbacks / (len(test) * len(layout)), len(test) / took, math.nan, train_s)  # fmt: skip
+    return Result(
+        name,
+        test.nbytes / stored,
+        float(np.median(errs)),
+        float(np.max(errs)),
+        fallbacks / (len(test) * len(layout)),
+        len(test) / took,
+        math.nan,
+        train_s,
+    )
 
 
 def measure_vae(
@@ -201,8 +214,9 @@ def measure_vae(
     from memstream.projections.tensors.codec import decode_groups
 
     t0 = time.perf_counter()
-    config, weights, _ = train(train_x.astype(np.float64), layout, kind="bench", epochs=epochs,
-                               seed=0)  # fmt: skip
+    config, weights, _ = train(
+        train_x.astype(np.float64), layout, kind="bench", epochs=epochs, seed=0
+    )
     train_s = time.perf_counter() - t0
     config_json, blob, sha = serialise(config, weights)
     model = GroupedModel.load(sha, config_json, blob)
@@ -216,15 +230,24 @@ def measure_vae(
     errs = []
     for x, back, r in zip(test, backs, rows, strict=True):
         for g in r:
-            err = relative_error(x[g.start : g.end].astype(np.float64),
-                                 back[g.start : g.end].astype(np.float64))  # fmt: skip
+            err = relative_error(
+                x[g.start : g.end].astype(np.float64), back[g.start : g.end].astype(np.float64)
+            )
             assert err <= g.bound
             errs.append(err)
     fallbacks = sum(g.codec != "vae" for r in rows for g in r) / (len(rows) * len(layout))
     latents = {s["name"]: s["latent"] for s in config["groups"]}
     note(f"  vae latents {latents}, trained in {train_s:.1f} s")
-    return Result("vae", test.nbytes / stored, float(np.median(errs)), float(np.max(errs)),
-                  fallbacks, enc, dec, train_s), model  # fmt: skip
+    return Result(
+        "vae",
+        test.nbytes / stored,
+        float(np.median(errs)),
+        float(np.max(errs)),
+        fallbacks,
+        enc,
+        dec,
+        train_s,
+    ), model
 
 
 def compare(
@@ -238,10 +261,13 @@ def compare(
     t0 = time.perf_counter()
     pca = pca_codec(train_x, layout)
     pca_s = time.perf_counter() - t0
-    results = [vae, measure("float16", float16, test, layout, 0.0),
-               measure("int8+zstd", int8, test, layout, int8_s),
-               measure("pca-f16", pca, test, layout, pca_s),
-               measure("zfp", zfp, test, layout, 0.0)]  # fmt: skip
+    results = [
+        vae,
+        measure("float16", float16, test, layout, 0.0),
+        measure("int8+zstd", int8, test, layout, int8_s),
+        measure("pca-f16", pca, test, layout, pca_s),
+        measure("zfp", zfp, test, layout, 0.0),
+    ]
     return results, model
 
 
@@ -251,16 +277,28 @@ def worker_rate(test: F32, layout: Sequence[Group], model: GroupedModel, n: int)
     with BenchRedis() as server, tempfile.TemporaryDirectory(prefix="ms-bench-t-") as tmp:
         client = server.client()
         reset(client)
-        weights = {k: v for net in model.nets for k, v in
-                   ((f"{net.spec.name}.{p}", a) for p, a in net.p.items())}  # fmt: skip
+        weights = {
+            k: v
+            for net in model.nets
+            for k, v in ((f"{net.spec.name}.{p}", a) for p, a in net.p.items())
+        }
         config = {**model.config, "kind": "state"}
         groups = {g.name: [g.start, g.end] for g in layout}
         bounds = {g.name: g.bound for g in layout}
         with Producer.from_url(server.url) as producer:
             publish(client, producer, config, weights)
-            items = [Append(f"robot-{i % 20}", TensorRecorded(
-                shape=[test.shape[1]], data=test[i % len(test)].tobytes(), groups=groups,
-                bounds=bounds)) for i in range(n)]  # fmt: skip
+            items = [
+                Append(
+                    f"robot-{i % 20}",
+                    TensorRecorded(
+                        shape=[test.shape[1]],
+                        data=test[i % len(test)].tobytes(),
+                        groups=groups,
+                        bounds=bounds,
+                    ),
+                )
+                for i in range(n)
+            ]
             for start in range(0, n, 500):
                 producer.append_many(items[start : start + 500])
         figures, workers = end_to_end(client, server.url, 16, n + 1, 1, Path(tmp))
@@ -270,24 +308,46 @@ def worker_rate(test: F32, layout: Sequence[Group], model: GroupedModel, n: int)
 
 def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     data = {
-        "ant": (mujoco("Ant-v5", args.train, 1), mujoco("Ant-v5", args.test, 2),
-                [Group("all", 0, 105, BOUND)]),
-        "humanoid": (mujoco("Humanoid-v5", args.train, 1), mujoco("Humanoid-v5", args.test, 2),
-                     [Group("all", 0, 348, BOUND)]),
+        "ant": (
+            mujoco("Ant-v5", args.train, 1),
+            mujoco("Ant-v5", args.test, 2),
+            [Group("all", 0, 105, BOUND)],
+        ),
+        "humanoid": (
+            mujoco("Humanoid-v5", args.train, 1),
+            mujoco("Humanoid-v5", args.test, 2),
+            [Group("all", 0, 348, BOUND)],
+        ),
         "layout50": (layout50(args.train, 1), layout50(args.test, 2), LAYOUT50),
-    }  # fmt: skip
-    report = Report("state tensors: stored ratio at the same per-vector bounds",
-                    ["data / method", "ratio", "err p50", "err max", "lossless",
-                     "encode/s", "decode/s", "train s"])  # fmt: skip
+    }
+    report = Report(
+        "state tensors: stored ratio at the same per-vector bounds",
+        [
+            "data / method",
+            "ratio",
+            "err p50",
+            "err max",
+            "lossless",
+            "encode/s",
+            "decode/s",
+            "train s",
+        ],
+    )
     targets, record, models = [], {}, {}
     for name, (train_x, test, layout) in data.items():
         results, models[name] = compare(name, train_x, test, layout, args.epochs)
         record[name] = [r.__dict__ for r in results]
         for r in results:
-            report.row(f"{name} / {r.method}", f"{r.ratio:.2f}x", f"{r.err_p50:.4f}",
-                       f"{r.err_max:.4f}", f"{r.lossless:.1%}", f"{r.enc_per_s:,.0f}",
-                       "" if math.isnan(r.dec_per_s) else f"{r.dec_per_s:,.0f}",
-                       f"{r.train_s:.1f}")  # fmt: skip
+            report.row(
+                f"{name} / {r.method}",
+                f"{r.ratio:.2f}x",
+                f"{r.err_p50:.4f}",
+                f"{r.err_max:.4f}",
+                f"{r.lossless:.1%}",
+                f"{r.enc_per_s:,.0f}",
+                "" if math.isnan(r.dec_per_s) else f"{r.dec_per_s:,.0f}",
+                f"{r.train_s:.1f}",
+            )
         best = max(r.ratio for r in results[1:])
         if name in ("ant", "humanoid"):
             targets.append(Target(f"{name} vae ratio at 5%", results[0].ratio, 4.0, True))
@@ -295,10 +355,18 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     humanoid_test, humanoid_layout = data["humanoid"][1], data["humanoid"][2]
     rate = worker_rate(humanoid_test, humanoid_layout, models["humanoid"], args.events)
     note(f"one worker applied {rate:,.0f} humanoid tensor events/s")
-    report.notes.append(f"one worker: {rate:,.0f} tensor.recorded events/s applied "
-                        f"(humanoid, 348 features, model published)")  # fmt: skip
-    report.data = {"env": environment("n/a"), "results": record, "worker_events_per_s": rate,
-                   "train": args.train, "test": args.test, "epochs": args.epochs}  # fmt: skip
+    report.notes.append(
+        f"one worker: {rate:,.0f} tensor.recorded events/s applied "
+        f"(humanoid, 348 features, model published)"
+    )
+    report.data = {
+        "env": environment("n/a"),
+        "results": record,
+        "worker_events_per_s": rate,
+        "train": args.train,
+        "test": args.test,
+        "epochs": args.epochs,
+    }
     return report, targets
 
 
