@@ -62,9 +62,12 @@ def test_in_distribution_vectors_meet_their_bounds_mostly_as_latents(model: Grou
 
 
 def test_adversarial_vectors_fall_back_and_still_meet_the_bounds(model: GroupedModel) -> None:
+    # Far from the training data a latent alone misses the bound: such a group is kept
+    # as latent + sparse corrections when that meets the bound for fewer bytes, else
+    # losslessly; either way check_bounds holds. Some must have gone lossless.
     vectors = adversarial(600)
     share = check_bounds(model, vectors, "float32")
-    assert share < 0.5
+    assert share < 0.9
     assert check_bounds(model, structured(300, seed=8), "float16") > 0.5
     check_bounds(model, adversarial(300, seed=3).clip(-6e4, 6e4), "float16")
     check_bounds(model, structured(200, seed=9), "float64")

@@ -113,16 +113,16 @@ def _latent(
         left = float(residual @ residual) - np.cumsum(residual[order] ** 2)
         m = int(np.searchsorted(-left, -((limit * float(np.linalg.norm(x))) ** 2))) + 1
         index = index_dtype(x.size)
-        while 2 * z.size + correction_bytes(x.size) * m < lossless_bytes and m <= x.size:
+        while 2 * z.size + 2 + correction_bytes(x.size) * m < lossless_bytes and m <= x.size:
             idx = np.sort(order[:m]).astype(index)
-            vals = residual[idx].astype("<f2")
-            back = _corrected(base, idx, vals).astype(NP_DTYPE[dtype])
+            scale, steps = _quantised(residual[idx.astype(np.int64)])
+            back = _corrected(base, idx, scale, steps).astype(NP_DTYPE[dtype])
             err = relative_error(x, back.astype(np.float64))
             if err <= limit:
-                payload = z.tobytes() + idx.tobytes() + vals.tobytes()
+                payload = z.tobytes() + scale.tobytes() + idx.tobytes() + steps.tobytes()
                 return StoredGroup(group.name, group.start, group.end, group.bound, LATENT,
                                    payload, err)  # fmt: skip
-            m += 1
+            m += max(1, m // 16)  # a few more at a time: long searches cost encode time
     return None
 
 
@@ -136,13 +136,24 @@ def index_dtype(features: int) -> str:
 
 
 def correction_bytes(features: int) -> int:
-    """A sparse correction: its index and a float16 residual."""
-    return 3 if features <= 256 else 4
+    """A sparse correction: its index and an int8 step of the vector's correction scale
+    (one float16 per group, stored once before the indices)."""
+    return 2 if features <= 256 else 3
 
 
-def _corrected(base: F64, idx: np.ndarray[Any, Any], vals: np.ndarray[Any, Any]) -> F64:
+def _quantised(values: F64) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Residuals as int8 steps of one float16 scale (largest residual = 127 steps)."""
+    scale = np.array([np.max(np.abs(values)) / 127], dtype="<f2")
+    unit = float(scale[0]) or 1.0
+    steps = np.clip(np.round(values / unit), -127, 127).astype("i1")
+    return scale, steps
+
+
+def _corrected(
+    base: F64, idx: np.ndarray[Any, Any], scale: np.ndarray[Any, Any], steps: np.ndarray[Any, Any]
+) -> F64:
     out = base.copy()
-    out[idx.astype(np.int64)] += vals.astype(np.float64)
+    out[idx.astype(np.int64)] += steps.astype(np.float64) * float(scale[0])
     return out
 
 
@@ -162,15 +173,16 @@ def decode_groups(
             if net is None:
                 raise ValueError(f"group {name} needs its model version, which is not loaded")
             k = net.spec.latent
-            m = (len(payload) - 2 * k) // correction_bytes(end - start)
+            m = max(len(payload) - 2 * k - 2, 0) // correction_bytes(end - start)
             z = np.frombuffer(payload, dtype="<f2", count=k).astype(np.float64)
             with np.errstate(all="ignore"):
                 base = net.decode(z[None])[0]
                 if m:
                     index = index_dtype(end - start)
-                    idx = np.frombuffer(payload, dtype=index, count=m, offset=2 * k)
-                    at = 2 * k + m * np.dtype(index).itemsize
-                    vals = np.frombuffer(payload, dtype="<f2", count=m, offset=at)
-                    base = _corrected(base, idx, vals)
+                    scale = np.frombuffer(payload, dtype="<f2", count=1, offset=2 * k)
+                    idx = np.frombuffer(payload, dtype=index, count=m, offset=2 * k + 2)
+                    at = 2 * k + 2 + m * np.dtype(index).itemsize
+                    steps = np.frombuffer(payload, dtype="i1", count=m, offset=at)
+                    base = _corrected(base, idx, scale, steps)
                 out[start:end] = base.astype(NP_DTYPE[dtype])
     return out

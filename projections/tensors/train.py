@@ -79,7 +79,7 @@ def expected_bytes(
     if not sparse:
         return float(np.mean(np.where(ok, 2 * k, d * itemsize)))
     needed = np.where(ok, 0, (left > target).sum(axis=1) + 1)
-    cost = 2 * k + correction_bytes(d) * needed
+    cost = 2 * k + np.where(needed > 0, 2 + correction_bytes(d) * needed, 0)
     return float(np.mean(np.minimum(cost, d * itemsize)))
 
 
