@@ -140,3 +140,26 @@ async def test_raw_bad_tensors_are_dead_lettered_with_the_reason(
         assert needle in reason, (needle, reason)
     with Reader.from_url(deployed) as reader:
         assert len(reader.tensors(OWNER)) == 3
+
+
+def test_demo_act_and_owner_stats(deployed: str, r: redis.Redis) -> None:
+    import io
+
+    from rich.console import Console
+
+    from memstream.workers.cmd_tensors import demo_tensors
+    from memstream.workers.stats_owner import owner_stats
+    from tests.workers_util import spawn_worker
+
+    worker = spawn_worker(deployed, "demo-w")
+    out = io.StringIO()
+    try:
+        with Producer.from_url(deployed) as producer, Reader.from_url(deployed) as reader:
+            figures = demo_tensors(producer, reader, Console(file=out, width=200), n=150)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert figures["ratio"] > 3 and figures["max_error"] <= 1
+    assert "stored at" in out.getvalue()
+    stats = owner_stats(r, "demo-robot")["tensors"]["demo"]
+    assert stats["n"] == 200 and stats["ratio"] > 1

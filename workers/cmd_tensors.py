@@ -6,9 +6,15 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from memstream.producers import Producer
+    from memstream.projections.reader import Reader
 
 
 def _latent(text: str | None) -> dict[str, int] | None:
@@ -148,3 +154,55 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     ls = inner.add_parser("list", parents=[common], help="published model versions")
     ls.add_argument("--json", action="store_true", help="print the versions as JSON")
     ls.set_defaults(handler=cmd_list)
+
+
+def demo_tensors(
+    producer: Producer, reader: Reader, console: Console, *, owner: str = "demo-robot",
+    n: int = 300, wait_s: float = 30.0,
+) -> dict[str, float]:  # fmt: skip
+    """The demo's tensor act (``make demo`` calls it while its workers run): record ``n``
+    50-feature states in four groups, train a small model from the log in seconds,
+    record ``n // 3`` more, read them back decoded, and print the ratio and error.
+
+    ``producer``/``reader``: the demo's sync clients; ``console``: where to print.
+    Returns the figures (``ratio``, ``max_error``, ``train_s``)."""
+    import numpy as np
+
+    from memstream.projections.tensors import publish as pub
+    from memstream.projections.tensors import train as tr
+
+    groups = {"critical": (0, 10, 0.01), "spatial": (10, 20, 0.05),
+              "social": (20, 30, 0.05), "other": (30, 50, 0.10)}  # fmt: skip
+    rng = np.random.default_rng(0)
+    basis, offset = rng.normal(size=(6, 50)), rng.normal(size=50) * 3
+
+    def states(count: int) -> Any:
+        z = rng.normal(size=(count, 6))
+        return (z @ basis + offset + rng.normal(scale=0.01, size=(count, 50))).astype("f4")
+
+    def record(vectors: Any) -> None:
+        last = None
+        for i, v in enumerate(vectors):
+            last = producer.record_tensor(owner, v, kind="demo", groups=groups, meta={"i": i})
+        if last is not None:
+            reader.wait(last, timeout=wait_s)
+
+    record(states(n))
+    started = time.perf_counter()
+    found = [s for s in pub.recorded(producer.client, "demo", owner)]
+    vectors, layout, itemsize = pub.matrix(found)
+    config, weights, _ = tr.train(vectors, layout, kind="demo", scope=owner, epochs=5, seed=0,
+                                  itemsize=itemsize)  # fmt: skip
+    event, _ = pub.publish(producer.client, producer, config, weights)
+    took = time.perf_counter() - started
+    record(states(n // 3))
+    read = reader.tensors(owner, "demo", last=n // 3)
+    raw = sum(s["raw_bytes"] for s in read)
+    stored = sum(s["stored_bytes"] for s in read) or 1
+    worst = max((e / s["bounds"][g] for s in read for g, e in s["errors"].items()), default=0.0)
+    console.print(
+        f"tensors: {n} states of {owner} trained model {event.version} in {took:.1f}s; "
+        f"the next {len(read)} are stored at {raw / stored:.1f}x (raw float32 / stored), "
+        f"worst group error {worst:.0%} of its bound", highlight=False,
+    )  # fmt: skip
+    return {"ratio": raw / stored, "max_error": worst, "train_s": took}

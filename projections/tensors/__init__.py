@@ -120,3 +120,17 @@ class Tensors(Projection):
         fallbacks = sum(g.codec != LATENT for g in stored)
         packed: bytes = msgpack.packb(record, use_bin_type=True)
         return packed, len(ev.data), payload, fallbacks
+
+
+def stats_by_kind(raw: dict[bytes, bytes]) -> dict[str, dict[str, float]]:
+    """The ``tensor_stats`` hash per kind: states folded, raw and stored payload bytes,
+    their ratio and the share of groups kept losslessly (over every state ever folded,
+    retention aside)."""
+    out: dict[str, dict[str, float]] = {}
+    for field, value in raw.items():
+        name, _, kind = field.decode().partition(":")
+        out.setdefault(kind, {})[name] = int(value)
+    for figures in out.values():
+        stored = figures.get("stored", 0)
+        figures["ratio"] = figures.get("raw", 0) / stored if stored else 0.0
+    return dict(sorted(out.items()))
