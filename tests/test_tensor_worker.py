@@ -163,3 +163,18 @@ def test_demo_act_and_owner_stats(deployed: str, r: redis.Redis) -> None:
     assert "stored at" in out.getvalue()
     stats = owner_stats(r, "demo-robot")["tensors"]["demo"]
     assert stats["n"] == 200 and stats["ratio"] > 1
+
+
+async def test_async_producer_and_reader(deployed: str) -> None:
+    from memstream.producers import AsyncProducer
+
+    data = np.linspace(-1, 1, 24, dtype=np.float64).reshape(2, 3, 4)
+    async with AsyncProducer.from_url(deployed) as producer:
+        receipt = await producer.record_tensor(OWNER, data, kind="pose", meta={"a": 1})
+    async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
+        assert (await reader.wait(receipt, timeout=30)).applied
+        [state] = await reader.tensors(OWNER, "pose")
+        assert state["array"].shape == (2, 3, 4) and state["array"].dtype == np.float64
+        assert np.array_equal(state["array"], data)  # no model for "pose": lossless
+        assert state["codecs"] == {"_rest": "zstd"} or state["codecs"] == {"_rest": "raw"}
+        assert (await reader.tensor(OWNER, receipt.log_id))["meta"] == {"a": 1}
