@@ -126,3 +126,44 @@ def test_the_log_decides_the_version(registry: ModelRegistry) -> None:
     assert registry.choose("state", "bob", (START + 20_000, 0)) is kind_wide
     assert registry.choose("state", "alice", (START + 20_000, 0)) is scoped
     assert registry.choose("obs", "alice", (START + 20_000, 0)) is None
+
+
+def _encoded(registry: ModelRegistry, event: ev.TensorRecorded, owner: str = "bob") -> Any:
+    import msgpack
+
+    from memstream.producers import keys
+    from memstream.projections.base import ApplyContext
+
+    stored = StoredEvent(owner, f"{START + 30_000}-0", event.TYPE, 1, event)
+    ctx = ApplyContext(keys.Projection(0, 1), Settings(), NOW)
+    packed, raw, payload, fallbacks = Tensors(registry).encode(stored, event, ctx)
+    return msgpack.unpackb(packed), raw, payload, fallbacks
+
+
+def test_vectors_that_do_not_fit_the_model_are_stored_losslessly(
+    registry: ModelRegistry,
+) -> None:
+    fits, _, _, _ = _encoded(registry, _tensor(0, "float32", True, "state"))
+    assert fits["model"] is not None and fits["note"] is None
+    # Without groups, the model's own groups (and bounds) are used.
+    default, _, _, _ = _encoded(registry, _tensor(0, "float32", False, "state"))
+    assert default["model"] == fits["model"] and [g[0] for g in default["groups"]] == list(GROUPS)
+    shorter = ev.TensorRecorded(shape=[40], data=POOL[0][:40].tobytes())
+    record, raw, payload, fallbacks = _encoded(registry, shorter)
+    assert (raw, payload) == (160, len(record["groups"][0][5]))
+    assert record["model"] is None and "do not match" in record["note"] and fallbacks == 1
+    other = ev.TensorRecorded(shape=[50], data=POOL[0].tobytes(), groups={"a": [0, 25]})
+    record, *_ = _encoded(registry, other)
+    assert record["model"] is None and "do not match" in record["note"]
+
+
+def test_an_unreachable_registry_stores_losslessly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memstream.projections.tensors import registry as registry_mod
+
+    def broken(_: ModelRegistry) -> Any:
+        raise ConnectionError("no route to Redis")
+
+    monkeypatch.setattr(registry_mod, "WAIT_S", 0.1)
+    record, *_ = _encoded(ModelRegistry(broken), _tensor(0, "float32", True, "state"))
+    assert record["model"] is None and "registry unavailable" in record["note"]
+    assert {g[4] for g in record["groups"]} <= {"zstd", "raw"}
