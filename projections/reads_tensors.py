@@ -18,7 +18,7 @@ import msgpack
 
 from memstream.producers import keys
 from memstream.producers.entry import decode_entry
-from memstream.producers.errors import InvalidInputError
+from memstream.producers.errors import InvalidInputError, MemstreamError
 from memstream.producers.events import TensorModelPublished
 
 from .base import AsyncRunner, Query, SyncRunner
@@ -44,6 +44,11 @@ def _decode(member: bytes) -> dict[str, Any]:
     version, record = member[:24].decode(), msgpack.unpackb(member[24:], raw=False)
     size = math.prod(record["shape"])
     model = _MODELS.get(record["model"]) if record["model"] else None
+    if record["model"] and model is None:
+        raise MemstreamError(
+            f"state {log_id_of(version)} needs tensor model {record['model']}, whose weights "
+            "are missing or corrupt (see `memstream tensors list`)"
+        )
     flat = decode_groups(record["groups"], size, record["dtype"], model)
     rows = record["groups"]
     return {
@@ -93,12 +98,15 @@ def _with_models(members: Sequence[bytes], models_log: str) -> Query[list[dict[s
 
 
 def _load(shas: list[str], blobs: list[Any], done: Any) -> Query[list[dict[str, Any]]]:
-    from .tensors.model import GroupedModel
+    from .tensors.model import GroupedModel, ModelError
 
     with _LOCK:
         for sha, (config, weights) in zip(shas, blobs, strict=True):
             if config is not None and weights is not None:
-                model = GroupedModel.load(sha, config, weights)
+                try:
+                    model = GroupedModel.load(sha, config, weights)
+                except ModelError:
+                    continue  # the state that needs it says so in _decode
                 _MODELS[model.version] = model
     return Query([], done)
 

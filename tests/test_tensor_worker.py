@@ -178,3 +178,18 @@ async def test_async_producer_and_reader(deployed: str) -> None:
         assert np.array_equal(state["array"], data)  # no model for "pose": lossless
         assert state["codecs"] == {"_rest": "zstd"} or state["codecs"] == {"_rest": "raw"}
         assert (await reader.tensor(OWNER, receipt.log_id))["meta"] == {"a": 1}
+
+
+async def test_a_read_names_a_missing_model(deployed: str, r: redis.Redis) -> None:
+    import pytest
+
+    from memstream.producers.errors import MemstreamError
+    from memstream.projections import reads_tensors
+
+    await applied(deployed, record(deployed, structured(200, seed=21)))
+    version = train_and_publish(r, deployed, seed=77, epochs=1)
+    await applied(deployed, record(deployed, structured(5, seed=22)))
+    reads_tensors._MODELS.pop(version, None)  # a fresh reader process
+    r.delete(*r.scan_iter(match="ms:tensor:model:*"))
+    with Reader.from_url(deployed) as reader, pytest.raises(MemstreamError, match=version):
+        reader.tensors(OWNER, last=5)
