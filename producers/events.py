@@ -24,6 +24,7 @@ from pydantic import (
 
 from .errors import InvalidInputError
 from .keys import check_id
+from .tensors import check_event as tensor_rules
 
 Id = Annotated[str, AfterValidator(check_id)]
 """A string that may become part of a key: checked against the owner-id rule."""
@@ -297,6 +298,8 @@ class TensorRecorded(Event):
     data: Blob
     groups: dict[Id, list[Annotated[int, Field(ge=0)]]] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(default_factory=dict)
+    kind: Id = "state"  # tensors: the model family (docs/tensors.md)
+    bounds: dict[Id, float] = Field(default_factory=dict)  # tensors: group -> max rel. error
 
     @model_validator(mode="after")
     def _size_matches_shape(self) -> TensorRecorded:
@@ -306,7 +309,21 @@ class TensorRecorded(Event):
                 f"data has {len(self.data)} bytes; shape {self.shape} of {self.dtype} "
                 f"needs {expected}"
             )
+        tensor_rules(self.groups, self.bounds, self.data, self.dtype)  # tensors
         return self
+
+
+@register
+class TensorModelPublished(Event):
+    """A tensor model version (docs/tensors.md): its weights live content-addressed under
+    ``keys.tensor_model(sha256)``; replay re-encodes with the versions the log names."""
+
+    TYPE: ClassVar[str] = "tensor.model_published"
+    kind: Id
+    scope: Id | None = None
+    version: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    config: dict[str, Any]
 
 
 @register

@@ -271,3 +271,26 @@ def eid_scan_pattern() -> str:
     """SCAN pattern for every idempotency record of every owner (benchmarks measure Redis
     memory without them: they expire after ``eid_ttl`` whatever else happens)."""
     return "ms:{*}:eid:*"
+
+
+TENSOR_MODELS_OWNER = "memstream.tensor-models"
+"""The owner whose log holds every ``tensor.model_published`` event (docs/tensors.md):
+one log, so every worker reads one ordered list of model versions."""
+
+
+def tensor_model(sha256: str) -> str:
+    """Hash of one immutable tensor model version: ``config`` (JSON) and ``weights``
+    (safetensors), addressed by the sha256 of both; written once, never changed."""
+    if re.fullmatch(r"[0-9a-f]{64}", sha256) is None:
+        raise InvalidIdError("sha256", "must be 64 lowercase hex digits", sha256)
+    return f"ms:tensor:model:{sha256}"
+
+
+TENSOR_PROBLEMS = "ms:tensor:problems"
+"""Hash model version -> why workers could not load it (they store losslessly instead)."""
+
+
+def log_pattern() -> str:
+    """SCAN pattern for every owner's log (``memstream tensors train`` reads them all);
+    callers confirm the owner part with :func:`check_id`."""
+    return "ms:{*}:log:*"

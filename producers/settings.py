@@ -55,6 +55,7 @@ class Settings(BaseModel):
     knowledge_ttl_s: int | None = Field(default=90 * 86400, ge=1)
     skill_ttl_s: int | None = Field(default=180 * 86400, ge=1)
     pattern_ttl_s: int | None = Field(default=None, ge=1)
+    tensor_cap: int = Field(default=10_000, ge=1, le=10_000_000)  # states kept per owner+kind
 
     # Cold tier (memstream.tiering, docs/tiering.md): where segments go, and the policy.
     archive_url: str | None = None

@@ -26,6 +26,7 @@ from .history import read_history
 from .reads_live import AsyncLiveReads, LiveReads
 from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
+from .reads_tensors import AsyncTensorReads, TensorReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
@@ -39,7 +40,9 @@ VERSION_TTL_S = 0.5
 longer than this after the flip, so a reader never reads a deleted version."""
 
 
-class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogReads):
+class AsyncReader(
+    AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogReads, AsyncTensorReads
+):
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -207,7 +210,7 @@ def _cursor(before: str | None) -> str | None:
     return check_cursor(before, "before")
 
 
-class Reader(MemoryReads, WorldReads, LiveReads, LogReads):
+class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads):
     """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
 
     def __init__(
