@@ -8,7 +8,9 @@ each eid, so a flush that is interrupted and retried writes nothing twice.
 Ordering rule: while an owner has pending rows, every new append of that owner is queued
 behind them here too (:meth:`Outbox.store_if_pending`), instead of going straight to
 Redis; otherwise a fresh append would overtake the outboxed ones and break the owner's
-order. Other owners are not held up.
+order. Other owners are not held up, except during an outage (:attr:`Outbox.outage`:
+an append has just failed over, or the last flush failed): then every append is queued
+at once instead of spending its own deadline on a Redis known to be away.
 
 One process at a time: the outbox takes an exclusive ``flock`` on ``<path>.lock`` for its
 lifetime (the kernel drops it when the process dies), so two flushers never race.
@@ -113,9 +115,13 @@ class Outbox:
         if self._pending_owners:
             self.wake.set()
 
+    outage = False
+    """True from a failed append or flush until the next flush that succeeds."""
+
     def holds(self, owner: str) -> bool:
-        """True while ``owner`` has rows waiting: its new appends must queue behind them."""
-        return owner in self._pending_owners
+        """True while ``owner``'s new appends must be queued: it has rows waiting (they
+        must not be overtaken), or Redis is known to be away."""
+        return self.outage or owner in self._pending_owners
 
     @property
     def has_pending(self) -> bool:
@@ -127,11 +133,11 @@ class Outbox:
             self._insert(owner, eid, args)
 
     def store_if_pending(self, owner: str, eid: str, args: tuple[Any, ...]) -> bool:
-        """Queue the append behind the owner's pending rows, if it has any."""
-        if owner not in self._pending_owners:  # cheap check first: the common case
+        """Queue the append if :meth:`holds` says so; False when it should be sent."""
+        if not self.holds(owner):  # cheap check first: the common case
             return False
         with self._lock:
-            if owner not in self._pending_owners:
+            if not self.holds(owner):
                 return False
             self._insert(owner, eid, args)
             return True

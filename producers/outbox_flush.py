@@ -68,24 +68,28 @@ def sort_replies(rows: list[Row], replies: list[Any], settings: Settings) -> Set
 
 
 class Outage:
-    """One warning when flushing starts failing, one info line when it recovers."""
+    """One warning when flushing starts failing, one line when it recovers; and the
+    outbox's :attr:`~.outbox.Outbox.outage` flag, so appends queue at once meanwhile."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, outbox: Outbox) -> None:
+        self.settings, self.outbox = settings, outbox
         self.failures = 0
 
     def failed(self, error: BaseException) -> float:
-        e = error
         """Count a failure and return how long to wait before the next try."""
+        self.outbox.outage = True
         self.failures += 1
         delay = max(MIN_DELAY_S, backoff_s(self.settings, min(self.failures, 16)))
         if self.failures == 1:
-            log.warning("outbox flush paused: %s; retrying (try %d) in %.2fs", error, 1, delay)
+            log.warning("outbox flush paused: %s; retrying (try 1) in %.2fs", error, delay)
         elif not (is_transient(error) or isinstance(error, NotInitialisedError)):
-            log.error("outbox flush failing (try %d, next in %.2fs): %s", self.failures, delay, e)
+            log.error(
+                "outbox flush failing (try %d, next in %.2fs): %s", self.failures, delay, error
+            )
         return delay
 
     def succeeded(self) -> None:
+        self.outbox.outage = False
         if self.failures:
             log.warning("outbox flush resumed after %d failed tries", self.failures)
         self.failures = 0
@@ -122,7 +126,7 @@ class SyncFlusher:
         self.thread.start()
 
     def _run(self) -> None:
-        outage = Outage(self.settings)
+        outage = Outage(self.settings, self.outbox)
         while not self.stopping.is_set():
             try:
                 delay = self._once(outage)
@@ -172,7 +176,7 @@ class AsyncFlusher:
         self.task = asyncio.get_running_loop().create_task(self._run(), name="memstream-outbox")
 
     async def _run(self) -> None:
-        outage = Outage(self.settings)
+        outage = Outage(self.settings, self.outbox)
         while True:
             try:
                 delay = await self._once(outage)

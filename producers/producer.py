@@ -162,9 +162,12 @@ class _Construct:
         return Receipt(prepared.owner, p, "", "", prepared.eid, True, self.outbox_path)
 
     def _outbox_or_raise(self, error: MemstreamError) -> None:
+        """Raise ``error`` unless it is transient and there is an outbox to fall back to."""
         if self._outbox is None or not is_transient(error):
             raise error
-        log.warning("append kept in outbox %s: %s", self.outbox_path, error)
+        if not self._outbox.outage:
+            log.warning("Redis is away (%s): appends go to outbox %s", error, self.outbox_path)
+        self._outbox.outage = True  # the next appends need not spend a deadline each
 
 
 class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):

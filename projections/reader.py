@@ -189,24 +189,25 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
         reach meanwhile is waited out too, up to ``timeout``; an outboxed append that
         Redis refused raises :class:`~memstream.producers.errors.AppendRejectedError`."""
         deadline = time.monotonic() + timeout
-        delay, failing = 0.0005, False
+        delay, failing = 0.0005, None
         while True:
             try:
                 with deadline_scope(max(deadline - time.monotonic(), 0.001)):
                     receipt, result = await self._check(receipt)
                 if result is not None:
                     return result
-                failing = False
+                failing = None
             except MemstreamError as e:
-                if not is_transient(e) or time.monotonic() >= deadline:
+                if not is_transient(e):
                     raise
-                failing = True
+                failing = e
             if time.monotonic() >= deadline:
                 what = "flushed from the outbox" if receipt.pending else "applied"
+                why = f" ({failing})" if failing is not None else ""
                 raise WaitTimeoutError(
                     f"entry {receipt.feed_id or receipt.eid} of {receipt.owner} not {what} "
-                    f"after {timeout}s"
-                )
+                    f"after {timeout}s{why}"
+                ) from failing
             await asyncio.sleep(delay)
             # A low cap while waiting for a worker: each check is two cheap reads, and a
             # coarse schedule would add its own wait to read-your-writes latency. Waiting

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "memstream.workers.cmd_demo",
     "memstream.workers.cmd_replay",
     "memstream.workers.cmd_memory",
+    "memstream.workers.cmd_outbox",
 )
 """Modules that register subcommands; importing them is cheap (work is imported lazily)."""
 
