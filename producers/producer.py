@@ -21,153 +21,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import functools
 import threading
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 
 from . import keys
-from .codec import ContentType
 from .connection import async_client, sync_client
-from .core import Append, AppendCore, AppendManyError, Planned, Prepared, command, prepare
+from .core import Append, AppendCore, Planned, Prepared, prepare
 from .deadline import acall, call
-from .deployment import DEFAULT_EID_TTL, Deployment
-from .driver import is_transient, translate_driver_error
-from .errors import ConfigError, MemstreamError
+from .errors import MemstreamError
 from .events import Event
 from .helpers import AppendHelpers
+from .producer_base import (
+    PIPELINE_CHUNK,
+    ManyItems,
+    _as_append,
+    _Construct,
+    _flush_commands,
+    _row_of,
+)
 from .receipt import Receipt
-from .redact import Redactor
 from .settings import Settings
 
 if TYPE_CHECKING:  # the outbox is imported only when one is asked for
-    from .outbox import Outbox, Row
+    from .outbox import Row
     from .outbox_flush import AsyncFlusher, SyncFlusher
 
-log = logging.getLogger("memstream.producer")
-
-PIPELINE_CHUNK = 1000
-"""Commands per pipeline round trip: big enough to amortise the trip, small enough to
-keep one reply buffer modest."""
-
-OWN_OPTIONS = ("redactor", "ct", "outbox")
-"""Producer options, as opposed to :class:`Settings` fields, in ``from_url``."""
-
-ManyItems = Iterable[Append | tuple[Any, ...]]
-
-
-def _as_append(item: Append | tuple[Any, ...]) -> Append:
-    return item if isinstance(item, Append) else Append(*item)
-
-
-def _default_redactor(settings: Settings) -> Redactor:
-    return Redactor(emails=settings.redact_emails)
-
-
-def _collect(plans: Sequence[Planned], replies: Sequence[Any], settings: Settings) -> list[Receipt]:
-    receipts: list[Receipt | None] = []
-    errors: dict[int, MemstreamError] = {}
-    for i, (plan, reply) in enumerate(zip(plans, replies, strict=True)):
-        if isinstance(reply, redis.RedisError):
-            errors[i] = translate_driver_error(reply, settings)
-            receipts.append(None)
-        else:
-            receipts.append(AppendCore.receipt(plan, reply))
-    if errors:
-        raise AppendManyError(receipts, errors)
-    return [r for r in receipts if r is not None]
-
-
-def _settings_of(client: Any) -> Settings:
-    """Settings naming a client's address, for error messages, when none were given."""
-    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}
-    if "path" in kw:
-        return Settings(redis_url=f"unix://{kw['path']}")
-    url = f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
-    return Settings(redis_url=url, username=kw.get("username"))
-
-
-def _row_of(p: Prepared) -> tuple[str, str, tuple[Any, ...]]:
-    return p.owner, p.eid, p.args
-
-
-def _flush_commands(rows: Sequence[Row], core: AppendCore) -> list[tuple[Any, ...]]:
-    n = core.deployment.partitions
-    return [command(row.owner, keys.partition(row.owner, n), row.args) for row in rows]
-
-
-class _Construct:
-    """Construction shared by both producers; each names its client factory."""
-
-    @staticmethod
-    def _make_client(settings: Settings) -> Any:
-        raise NotImplementedError
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        redactor: Redactor | None = None,
-        ct: ContentType = "msgpack",
-        settings: Settings | None = None,
-        outbox: str | None = None,
-    ) -> None:
-        """``client``: a redis-py client (sync or asyncio to match); ``redactor``: scrubs
-        payloads before they leave; ``ct``: ``msgpack`` or ``json``; ``settings``: the
-        deadlines and retries (default: the client's address with default settings);
-        ``outbox``: path of the durable outbox file, or None for none."""
-        self.redactor = redactor if redactor is not None else Redactor()
-        self.ct: ContentType = ct
-        self.settings = settings if settings is not None else _settings_of(client)
-        self._core: AppendCore | None = None
-        self._eid_ttl: int | None = None
-        self.outbox_path = None if outbox is None else str(outbox)
-        self._outbox: Outbox | None = None
-        if self.outbox_path is not None:
-            from .outbox import Outbox
-
-            self._outbox = Outbox(self.outbox_path)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **options: Any) -> Self:
-        """Build from :class:`Settings`; ``options``: ``redactor``, ``ct``, ``outbox``."""
-        options.setdefault("redactor", _default_redactor(settings))
-        return cls(cls._make_client(settings), settings=settings, **options)
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build from a Redis URL; ``options`` are producer options (``redactor``,
-        ``ct``, ``outbox``) or :class:`Settings` fields."""
-        own = {k: options.pop(k) for k in OWN_OPTIONS if k in options}
-        return cls.from_settings(Settings.from_url(url, **options), **own)
-
-    def _new_core(self, meta: Any, eid_ttl: Any) -> AppendCore:
-        ttl = int(eid_ttl) if eid_ttl else DEFAULT_EID_TTL
-        if self.outbox_path is not None and ttl <= self.settings.outbox_retention_s:
-            raise ConfigError(
-                f"outbox {self.outbox_path}: the deployment's eid TTL ({ttl}s) must be longer "
-                f"than outbox_retention_s ({self.settings.outbox_retention_s}s), or an append "
-                "flushed late could be stored twice: raise eid_ttl (memstream init) or lower "
-                "outbox_retention_s"
-            )
-        self._eid_ttl = ttl
-        return AppendCore(Deployment.from_meta(meta), self.redactor, self.ct)
-
-    def _pending(self, prepared: Prepared) -> Receipt:
-        core = self._core
-        p = keys.partition(prepared.owner, core.deployment.partitions) if core else -1
-        return Receipt(prepared.owner, p, "", "", prepared.eid, True, self.outbox_path)
-
-    def _outbox_or_raise(self, error: MemstreamError) -> None:
-        """Raise ``error`` unless it is transient and there is an outbox to fall back to."""
-        if self._outbox is None or not is_transient(error):
-            raise error
-        if not self._outbox.outage:
-            log.warning("Redis is away (%s): appends go to outbox %s", error, self.outbox_path)
-        self._outbox.outage = True  # the next appends need not spend a deadline each
+__all__ = ["PIPELINE_CHUNK", "AsyncProducer", "Producer"]
 
 
 class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
@@ -263,30 +147,36 @@ class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
 
     async def append_many(self, items: ManyItems) -> list[Receipt]:
         """Append many events, pipelined; every item is validated before anything is sent.
-        With an outbox, a batch that cannot be sent (or names an owner with outboxed
-        appends) is kept whole, in order, and every receipt is pending."""
+        Each round trip of up to 1000 appends gets ``append_deadline_s``. With an outbox,
+        the items from the first round trip that cannot be sent on (all of them if the
+        batch names an owner with outboxed appends) are outboxed in order, pending."""
         prepared = [prepare(_as_append(i), self.redactor, self.ct) for i in items]
         outbox = self._outbox
         if outbox is not None:
             self._start_flusher()
+        plans: list[Planned] = []
+        replies: list[Any] = []
         if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
             try:
-                return await acall(lambda: self._send_many(prepared), self.settings, self._deadline)
+                core = await self.core()
+                plans = [core.locate(p) for p in prepared]
+                for start in range(0, len(plans), PIPELINE_CHUNK):
+                    chunk = plans[start : start + PIPELINE_CHUNK]
+                    send = functools.partial(self._send_chunk, chunk)
+                    replies += await acall(send, self.settings, self._deadline)
             except MemstreamError as e:
                 self._outbox_or_raise(e)
-        await self._queue(prepared, False)
-        return [self._pending(p) for p in prepared]
+        queued = prepared[len(replies) :]
+        if queued:
+            await self._queue(queued, False)
+        return self._many_result(plans[: len(replies)], replies, queued)
 
-    async def _send_many(self, prepared: list[Prepared]) -> list[Receipt]:
-        core = await self._current_core()
-        plans = [core.locate(p) for p in prepared]
-        replies: list[Any] = []
-        for start in range(0, len(plans), PIPELINE_CHUNK):
-            pipe = self.client.pipeline(transaction=False)
-            for plan in plans[start : start + PIPELINE_CHUNK]:
-                pipe.execute_command(*plan.command)
-            replies.extend(await pipe.execute(raise_on_error=False))
-        return _collect(plans, replies, self.settings)
+    async def _send_chunk(self, plans: list[Planned]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for plan in plans:
+            pipe.execute_command(*plan.command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def aclose(self) -> None:
         """Stop the flusher (pending appends stay in the outbox) and close the client."""
@@ -377,30 +267,35 @@ class Producer(_Construct, AppendHelpers[Receipt]):
 
     def append_many(self, items: ManyItems) -> list[Receipt]:
         """Append many events, pipelined; every item is validated before anything is sent.
-        With an outbox, a batch that cannot be sent (or names an owner with outboxed
-        appends) is kept whole, in order, and every receipt is pending."""
+        Each round trip of up to 1000 appends gets ``append_deadline_s``. With an outbox,
+        the items from the first round trip that cannot be sent on (all of them if the
+        batch names an owner with outboxed appends) are outboxed in order, pending."""
         prepared = [prepare(_as_append(i), self.redactor, self.ct) for i in items]
         outbox = self._outbox
+        plans: list[Planned] = []
+        replies: list[Any] = []
         if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
             try:
-                return call(lambda: self._send_many(prepared), self.settings, self._deadline)
+                core = self.core()
+                plans = [core.locate(p) for p in prepared]
+                for start in range(0, len(plans), PIPELINE_CHUNK):
+                    chunk = plans[start : start + PIPELINE_CHUNK]
+                    send_sync = functools.partial(self._send_chunk, chunk)
+                    replies += call(send_sync, self.settings, self._deadline)
             except MemstreamError as e:
                 self._outbox_or_raise(e)
-        assert outbox is not None
-        for p in prepared:
-            outbox.store(p.owner, p.eid, p.args)
-        return [self._pending(p) for p in prepared]
+        queued = prepared[len(replies) :]
+        assert outbox is not None or not queued
+        for p in queued:
+            outbox.store(p.owner, p.eid, p.args)  # type: ignore[union-attr]
+        return self._many_result(plans[: len(replies)], replies, queued)
 
-    def _send_many(self, prepared: list[Prepared]) -> list[Receipt]:
-        core = self._current_core()
-        plans = [core.locate(p) for p in prepared]
-        replies: list[Any] = []
-        for start in range(0, len(plans), PIPELINE_CHUNK):
-            pipe = self.client.pipeline(transaction=False)
-            for plan in plans[start : start + PIPELINE_CHUNK]:
-                pipe.execute_command(*plan.command)  # type: ignore[no-untyped-call]
-            replies.extend(pipe.execute(raise_on_error=False))
-        return _collect(plans, replies, self.settings)
+    def _send_chunk(self, plans: list[Planned]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for plan in plans:
+            pipe.execute_command(*plan.command)  # type: ignore[no-untyped-call]
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
 
     def close(self) -> None:
         """Stop the flusher (pending appends stay in the outbox) and close the client."""

@@ -245,3 +245,27 @@ async def test_wait_on_a_pending_receipt_times_out_while_redis_is_down(
     finally:
         await producer.aclose()
         await reader.aclose()
+
+
+def test_append_many_while_stopped_is_kept_whole(server: RedisServer, tmp_path: Path) -> None:
+    from memstream.producers import Append, MessageAppended
+
+    path = tmp_path / "outbox.db"
+
+    def batch(lo: int, hi: int) -> list[Append]:
+        return [
+            Append(o, MessageAppended(role="user", content=str(i)), "s1")
+            for i in range(lo, hi)
+            for o in ("ann", "bob")
+        ]
+
+    with Producer.from_url(server.url, outbox=str(path), **FAST) as producer:
+        assert not any(r.pending for r in producer.append_many(batch(0, 3)))
+        shut_down(server)
+        receipts = producer.append_many(batch(3, 6))
+        assert len(receipts) == 6 and all(r.pending for r in receipts)
+        server.start()
+        producer.append_many(batch(6, 9))  # queued behind, or sent after the flush
+        drained(path)
+    for owner in ("ann", "bob"):
+        assert contents(server, owner) == [str(i) for i in range(9)]
