@@ -69,12 +69,18 @@ class Settings(BaseModel):
     """How long an append may wait in a producer's outbox and still be flushed exactly
     once. The deployment's eid TTL (1 day by default) must be longer: a producer with an
     outbox refuses to append where it is not (see :mod:`.outbox`)."""
-    retries: int = Field(default=6, ge=0, le=100)
-    """Most retries of one call within its deadline (memstream retries, not redis-py:
-    redis-py's own retries nest, retrying each reconnect inside each command retry, which
-    turned one append against a frozen Redis into a 255 s wait)."""
+    retries: int = Field(default=20, ge=0, le=1000)
+    """Most retries of one call within its deadline. Memstream retries, not redis-py:
+    redis-py's own retries nest (each command retry re-runs a connect that retries on its
+    own), which turned one append against a frozen Redis into a 255 s wait. 20 is more
+    than the default deadline leaves room for, so the deadline is what ends the tries:
+    an append rides out a Redis restart of up to ~5 s instead of failing after ~1.5 s."""
     backoff_base: float = Field(default=0.02, gt=0)
     backoff_cap: float = Field(default=2.0, gt=0)
+    """Between tries, and between an outbox flusher's tries, memstream sleeps a uniform
+    random time in [0, min(backoff_cap, backoff_base * 2**n)] (full jitter, so a fleet of
+    producers does not reconnect in step). A 2 s cap bounds how long after Redis is
+    back a waiting flusher notices."""
     max_connections: int = Field(default=64, ge=1)
     cluster: bool = False
     profile: Profile = "development"

@@ -35,7 +35,7 @@ from memstream.workers.deploy import init
 from tests.redis_server import RedisServer, free_port
 
 DEADLINE = 1.0
-SLACK = 0.75
+SLACK = 1.0
 """Scheduling slack on a shared 2-core machine; the bound itself is DEADLINE."""
 
 

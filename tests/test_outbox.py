@@ -269,3 +269,28 @@ def test_append_many_while_stopped_is_kept_whole(server: RedisServer, tmp_path: 
         drained(path)
     for owner in ("ann", "bob"):
         assert contents(server, owner) == [str(i) for i in range(9)]
+
+
+async def test_a_row_redis_refuses_is_reported_and_does_not_block(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    from memstream.producers import AppendRejectedError
+
+    init(redis.Redis(port=server.port), max_event_bytes=64)
+    shut_down(server)  # the producer never learns max_event_bytes before the outage
+    path = tmp_path / "outbox.db"
+    producer = AsyncProducer.from_url(server.url, outbox=str(path), **FAST)
+    reader = AsyncReader.from_url(server.url)
+    try:
+        big = await producer.append_message("alice", "s1", "user", "x" * 200)
+        small = await producer.append_message("alice", "s1", "user", "ok")
+        assert big.pending and small.pending
+        server.start()
+        with pytest.raises(AppendRejectedError, match="max_event_bytes"):
+            await reader.wait(big, timeout=10)
+        async with running_worker(server.url):
+            assert (await reader.wait(small, timeout=10)).applied
+        assert contents(server, "alice") == ["ok"]
+    finally:
+        await producer.aclose()
+        await reader.aclose()
