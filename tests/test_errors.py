@@ -21,6 +21,7 @@ from memstream.producers import (
     MemstreamError,
     Producer,
     Settings,
+    keys,
 )
 from memstream.producers.errors import (
     AuthenticationError,
@@ -190,3 +191,25 @@ def test_bad_input_from_public_apis_is_ours(deployed: str) -> None:
         with pytest.raises(InvalidInputError, match="owner"):
             producer.append_message("no spaces", "s1", "user", "hi")
     assert issubclass(ConfigError, MemstreamError) and issubclass(InvalidInputError, MemstreamError)
+
+
+def test_an_append_rides_out_a_short_restart(tmp_path: Path) -> None:
+    import threading
+
+    server = RedisServer(tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always")
+    try:
+        init(redis.Redis(port=server.port), partitions=4)
+        with Producer.from_url(server.url, append_deadline_s=5.0) as producer:
+            producer.append_message("alice", "s1", "user", "before")
+            server.stop()
+            restart = threading.Timer(1.0, server.start)
+            restart.start()
+            started = time.monotonic()
+            receipt = producer.append_message("alice", "s1", "user", "during")
+            took = time.monotonic() - started
+            restart.join()
+        assert receipt.log_id and 0.9 < took < 5.0 + SLACK
+        log = redis.Redis(port=server.port).xrange(keys.log(receipt.partition, "alice"))
+        assert len(log) == 2
+    finally:
+        server.stop()
