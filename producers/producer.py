@@ -39,10 +39,10 @@ from .helpers import AppendHelpers
 from .producer_base import (
     PIPELINE_CHUNK,
     ManyItems,
-    _as_append,
-    _Construct,
-    _flush_commands,
-    _row_of,
+    ProducerBase,
+    as_append,
+    flush_commands,
+    row_of,
 )
 from .receipt import Receipt
 from .settings import Settings
@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # the outbox is imported only when one is asked for
 __all__ = ["PIPELINE_CHUNK", "AsyncProducer", "Producer"]
 
 
-class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
+class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
     """Asyncio producer. Build with :meth:`from_url` or :meth:`from_settings`."""
 
     @staticmethod
@@ -71,9 +71,8 @@ class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
 
     def _start_flusher(self) -> None:
         if self._outbox is not None and self._flusher is None:
-            from .outbox_flush import AsyncFlusher
+            from .outbox_flush import AsyncFlusher  # raises RuntimeError with no running loop
 
-            asyncio.get_running_loop()
             self._flusher = AsyncFlusher(
                 self._outbox, self._send_rows, self.settings, lambda: self._eid_ttl
             )
@@ -138,7 +137,7 @@ class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
     async def _send_rows(self, rows: list[Row]) -> list[Any]:
         async def go() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            for cmd in _flush_commands(rows, await self._current_core()):
+            for cmd in flush_commands(rows, await self._current_core()):
                 pipe.execute_command(*cmd)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies
@@ -150,7 +149,7 @@ class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
         Each round trip of up to 1000 appends gets ``append_deadline_s``. With an outbox,
         the items from the first round trip that cannot be sent on (all of them if the
         batch names an owner with outboxed appends) are outboxed in order, pending."""
-        prepared = [prepare(_as_append(i), self.redactor, self.ct) for i in items]
+        prepared = [prepare(as_append(i), self.redactor, self.ct) for i in items]
         outbox = self._outbox
         if outbox is not None:
             self._start_flusher()
@@ -195,7 +194,7 @@ class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
         await self.aclose()
 
 
-class Producer(_Construct, AppendHelpers[Receipt]):
+class Producer(ProducerBase, AppendHelpers[Receipt]):
     """Blocking producer with the same core as :class:`AsyncProducer`."""
 
     @staticmethod
@@ -236,7 +235,7 @@ class Producer(_Construct, AppendHelpers[Receipt]):
         to make a retry of your own idempotent). Bounded by ``append_deadline_s``."""
         prepared = prepare(Append(owner, event, session, eid), self.redactor, self.ct)
         outbox = self._outbox
-        if outbox is not None and outbox.store_if_pending(*_row_of(prepared)):
+        if outbox is not None and outbox.store_if_pending(*row_of(prepared)):
             return self._pending(prepared)
         try:
             return call(lambda: self._send_one(prepared), self.settings, self._deadline)
@@ -258,7 +257,7 @@ class Producer(_Construct, AppendHelpers[Receipt]):
     def _send_rows(self, rows: list[Row]) -> list[Any]:
         def go() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            for cmd in _flush_commands(rows, self._current_core()):
+            for cmd in flush_commands(rows, self._current_core()):
                 pipe.execute_command(*cmd)  # type: ignore[no-untyped-call]
             replies: list[Any] = pipe.execute(raise_on_error=False)
             return replies
@@ -270,7 +269,7 @@ class Producer(_Construct, AppendHelpers[Receipt]):
         Each round trip of up to 1000 appends gets ``append_deadline_s``. With an outbox,
         the items from the first round trip that cannot be sent on (all of them if the
         batch names an owner with outboxed appends) are outboxed in order, pending."""
-        prepared = [prepare(_as_append(i), self.redactor, self.ct) for i in items]
+        prepared = [prepare(as_append(i), self.redactor, self.ct) for i in items]
         outbox = self._outbox
         plans: list[Planned] = []
         replies: list[Any] = []

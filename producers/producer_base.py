@@ -34,7 +34,7 @@ OWN_OPTIONS = ("redactor", "ct", "outbox")
 ManyItems = Iterable[Append | tuple[Any, ...]]
 
 
-def _as_append(item: Append | tuple[Any, ...]) -> Append:
+def as_append(item: Append | tuple[Any, ...]) -> Append:
     return item if isinstance(item, Append) else Append(*item)
 
 
@@ -65,16 +65,16 @@ def _settings_of(client: Any) -> Settings:
     return Settings(redis_url=url, username=kw.get("username"))
 
 
-def _row_of(p: Prepared) -> tuple[str, str, tuple[Any, ...]]:
+def row_of(p: Prepared) -> tuple[str, str, tuple[Any, ...]]:
     return p.owner, p.eid, p.args
 
 
-def _flush_commands(rows: Sequence[Row], core: AppendCore) -> list[tuple[Any, ...]]:
+def flush_commands(rows: Sequence[Row], core: AppendCore) -> list[tuple[Any, ...]]:
     n = core.deployment.partitions
     return [command(row.owner, keys.partition(row.owner, n), row.args) for row in rows]
 
 
-class _Construct:
+class ProducerBase:
     """Construction shared by both producers; each names its client factory."""
 
     @staticmethod
