@@ -294,3 +294,30 @@ async def test_a_row_redis_refuses_is_reported_and_does_not_block(
     finally:
         await producer.aclose()
         await reader.aclose()
+
+
+def test_rows_older_than_the_eid_ttl_are_sent_with_a_loud_error(
+    server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "outbox.db"
+    shut_down(server)
+    with Producer.from_url(server.url, outbox=str(path), **FAST) as producer:
+        assert producer.append_message("old", "s1", "user", "0").pending
+    db = sqlite3.connect(path)
+    db.execute("UPDATE entries SET created = created - 2 * 86400")  # older than 1 day
+    db.commit()
+    db.close()
+    server.start()
+    producer = Producer.from_url(server.url, outbox=str(path), **FAST)
+    with caplog.at_level("ERROR", "memstream.outbox"), producer:
+        drained(path)
+    assert contents(server, "old") == ["0"]
+    assert any("older than the eid TTL" in r.getMessage() for r in caplog.records)
+
+
+def test_the_outbox_is_imported_only_when_asked_for() -> None:
+    code = "import sys, memstream.producers as m; m.Producer; print('sqlite3' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
