@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from .deadline import backoff_s
 from .driver import is_transient, translate_driver_error
-from .errors import AppendRejectedError, MemstreamError, NotInitialisedError
+from .errors import AppendRejectedError, MemstreamError
 from .outbox import Outbox, Row
 from .settings import Settings
 
@@ -76,16 +76,21 @@ class Outage:
         self.failures = 0
 
     def failed(self, error: BaseException) -> float:
-        """Count a failure and return how long to wait before the next try."""
-        self.outbox.outage = True
+        """Count a failure and return how long to wait before the next try.
+
+        Only a transient error marks an outage (queue every append at once): one that
+        retrying cannot cure (a permission taken away, say) must reach the callers of
+        ``append``, so their appends keep going to Redis and raise it."""
+        transient = is_transient(error)
+        if transient:
+            self.outbox.outage = True
         self.failures += 1
         delay = max(MIN_DELAY_S, backoff_s(self.settings, min(self.failures, 16)))
         if self.failures == 1:
             log.warning("outbox flush paused: %s; retrying (try 1) in %.2fs", error, delay)
-        elif not (is_transient(error) or isinstance(error, NotInitialisedError)):
-            log.error(
-                "outbox flush failing (try %d, next in %.2fs): %s", self.failures, delay, error
-            )
+        elif not transient and self.failures & (self.failures - 1) == 0:  # 2, 4, 8, ...
+            n = self.failures
+            log.error("outbox flush failing (try %d, next in %.2fs): %s", n, delay, error)
         return delay
 
     def succeeded(self) -> None:
