@@ -1,8 +1,10 @@
 """The one append core shared by :class:`Producer` and :class:`AsyncProducer`.
 
-It is sans-I/O: it turns (owner, event, session, eid) into the ``FCALL ms_append`` command
-and turns the reply or error back into a :class:`Receipt` or a memstream error. The sync
-and async producers only add the transport, so no append logic is written twice.
+It is sans-I/O: it turns (owner, event, session, eid) into a :class:`Prepared` append
+(validated, redacted, encoded; what the outbox stores), then into the ``FCALL ms_append``
+command, and turns the reply back into a :class:`Receipt`. Errors are mapped where the
+driver is met (:mod:`.driver`). The sync and async producers only add the transport, so
+no append logic is written twice.
 """
 
 from __future__ import annotations
@@ -13,17 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from redis.exceptions import ResponseError
 
 from . import keys
 from .codec import ContentType, encode
 from .deployment import Deployment
-from .driver import translate_driver_error
 from .errors import InvalidInputError, MemstreamError
 from .events import Event, GenericEvent
 from .receipt import Receipt
 from .redact import Redactor
-from .settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +139,6 @@ def prepare(item: Append, redactor: Redactor, ct: ContentType) -> Prepared:
     args = ("type", event.event_type, "data", data, "ct", ct, "eid", eid, "v", version,
             *extra)  # fmt: skip
     return Prepared(owner=owner, eid=eid, args=args)
-
-
-def translate(error: ResponseError, settings: Settings | None = None) -> MemstreamError:
-    """Turn the driver's error into ours; the function's reason text is kept whole."""
-    return translate_driver_error(error, settings)
 
 
 class AppendManyError(MemstreamError):
