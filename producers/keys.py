@@ -241,3 +241,33 @@ def ttl_floor(pk: Projection, owner: str) -> str:
     """Hash of an owner's TTL floors (memory type -> 13-digit ms) raised by ``ttl.extended``:
     expire ops on the owner's session keys never set an earlier time (convergence)."""
     return pk.key("ttlx", owner)
+
+
+# --- cold tier (memstream.tiering, docs/tiering.md) ----------------------------------
+
+
+def manifest(p: int, owner: str) -> str:
+    """Sorted set (score 0, lexicographic) of the owner's archived log segments; each
+    member starts with the segment's sortable last id (see ``memstream.tiering.manifest``).
+    In the partition's slot, so the verify-and-trim call touches it and the log together."""
+    return f"{_tag(p)}:manifest:{check_id(owner)}"
+
+
+def cold_stats(p: int) -> str:
+    """Hash of the partition's archived totals: segments, entries, bytes, raw."""
+    return f"{_tag(p)}:cold"
+
+
+def tier_lease(p: int, owner: str) -> str:
+    """Held (with a TTL) by the one tier process archiving ``owner`` right now."""
+    return f"{_tag(p)}:tierlease:{check_id(owner)}"
+
+
+TIER_STATUS = "ms:tier:status"
+"""Hash of the tier processes' last pass and last error, shown by ``memstream status``."""
+
+
+def eid_scan_pattern() -> str:
+    """SCAN pattern for every idempotency record of every owner (benchmarks measure Redis
+    memory without them: they expire after ``eid_ttl`` whatever else happens)."""
+    return "ms:{*}:eid:*"

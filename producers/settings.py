@@ -99,6 +99,12 @@ class Settings(BaseModel):
     skill_ttl_s: int | None = Field(default=180 * 86400, ge=1)
     pattern_ttl_s: int | None = Field(default=None, ge=1)
 
+    # Cold tier (memstream.tiering, docs/tiering.md): where segments go, and the policy.
+    archive_url: str | None = None
+    s3_endpoint_url: str | None = None
+    tier_older_than_s: int | None = Field(default=7 * 86400, ge=0)
+    tier_keep_last: int | None = Field(default=None, ge=0)
+
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)

@@ -32,6 +32,7 @@ from .base import Query
 from .cache import Invalidator, ReadCache, entry_deadline, expiry_commands, now_ms
 from .history import read_history
 from .reads_live import AsyncLiveReads, LiveReads
+from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
@@ -46,7 +47,7 @@ VERSION_TTL_S = 0.5
 longer than this after the flip, so a reader never reads a deleted version."""
 
 
-class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
+class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogReads):
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -106,7 +107,10 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
 
         With a read cache, a stage whose ``cacheable_keys`` belong to one owner is served
         from memory when it can be (see :mod:`.cache` for why that is never stale)."""
-        return await acall(lambda: self._run(query), self.settings, self.settings.read_deadline_s)
+        deadline = self.settings.read_deadline_s
+        result = await acall(lambda: self._run(query), self.settings, deadline)
+        # Outside the Redis deadline: fetching archived values is the archive's business.
+        return await resolve_cold(self.settings, result)  # archived values, if any
 
     async def _run(self, query: Query[T]) -> T:
         while True:
@@ -153,10 +157,17 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
             cache.put(plan, replies, entry_deadline(cache, expiry, now_ms()), ticket)
         return replies
 
-    async def history(self, owner: str, session: str, *, last: int = 20) -> list[dict[str, Any]]:
-        """The last ``last`` messages of a session, oldest first."""
+    async def history(
+        self, owner: str, session: str, *, last: int = 20, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The last ``last`` messages of a session (before the log id ``before`` when
+        given), oldest first. Past the ``history_cap`` newest kept in Redis the page
+        continues into the log and the archive; pass ``page[0]["log_id"]`` as ``before``
+        for the next older page (an empty page means the start of history)."""
         keys.check_id(session, "session")
-        return await self.run(read_history(await self._pk(owner), owner, session, _n(last)))
+        if before is None and last <= self.settings.history_cap:
+            return await self.run(read_history(await self._pk(owner), owner, session, _n(last)))
+        return await self._history_page(owner, session, _n(last), _cursor(before))
 
     async def state(self, owner: str) -> dict[str, Any] | None:
         """The owner's state document, or None if never saved."""
@@ -261,7 +272,13 @@ def _n(last: int) -> int:
     return last
 
 
-class Reader(MemoryReads, WorldReads, LiveReads):
+def _cursor(before: str | None) -> str | None:
+    from .reads_log import check_cursor
+
+    return check_cursor(before, "before")
+
+
+class Reader(MemoryReads, WorldReads, LiveReads, LogReads):
     """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
 
     def __init__(
@@ -298,8 +315,10 @@ class Reader(MemoryReads, WorldReads, LiveReads):
         except RedisError as e:  # a driver error that no inner boundary turned into ours
             raise translate_driver_error(e, self._settings) from e
 
-    def history(self, owner: str, session: str, *, last: int = 20) -> list[dict[str, Any]]:
-        return self._call(self._async.history(owner, session, last=last))
+    def history(
+        self, owner: str, session: str, *, last: int = 20, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._call(self._async.history(owner, session, last=last, before=before))
 
     def state(self, owner: str) -> dict[str, Any] | None:
         return self._call(self._async.state(owner))

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "memstream.workers.cmd_replay",
     "memstream.workers.cmd_memory",
     "memstream.workers.cmd_outbox",
+    "memstream.workers.cmd_tier",
 )
 """Modules that register subcommands; importing them is cheap (work is imported lazily)."""
 

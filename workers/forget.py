@@ -88,6 +88,11 @@ def forget_owner(
         d = read_deployment(client)
         p = keys.partition(owner, d.partitions)
         entries, dropped = _drop_log(client, p, owner, _versions(client, p, d.version))
+        # Cold tier: the manifest and every archived object of the owner (before the
+        # rebuild below, which would otherwise fold the archived segments back in).
+        from memstream.tiering.hooks import forget_archive
+
+        forget_archive(client, settings, p, owner)
         found = _owner_keys(client, p, owner)
         replay_owner(client, owner, settings, projections=projections)
         stale = [k for k, v in found if v != d.version]

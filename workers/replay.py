@@ -126,14 +126,10 @@ class Folder:
 
     def entries(self, p: int, owner: str, start: str, end: str) -> Iterator[tuple[str, Fields]]:
         """Log entries from ``start`` ('-' or an exclusive '(id') up to ``end`` inclusive."""
-        log, low = keys.log(p, owner), start
-        while True:
-            rows: Any = self.client.xrange(log, low, end, count=PAGE)
-            for raw_id, fields in rows:
-                yield raw_id.decode(), fields
-            if len(rows) < PAGE:
-                return
-            low = "(" + rows[-1][0].decode()
+        # Cold tier: archived segments first, then the hot log, with no gap or duplicate.
+        from memstream.tiering.hooks import log_entries
+
+        yield from log_entries(self.client, self.settings, p, owner, start=start, end=end)
 
     def ops(self, p: int, owner: str, log_id: str, fields: Fields) -> list[Op] | None:
         """The event's ops in this version, or None (counted) when it folds to nothing."""

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from memstream.producers import keys
+from memstream.tiering.hooks import owner_cold, stats_lines
 
 from .replay import read_deployment
 
@@ -47,7 +48,9 @@ def owner_stats(client: redis.Redis, owner: str, *, sample: int = 64) -> dict[st
         groups["log"] = [log]
     types = {kind: _measure(client, names, sample) for kind, names in sorted(groups.items())}
     total = {field: sum(t[field] for t in types.values()) for field in ("keys", "entries", "bytes")}
-    return {"owner": owner, "partition": p, "version": d.version, "types": types, "total": total}
+    tiers = owner_cold(client, p, owner)  # hot and cold log figures (tiering)
+    return {"owner": owner, "partition": p, "version": d.version, "types": types, "total": total,
+            "tiers": tiers}  # fmt: skip
 
 
 def _measure(client: redis.Redis, names: Sequence[str], sample: int) -> dict[str, Any]:
@@ -93,4 +96,5 @@ def render(stats: dict[str, Any]) -> str:
         )
     total = stats["total"]
     lines.append(f"{'total':<14}{total['keys']:>8}{total['entries']:>10}{total['bytes']:>12}")
+    lines += stats_lines(stats["tiers"]) if "tiers" in stats else []
     return "\n".join(lines)
