@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from redis import exceptions as rx
 
 from .errors import (
+    AppendRejectedError,
     AuthenticationError,
     MemstreamError,
     NotInitialisedError,
@@ -28,6 +29,9 @@ BUSY_PREFIXES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "RE
 """Replies that mean "not now": the server is alive and the request may succeed later."""
 
 CLUSTER_PREFIXES = ("MOVED", "ASK", "CROSSSLOT")
+
+FUNCTION_MARKER = "memstream: "
+"""How memstream's Lua functions start a refusal (``ERR memstream: <reason>``)."""
 
 
 def address(settings: Settings | None) -> str:
@@ -86,6 +90,12 @@ def translate_driver_error(error: rx.RedisError, settings: Settings | None) -> M
         return NotSupportedError(
             f"Redis at {where} is a Cluster node ({text.split(' ', 1)[0]}), but cluster mode is off"
         )
+    if FUNCTION_MARKER in text:
+        # Our own functions' refusals: ``ERR memstream: <reason>``, the reason kept whole.
+        reason = text.split(FUNCTION_MARKER, 1)[1]
+        if reason.startswith("deployment not initialised"):
+            return NotInitialisedError(reason)
+        return AppendRejectedError(reason)
     if "Function not found" in text or "function not found" in text.lower():
         return NotInitialisedError("memstream functions are not loaded: run `memstream init`")
     return MemstreamError(f"Redis at {where}: {text}")

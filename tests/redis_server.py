@@ -32,6 +32,12 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         workdir.mkdir(parents=True, exist_ok=True)
+        self.binary, self.workdir, self.extra = binary, workdir, extra
+        self.start()
+
+    def start(self) -> None:
+        """Start (again, after :meth:`stop`) on the same port with the same arguments."""
+        binary, workdir, extra = self.binary, self.workdir, self.extra
         self.proc = subprocess.Popen(
             [
                 binary,
@@ -54,13 +60,14 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
-        client = redis.Redis(port=self.port)
+        password = extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
+        client = redis.Redis(port=self.port, password=password)
         deadline = time.monotonic() + 10
         while True:
             try:
                 client.ping()
                 break
-            except redis.ConnectionError as e:
+            except (redis.ConnectionError, redis.BusyLoadingError) as e:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         f"redis-server did not start; see {workdir}/redis.log"

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "memstream.workers.cmd_demo",
     "memstream.workers.cmd_replay",
     "memstream.workers.cmd_memory",
+    "memstream.workers.cmd_outbox",
     "memstream.workers.cmd_tier",
     "memstream.workers.cmd_tensors",
 )
