@@ -92,6 +92,16 @@ def eid_pattern(p: int, owner: str) -> str:
     return f"{_tag(p)}:eid:{check_id(owner)}:*"
 
 
+def retry(p: int, owner: str, log_id: str) -> str:
+    """One-shot record that ``memstream dlq retry`` re-queued a pointer to ``log_id``: the
+    only pointer besides the entry's own (feed id = log id) that ``ms_apply`` applies."""
+    return f"{_tag(p)}:retry:{check_id(owner)}:{log_id}"
+
+
+def retry_pattern(p: int, owner: str) -> str:
+    return f"{_tag(p)}:retry:{check_id(owner)}:*"
+
+
 def version_prefix(p: int, version: int) -> str:
     """Prefix of every projection key of one version in one partition."""
     return f"{_tag(p)}:v{int(version)}:"

@@ -115,8 +115,23 @@ def init(
         },
     )
     pipe.execute()
+    _mark_own_pointer_rule(client, wanted.partitions)
     ensure_groups(client, wanted, wanted.version)
     return wanted
+
+
+def _mark_own_pointer_rule(client: redis.Redis, partitions: int) -> None:
+    """Record, once per partition, the feed id from which every pointer must be its log
+    entry's own (feed id = log id, docs/security.md): pointers written before this
+    version's ``ms_append`` keep working. ``0-0`` on a new feed: no exemption."""
+    for p in range(partitions):
+        try:
+            info: Any = client.xinfo_stream(keys.feed(p))
+            last = info["last-generated-id"]
+            last = last.decode() if isinstance(last, bytes) else str(last)
+        except ResponseError:
+            last = "0-0"  # no feed yet
+        client.hsetnx(keys.conf(p), "own_from", last)
 
 
 def _drop_partition_keys(client: redis.Redis, partitions: int) -> None:
