@@ -17,6 +17,11 @@ from .errors import InvalidIdError
 META = "ms:meta"
 """Deployment hash: partitions, active projection version, max_event_bytes, format."""
 
+SIGNING_KEY = "ms:signing_key"
+"""Secret that ``ms_append`` signs log entries with (docs/security.md). ``memstream init``
+writes it and templates it into the function libraries; only workers and operators may
+read it, so an entry a producer wrote around ``ms_append`` cannot carry a valid ``sig``."""
+
 ID_RULE = (
     "must be 1 to 200 characters from A-Z a-z 0-9 . _ @ + = - and start with a letter or digit"
 )

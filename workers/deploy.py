@@ -6,6 +6,7 @@ change ``partitions`` once any owner has data, because every key embeds its part
 
 from __future__ import annotations
 
+import secrets
 from importlib import resources
 from typing import Any
 
@@ -34,9 +35,22 @@ def lua_sources() -> list[str]:
     return sources
 
 
+KEY_PLACEHOLDER = "__MEMSTREAM_SIGNING_KEY__"
+
+
+def signing_key(client: redis.Redis) -> str:
+    """The deployment's signing key (docs/security.md), made on first use."""
+    client.set(keys.SIGNING_KEY, secrets.token_hex(32), nx=True)
+    raw: Any = client.get(keys.SIGNING_KEY)
+    return str(raw.decode())
+
+
 def load_functions(client: redis.Redis) -> None:
+    """Load every library, with the signing key written into the code: a function cannot
+    read a key its caller may not read, and producers must not read the signing key."""
+    key = signing_key(client)
     for source in lua_sources():
-        client.function_load(source, replace=True)
+        client.function_load(source.replace(KEY_PLACEHOLDER, key), replace=True)
 
 
 def _has_data(client: redis.Redis, partitions: int) -> bool:
@@ -68,8 +82,13 @@ def init(
     partitions: int | None = None,
     max_event_bytes: int | None = None,
     eid_ttl: int | None = None,
+    require_signed: bool | None = None,
 ) -> Deployment:
-    """Load functions, write ``ms:meta`` and the per-partition copies; return the result."""
+    """Load functions, write ``ms:meta`` and the per-partition copies; return the result.
+
+    ``require_signed``: workers dead-letter, and replay skips, log entries without a valid
+    signature (written around ``ms_append``, including the MULTI fallback); off, they are
+    applied and counted as ``unsigned`` (docs/security.md). None keeps the current mode."""
     if partitions is not None and not 1 <= partitions <= 16384:
         raise ConfigError("partitions must be between 1 and 16384")
     if max_event_bytes is not None and not 64 <= max_event_bytes <= 64 * 1024 * 1024:
@@ -114,6 +133,9 @@ def init(
             "format": wanted.format,
         },
     )
+    if require_signed is not None:
+        for p in range(wanted.partitions):
+            pipe.hset(keys.conf(p), "signed", "1" if require_signed else "0")
     pipe.execute()
     _mark_own_pointer_rule(client, wanted.partitions)
     ensure_groups(client, wanted, wanted.version)

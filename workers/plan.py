@@ -31,6 +31,9 @@ MAX_LOG_SEQ = 10**10 - 1
 beyond them (only a raw XADD with an explicit id can make one) would sort wrongly."""
 FETCH_ERROR = b"\0fetch-error"
 """Marker field of a log entry ms_fetch could not read (workers/lua/fetch.lua)."""
+UNSIGNED = b"\0unsigned"
+"""Marker field ms_fetch adds to an entry without a valid signature when the partition
+does not require one: the worker applies it and counts it (docs/security.md)."""
 MAX_ECHO = 200
 """Longest piece of an entry quoted in a dead-letter reason."""
 
@@ -149,6 +152,8 @@ class Planner:
                         out.unknown += 1
                     if not own_pointer(fid, pointer):
                         ops = [pointer_check(ctx, fid, pointer), *ops]
+                    if UNSIGNED in raw:
+                        ops = [*ops, ("HINCR", stats, "unsigned", 1)]
                 except OpRangeError as e:
                     reason = f"out of range: {e}"
                 except DecodeError as e:

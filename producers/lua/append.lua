@@ -180,6 +180,18 @@ local function last_id(key)
   return nil, nil, 'no last-generated-id'
 end
 
+-- The signature of a log entry (docs/security.md): only code that knows the signing key,
+-- written into this library at load time, can make it, and producers may not read it.
+-- The inner hash frames every field (none but data may hold a NUL, and data is last), the
+-- outer one is of fixed length, so it cannot be extended. workers/lua/fetch.lua and
+-- workers/signing.py compute the same.
+local SIGNING_KEY = '__MEMSTREAM_SIGNING_KEY__'
+
+local function signature(owner, id, a, v, ct)
+  local frame = table.concat({owner, id, a.type, v, ct, a.session or '', a.eid or '', a.data}, '\0')
+  return redis.sha1hex(SIGNING_KEY .. redis.sha1hex(frame))
+end
+
 local MAX_EXACT = 9007199254740991  -- 2^53 - 1: larger ids are not exact as Lua numbers
 
 local function next_id(now_ms, ms, seq)
@@ -280,6 +292,9 @@ local function ms_append(keys, args)
     return fail('feed ' .. keys[2] .. ' is not a stream: ' .. cap(feed_err))
   end
   local log_id = next_id(now_ms, feed_ms, feed_seq)
+  local n = #fields
+  fields[n + 1] = 'sig'
+  fields[n + 2] = log_id and signature(owner, log_id, a, v, ct) or ''
   local added = log_id and redis.pcall('XADD', keys[1], log_id, unpack(fields))
   if not added or added.err then
     -- The log is ahead of the feed (written without ms_append) or not a stream.
@@ -291,6 +306,7 @@ local function ms_append(keys, args)
       feed_ms, feed_seq = log_ms, log_seq
     end
     log_id = next_id(now_ms, feed_ms, feed_seq)
+    fields[n + 2] = log_id and signature(owner, log_id, a, v, ct) or ''
     added = log_id and redis.pcall('XADD', keys[1], log_id, unpack(fields))
     if not added or added.err then
       return fail('cannot append to the log: ' .. cap(added and added.err or 'id space exhausted'))

@@ -16,6 +16,19 @@ local function ver_of(s)
   return string.sub(s, 1, VERSION_LEN)
 end
 
+-- Internal functions refuse callers without the worker's rights. Redis checks every
+-- command a function runs against the caller's ACL anyway; this check makes the refusal
+-- explicit and happen before any write: the caller must be allowed to XACK the
+-- partition's feed, which the producer and reader roles are not (docs/security.md).
+local function require_worker(key, name)
+  local tag = string.match(key or '', '^(ms:{%d+})')
+  if tag == nil or not redis.acl_check_cmd('XACK', tag .. ':feed', 'v1', '0-1') then
+    return redis.error_reply('NOPERM memstream: ' .. name .. ' needs the worker role '
+      .. '(XACK on the partition feed); see docs/security.md')
+  end
+  return nil
+end
+
 local OPS = {}
 
 -- Last writer wins: value stored as <version><payload>; older versions are dropped.
@@ -532,6 +545,10 @@ end
 -- an entry whose ops fail validation, or fail on the server, is dead-lettered there alone.
 -- Returns the number of entries acked here (XACK returned 1), fenced ones included.
 local function ms_apply(keys, args)
+  local refused = require_worker(keys[1], 'ms_apply')
+  if refused then
+    return refused
+  end
   local group = args[1]
   local entries = cmsgpack.unpack(args[2])
   -- One EXISTS per call keeps the common case (no rebuild ever ran) to no extra reads.
@@ -566,6 +583,10 @@ end
 -- Replay writes for events up to the cutoff: no ack (they come from the log, not the
 -- feed); each event is folded once by the replayer. ARGV[1] = msgpack [ops, ...]
 local function ms_write(keys, args)
+  local refused = require_worker(keys[1], 'ms_write')
+  if refused then
+    return refused
+  end
   current_feed_id = ''
   return run_folds(keys, cmsgpack.unpack(args[1]))
 end
@@ -575,21 +596,41 @@ end
 -- folded by the replayer (<= cutoff) or applied by live workers (after it), never both.
 -- KEYS = feed, heads, cutoff. ARGV[1] = group.
 local function ms_replay_begin(keys, args)
+  local refused = require_worker(keys[1], 'ms_replay_begin')
+  if refused then
+    return refused
+  end
   redis.call('DEL', keys[3])
   local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', keys[1], args[1], '$', 'MKSTREAM')
   if not ok then
     return redis.error_reply('ERR memstream: cannot create group ' .. args[1] .. ': ' .. tostring(err))
   end
-  local heads = redis.call('HGETALL', keys[2])
-  -- HSET in chunks: unpack() of a large table overflows Lua's C stack.
-  for i = 1, #heads, 1000 do
-    redis.call('HSET', keys[3], unpack(heads, i, math.min(i + 999, #heads)))
+  -- The cutoff is the feed's last id, the same for every owner: a log entry and its
+  -- pointer share one id (ms_append), so an entry at or below it was pointed at before
+  -- the group's start (the replayer folds it) and one above it after (live workers apply
+  -- it). Older entries have a log id at or below their pointer's, which is at or below
+  -- own_from, so they are folded too. The head values are not used: producers can write
+  -- heads, and a forged head must not move a replay's cutoff (docs/security.md).
+  local info = redis.call('XINFO', 'STREAM', keys[1])
+  local cut = '0-0'
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then cut = info[i + 1] end
   end
-  return #heads / 2
+  local owners = redis.call('HKEYS', keys[2])
+  -- HSET in chunks: unpack() of a large table overflows Lua's C stack.
+  for i = 1, #owners, 500 do
+    local pairs_ = {}
+    for j = i, math.min(i + 499, #owners) do
+      pairs_[#pairs_ + 1] = owners[j]
+      pairs_[#pairs_ + 1] = cut
+    end
+    redis.call('HSET', keys[3], unpack(pairs_))
+  end
+  return #owners
 end
 
 -- Rebuild one owner in place in the active version (replay --owner), atomically:
--- check the owner's head is still the one the fold stopped at, delete the owner's keys,
+-- check the owner's log still ends where the fold stopped, delete the owner's keys,
 -- run the fold, and raise the owner's fence so ms_apply skips what the fold contains.
 -- KEYS[1] = heads, KEYS[2] = fences, KEYS[3] = feed; the rest are the keys to delete and
 -- every key the ops name. ARGV[1] = owner, ARGV[2] = head ('' when the owner has no
@@ -598,8 +639,16 @@ end
 -- Returns {1, n}: done; {0, head}: the owner appended meanwhile, fold up to this head and
 -- call again; {-1, ''}: the version's group is gone (replay flipped), nothing written.
 local function ms_rebuild_owner(keys, args)
+  local refused = require_worker(keys[1], 'ms_rebuild_owner')
+  if refused then
+    return refused
+  end
   local owner, head, fence, group = args[1], args[2], args[3], args[4]
-  local current = redis.call('HGET', keys[1], owner) or ''
+  -- The log's real last id, not heads[owner]: producers can write heads, and a forged
+  -- head would set the fence past entries the fold never saw (docs/security.md).
+  local tag = string.match(keys[1], '^(ms:{%d+}):heads$')
+  local last = tag and redis.call('XREVRANGE', tag .. ':log:' .. owner, '+', '-', 'COUNT', 1)
+  local current = (last and last[1] and last[1][1]) or ''
   if current ~= head then
     return {0, current}
   end
@@ -627,6 +676,10 @@ end
 -- check and the delete cannot lose entries (XGROUP DELCONSUMER drops its pending ones).
 -- KEYS[1] = feed. Returns how many consumers went.
 local function ms_reap_consumers(keys, args)
+  local refused = require_worker(keys[1], 'ms_reap_consumers')
+  if refused then
+    return refused
+  end
   local idle_ms = tonumber(args[1])
   if redis.call('EXISTS', keys[1]) == 0 or idle_ms == nil then
     return 0
