@@ -20,7 +20,10 @@ from memstream.producers.errors import InvalidInputError
 from memstream.producers.events import SkillExecuted
 from memstream.projections.ops import apply_command
 from memstream.projections.reader import AsyncReader
+from memstream.workers.deploy import init
 from memstream.workers.replay_owner import replay_owner
+from memstream.workers.signing import Verifier, signature
+from tests.test_wire_protocol import multi_fallback_append
 from tests.workers_util import running_worker
 
 OWNER = "agent.hostile"
@@ -219,3 +222,33 @@ def test_ms_append_refuses_deep_payloads(deployed: str, r: redis.Redis, ct: str)
     raw = json.dumps(fine).encode() if ct == "json" else msgpack.packb(fine)
     r.fcall("ms_append", 2, keys.log(P, OWNER), keys.feed(P), "type", "state.saved",
             "data", raw, "ct", ct)  # fmt: skip
+
+
+def test_ms_append_signs_entries_as_the_verifier_checks(deployed: str, r: redis.Redis) -> None:
+    with Producer.from_url(deployed) as producer:
+        receipt = producer.append(OWNER, SkillExecuted(name="s", success=True), eid="e-9")
+    rows: Any = r.xrange(keys.log(P, OWNER))
+    [(log_id, fields)] = rows
+    key: Any = r.get(keys.SIGNING_KEY)
+    assert fields[b"sig"].decode() == signature(key, OWNER, receipt.log_id, fields)
+    forged = {**fields, b"data": fields[b"data"] + b" "}
+    assert forged[b"sig"].decode() != signature(key, OWNER, log_id.decode(), forged)
+    init(r, partitions=16, require_signed=True)
+    verifier = Verifier(r)
+    assert verifier.reason(P, OWNER, receipt.log_id, fields) is None
+    assert verifier.reason(P, OWNER, receipt.log_id, forged) is not None
+    assert verifier.reason(P, "someone.else", receipt.log_id, fields) is not None
+
+
+async def test_unsigned_entries_are_counted_by_default(deployed: str, r: redis.Redis) -> None:
+    raw = {"type": "skill.executed", "v": "1", "ct": "json",
+           "data": '{"name":"s","success":true,"duration_s":1.0}'}  # fmt: skip
+    with Producer.from_url(deployed) as producer, r.client() as conn:  # type: ignore[no-untyped-call]
+        flat = [x for kv in raw.items() for x in kv]
+        multi_fallback_append(conn, OWNER, 16, flat)
+        last = producer.append(OWNER, SkillExecuted(name="s", success=True, duration_s=1.0))
+    async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
+        assert (await reader.wait(last, timeout=20)).applied
+        assert (await reader.skill_stats(OWNER, "s"))["executions"] == 2
+    stats = r.hgetall(keys.Projection(P, 1).partition_key("stats"))
+    assert stats[b"unsigned"] == b"1"

@@ -53,11 +53,28 @@ end
 -- recursive readers (JSON parsers, validators, printers) die on it instead of naming the
 -- entry. producers/codec.py has the same bound. Both scans jump from one structural byte
 -- to the next and skip strings whole, and run only when a count of the bytes that can
--- open a container (done in C by gsub) shows the data might be that deep.
+-- open a container (may_nest) shows the data might be that deep.
 local MAX_DEPTH = 64
 
+-- True when `s` has more than MAX_DEPTH bytes of `class` (each find runs in C, and the
+-- count stops there): fewer bytes that can open a container cannot nest that deep.
+local function may_nest(s, class)
+  local pos, n = 1, 0
+  while true do
+    local i = string.find(s, class, pos)
+    if i == nil then
+      return false
+    end
+    n = n + 1
+    if n > MAX_DEPTH then
+      return true
+    end
+    pos = i + 1
+  end
+end
+
 local function json_too_deep(s)
-  if select(2, string.gsub(s, '[%[{]', '')) <= MAX_DEPTH then
+  if not may_nest(s, '[%[{]') then
     return false
   end
   local pos, depth = 1, 0
@@ -113,7 +130,7 @@ local MP_CONTAINER = {  -- type byte -> {count bytes, elements per count}
 }
 
 local function msgpack_too_deep(s)
-  if select(2, string.gsub(s, '[\128-\159\220-\223]', '')) <= MAX_DEPTH then
+  if not may_nest(s, '[\128-\159\220-\223]') then
     return false
   end
   local pos, len, depth, left = 1, #s, 0, {}
@@ -163,6 +180,11 @@ end
 -- would pick there), or of the log when a write that bypassed ms_append put the log
 -- ahead. A pointer is then applied only if its feed id is its log id (docs/security.md):
 -- a duplicated or forged pointer cannot have the id of an entry it did not create.
+local function parse_id(id)
+  local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
 local function last_id(key)
   local info = redis.pcall('XINFO', 'STREAM', key)
   if info.err then
@@ -173,8 +195,7 @@ local function last_id(key)
   end
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' then
-      local ms, seq = string.match(info[i + 1], '^(%d+)%-(%d+)$')
-      return tonumber(ms), tonumber(seq)
+      return parse_id(info[i + 1])
     end
   end
   return nil, nil, 'no last-generated-id'
@@ -287,32 +308,54 @@ local function ms_append(keys, args)
   end
   local t = redis.call('TIME')
   local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local feed_ms, feed_seq, feed_err = last_id(keys[2])
-  if feed_ms == nil then
-    return fail('feed ' .. keys[2] .. ' is not a stream: ' .. cap(feed_err))
+  -- A cheap guess of the feed's last id: its last entry (XINFO STREAM costs twice as
+  -- much). The feed is trimmed, so its last generated id may be higher; then XADD
+  -- refuses the guess and XINFO gives the real one.
+  local top = redis.pcall('XREVRANGE', keys[2], '+', '-', 'COUNT', 1)
+  if top.err then
+    return fail('feed ' .. keys[2] .. ' is not a stream: ' .. cap(top.err))
+  end
+  local feed_ms, feed_seq = 0, 0
+  if top[1] then
+    feed_ms, feed_seq = parse_id(top[1][1])
   end
   local log_id = next_id(now_ms, feed_ms, feed_seq)
+  local feed_id = log_id and redis.pcall('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+  if not feed_id or feed_id.err then
+    feed_ms, feed_seq = last_id(keys[2])
+    log_id = feed_ms and next_id(now_ms, feed_ms, feed_seq)
+    if log_id == nil then
+      return fail('cannot append to the feed: its id space is exhausted')
+    end
+    feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+  end
   local n = #fields
   fields[n + 1] = 'sig'
-  fields[n + 2] = log_id and signature(owner, log_id, a, v, ct) or ''
-  local added = log_id and redis.pcall('XADD', keys[1], log_id, unpack(fields))
-  if not added or added.err then
-    -- The log is ahead of the feed (written without ms_append) or not a stream.
+  fields[n + 2] = signature(owner, log_id, a, v, ct)
+  local added = redis.pcall('XADD', keys[1], log_id, unpack(fields))
+  if added.err then
+    -- The log is ahead of the feed (written without ms_append) or not a stream: take the
+    -- pointer back (nobody can have read it: this call is atomic) and use the log's next id.
+    redis.call('XDEL', keys[2], log_id)
     local log_ms, log_seq, log_err = last_id(keys[1])
     if log_ms == nil then
       return fail('log key is not a stream: ' .. cap(log_err))
     end
-    if log_ms > feed_ms or (log_ms == feed_ms and log_seq > feed_seq) then
-      feed_ms, feed_seq = log_ms, log_seq
+    local ms, seq = parse_id(log_id)
+    if log_ms > ms or (log_ms == ms and log_seq > seq) then
+      ms, seq = log_ms, log_seq
     end
-    log_id = next_id(now_ms, feed_ms, feed_seq)
-    fields[n + 2] = log_id and signature(owner, log_id, a, v, ct) or ''
-    added = log_id and redis.pcall('XADD', keys[1], log_id, unpack(fields))
-    if not added or added.err then
-      return fail('cannot append to the log: ' .. cap(added and added.err or 'id space exhausted'))
+    log_id = next_id(now_ms, ms, seq)
+    if log_id == nil then
+      return fail('cannot append to the log: its id space is exhausted')
     end
+    fields[n + 2] = signature(owner, log_id, a, v, ct)
+    added = redis.pcall('XADD', keys[1], log_id, unpack(fields))
+    if added.err then
+      return fail('cannot append to the log: ' .. cap(added.err))
+    end
+    feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
   end
-  local feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
   redis.call('HSET', tag .. ':heads', owner, log_id)
   if eid_key ~= nil then
     redis.call('SET', eid_key, log_id .. ' ' .. feed_id, 'EX', tonumber(conf[3]) or 86400)
