@@ -5,6 +5,7 @@ another owner's projections through anything it is allowed to run."""
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def users(r: redis.Redis, redis_server: RedisServer) -> Iterator[dict[str, str]]
     call: Any = r.execute_command
     urls = {}
     for role, line in acl_lines().items():
-        words = line.replace("CHANGE-ME", f"pw-{role}").split()
+        words = shlex.split(line.replace("CHANGE-ME", f"pw-{role}"))
         call(*words)
         urls[role] = f"redis://{role}:pw-{role}@127.0.0.1:{redis_server.port}/0"
     yield urls
@@ -96,7 +97,8 @@ def test_forbidden_operations_fail(r: redis.Redis, redis_url: str, users: dict[s
         ("FCALL", "ms_write", 1, stats, b"\x90"),
         ("FCALL", "ms_apply", 1, feed, "v1", b"\x90"),
         ("FCALL_RO", "ms_fetch", 1, log, b"\x90"),
-        ("XRANGE", log, "-", "+"), ("DEL", log), ("XTRIM", log, "MAXLEN", 0),
+        ("XRANGE", log, "-", "+"), ("XREVRANGE", log, "+", "-"), ("DEL", log),
+        ("XTRIM", log, "MAXLEN", 0),
         ("HSET", stats, "runs", 99), ("GET", keys.SIGNING_KEY), ("FUNCTION", "LIST"),
         ("XACK", feed, "v1", receipt.feed_id), ("HSET", keys.conf(p), "signed", "0"),
     ):  # fmt: skip

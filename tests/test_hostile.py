@@ -20,6 +20,7 @@ from memstream.producers.errors import InvalidInputError
 from memstream.producers.events import SkillExecuted
 from memstream.projections.ops import apply_command
 from memstream.projections.reader import AsyncReader
+from memstream.workers import dlq
 from memstream.workers.deploy import init
 from memstream.workers.replay_owner import replay_owner
 from memstream.workers.signing import Verifier, signature
@@ -252,3 +253,31 @@ async def test_unsigned_entries_are_counted_by_default(deployed: str, r: redis.R
         assert (await reader.skill_stats(OWNER, "s"))["executions"] == 2
     stats = r.hgetall(keys.Projection(P, 1).partition_key("stats"))
     assert stats[b"unsigned"] == b"1"
+
+
+async def test_a_retried_pointer_applies_once(deployed: str, r: redis.Redis) -> None:
+    with Producer.from_url(deployed) as producer:
+        receipt = _skill_run(producer)
+    feed = keys.feed(P)
+    # As if a worker had dead-lettered it: its own pointer acked, a dead letter written.
+    r.xreadgroup("v1", "gone", {feed: ">"})
+    r.xack(feed, "v1", receipt.feed_id)
+    letter = {"feed_id": receipt.feed_id, "owner": OWNER, "log_id": receipt.log_id,
+              "group": "v1", "deliveries": "6", "reason": "delivered 6 times"}  # fmt: skip
+    r.xadd(keys.dlq(P), letter)
+    [outcome] = dlq.retry(r, list(dlq.iter_entries(r)))
+    assert outcome.requeued
+    # A copy of the re-queued pointer: the one-shot record lets only one of them apply.
+    r.xadd(feed, {"o": OWNER, "l": receipt.log_id})
+    with Producer.from_url(deployed) as producer:
+        last = _skill_run(producer)
+    async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
+        assert (await reader.wait(last, timeout=20)).applied
+        assert (await reader.skill_stats(OWNER, "s"))["executions"] == 2
+    (dead,) = _dlq(r)
+    assert b"own pointer" in dead[b"reason"]
+    assert not r.exists(keys.retry(P, OWNER, receipt.log_id))
+
+
+def _skill_run(producer: Producer) -> Any:
+    return producer.append(OWNER, SkillExecuted(name="s", success=True, duration_s=1.0))
