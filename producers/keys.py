@@ -97,6 +97,11 @@ def eid_pattern(p: int, owner: str) -> str:
     return f"{_tag(p)}:eid:{check_id(owner)}:*"
 
 
+def last_id(p: int) -> str:
+    """The feed's last id as ``ms_append`` wrote it (append.lua builds it from the tag)."""
+    return f"{_tag(p)}:last"
+
+
 def retry(p: int, owner: str, log_id: str) -> str:
     """One-shot record that ``memstream dlq retry`` re-queued a pointer to ``log_id``: the
     only pointer besides the entry's own (feed id = log id) that ``ms_apply`` applies."""

@@ -160,5 +160,5 @@ def _drop_partition_keys(client: redis.Redis, partitions: int) -> None:
     """Remove the empty feeds and conf copies of a layout being replaced."""
     pipe = client.pipeline(transaction=False)
     for p in range(partitions):
-        pipe.delete(keys.feed(p), keys.conf(p))
+        pipe.delete(keys.feed(p), keys.conf(p), keys.last_id(p))
     pipe.execute()

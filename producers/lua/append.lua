@@ -308,31 +308,42 @@ local function ms_append(keys, args)
   end
   local t = redis.call('TIME')
   local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  -- The feed's last generated id (not its last entry: the feed is trimmed, and forget
-  -- deletes pointers), so that the id is free in the feed before anything is written.
-  local feed_ms, feed_seq, feed_err = last_id(keys[2])
-  if feed_ms == nil then
-    return fail('feed ' .. keys[2] .. ' is not a stream: ' .. cap(feed_err))
-  end
-  local log_id = next_id(now_ms, feed_ms, feed_seq)
-  if log_id == nil then
-    return fail('cannot append to the feed: its id space is exhausted')
+  -- The id: the next one of the feed. Its last id is kept in ms:{P}:last by every append
+  -- (a GET is a twentieth of XINFO STREAM); when that is behind (a pointer written by
+  -- `dlq retry` or around ms_append), the feed refuses the id and XINFO gives the truth.
+  local last_key = tag .. ':last'
+  local feed_ms, feed_seq = parse_id(redis.call('GET', last_key) or '0-0')
+  local log_id = next_id(now_ms, feed_ms or 0, feed_seq or 0)
+  local feed_id = log_id and redis.pcall('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+  if not feed_id or feed_id.err then
+    local feed_err
+    feed_ms, feed_seq, feed_err = last_id(keys[2])
+    if feed_ms == nil then
+      return fail('feed ' .. keys[2] .. ' is not a stream: ' .. cap(feed_err))
+    end
+    log_id = next_id(now_ms, feed_ms, feed_seq)
+    if log_id == nil then
+      return fail('cannot append to the feed: its id space is exhausted')
+    end
+    feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
   end
   local n = #fields
   fields[n + 1] = 'sig'
   fields[n + 2] = signature(owner, log_id, a, v, ct)
   local added = redis.pcall('XADD', keys[1], log_id, unpack(fields))
   if added.err then
-    -- The log is ahead of the feed (written without ms_append) or not a stream: nothing
-    -- is written yet; take the next id after both.
+    -- The log is ahead of the feed (written around ms_append) or not a stream. The pointer
+    -- just written stays: its entry can never exist (the log is past it), so workers
+    -- dead-letter it as missing. Producers get no XDEL, which would let them delete others'.
     local log_ms, log_seq, log_err = last_id(keys[1])
     if log_ms == nil then
       return fail('log key is not a stream: ' .. cap(log_err))
     end
-    if log_ms > feed_ms or (log_ms == feed_ms and log_seq > feed_seq) then
-      feed_ms, feed_seq = log_ms, log_seq
+    local ms, seq = parse_id(log_id)
+    if log_ms > ms or (log_ms == ms and log_seq > seq) then
+      ms, seq = log_ms, log_seq
     end
-    log_id = next_id(now_ms, feed_ms, feed_seq)
+    log_id = next_id(now_ms, ms, seq)
     if log_id == nil then
       return fail('cannot append to the log: its id space is exhausted')
     end
@@ -341,9 +352,9 @@ local function ms_append(keys, args)
     if added.err then
       return fail('cannot append to the log: ' .. cap(added.err))
     end
+    feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
   end
-  -- Above the feed's last id, so this cannot fail: the pointer has its entry's id.
-  local feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+  redis.call('SET', last_key, log_id)
   redis.call('HSET', tag .. ':heads', owner, log_id)
   if eid_key ~= nil then
     redis.call('SET', eid_key, log_id .. ' ' .. feed_id, 'EX', tonumber(conf[3]) or 86400)
