@@ -9,6 +9,7 @@ are applied exactly once, nothing stays pending (no crash loop).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import msgpack
@@ -21,6 +22,7 @@ from memstream.producers.events import SkillExecuted
 from memstream.projections.ops import apply_command
 from memstream.projections.reader import AsyncReader
 from memstream.workers import dlq
+from memstream.workers.cli import main
 from memstream.workers.deploy import init
 from memstream.workers.replay_owner import replay_owner
 from memstream.workers.signing import Verifier, signature
@@ -283,3 +285,37 @@ async def test_a_retried_pointer_applies_once(deployed: str, r: redis.Redis) -> 
 
 def _skill_run(producer: Producer) -> Any:
     return producer.append(OWNER, SkillExecuted(name="s", success=True, duration_s=1.0))
+
+
+async def test_pointers_from_before_the_rule_still_apply(deployed: str, r: redis.Redis) -> None:
+    """An upgraded deployment: entries the old ms_append wrote (log and feed ids differ,
+    no signature) are applied; an old-style pointer written after the upgrade is not."""
+    r.hdel(keys.conf(P), "own_from")  # as before this version's first `memstream init`
+    log, feed = keys.log(P, OWNER), keys.feed(P)
+    data = '{"name":"s","success":true,"duration_s":1.0}'
+    for _ in range(3):
+        log_id = r.xadd(log, {"type": "skill.executed", "v": "1", "ct": "json", "data": data})
+        r.xadd(feed, {"o": OWNER, "l": log_id})  # XADD *: another id than the entry's
+    init(r, partitions=16)  # the upgrade: records own_from
+    ms = int(time.time() * 1000) + 1000  # ids that surely differ (XADD * may coincide)
+    late = f"{ms}-0"
+    r.xadd(log, {"type": "skill.executed", "v": "1", "ct": "json", "data": data}, id=late)
+    r.xadd(feed, {"o": OWNER, "l": late}, id=f"{ms}-1")
+    with Producer.from_url(deployed) as producer:
+        last = _skill_run(producer)
+    async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
+        assert (await reader.wait(last, timeout=20)).applied
+        assert (await reader.skill_stats(OWNER, "s"))["executions"] == 4
+    (dead,) = _dlq(r)
+    assert b"own pointer" in dead[b"reason"]
+    assert b"unsigned" not in r.hgetall(keys.Projection(P, 1).partition_key("stats"))
+
+
+def test_init_sets_the_signature_mode(deployed: str, r: redis.Redis) -> None:
+    assert r.hget(keys.conf(P), "signed") is None  # default: count unsigned entries
+    assert main(["init", "--require-signed", "--redis-url", deployed]) == 0
+    assert r.hget(keys.conf(P), "signed") == b"1"
+    assert main(["init", "--redis-url", deployed]) == 0  # kept when not given
+    assert r.hget(keys.conf(P), "signed") == b"1"
+    assert main(["init", "--no-require-signed", "--redis-url", deployed]) == 0
+    assert r.hget(keys.conf(P), "signed") == b"0"

@@ -111,6 +111,9 @@ def init(
         format=FORMAT,
         next_version=current.next_version if current else None,
     )
+    # Before the new functions: a pointer written by the old ms_append must be exempt
+    # from the own-pointer rule by the time any new ms_apply can see it.
+    _mark_own_pointer_rule(client, wanted.partitions)
     load_functions(client)
     ttl = eid_ttl or DEFAULT_EID_TTL
     pipe = client.pipeline(transaction=False)
@@ -137,7 +140,6 @@ def init(
         for p in range(wanted.partitions):
             pipe.hset(keys.conf(p), "signed", "1" if require_signed else "0")
     pipe.execute()
-    _mark_own_pointer_rule(client, wanted.partitions)
     ensure_groups(client, wanted, wanted.version)
     return wanted
 
