@@ -319,3 +319,26 @@ def test_init_sets_the_signature_mode(deployed: str, r: redis.Redis) -> None:
     assert r.hget(keys.conf(P), "signed") == b"1"
     assert main(["init", "--no-require-signed", "--redis-url", deployed]) == 0
     assert r.hget(keys.conf(P), "signed") == b"0"
+
+
+async def test_key_rotation_as_documented(deployed: str, r: redis.Redis) -> None:
+    init(r, partitions=16, require_signed=True)
+    with Producer.from_url(deployed) as producer:
+        first = _skill_run(producer)
+    async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
+        assert (await reader.wait(first, timeout=20)).applied
+    old_key = r.get(keys.SIGNING_KEY)
+    # docs/security.md, "Known limits": the rotation procedure.
+    r.delete(keys.SIGNING_KEY)
+    for p in range(16):
+        r.hdel(keys.conf(p), "own_from")
+    init(r, partitions=16)
+    assert r.get(keys.SIGNING_KEY) != old_key
+    with Producer.from_url(deployed) as producer:
+        second = _skill_run(producer)
+    async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
+        assert (await reader.wait(second, timeout=20)).applied
+        assert (await reader.skill_stats(OWNER, "s"))["executions"] == 2
+    assert _dlq(r) == []
+    summary = replay_owner(r, OWNER)
+    assert summary.stats.events == 2 and summary.stats.undecodable == 0
