@@ -152,6 +152,13 @@ def _finite_positive(value: float) -> float:
     return value
 
 
+MAX_DURATION_S = 30 * 86_400
+"""Longest duration an event may carry (30 days). Skill statistics sum durations as
+integer microseconds (HINCRBY, int64): one is at most 2.6e12, far below 2**53 (exact as
+a Lua number), and 3.5 million maximal runs fit in one sum."""
+
+Duration = Annotated[float, Field(ge=0, le=MAX_DURATION_S, allow_inf_nan=False)]
+
 MAX_WEIGHT = 1e6
 """Counts are int64 nano-units (HINCRBY): 9,000 maximal weights fit in one count."""
 
@@ -223,7 +230,7 @@ class EpisodeSaved(Event):
     task: Text
     outcome: Text = ""
     success: bool | None = None
-    duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    duration_s: Duration = 0.0
     tags: list[Tag] = Field(default_factory=list, max_length=64)
     importance: Annotated[float, Field(ge=0, le=1)] = 0.5
 
@@ -252,7 +259,7 @@ class SkillExecuted(Event):
     TYPE: ClassVar[str] = "skill.executed"
     name: Id
     success: bool
-    duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    duration_s: Duration = 0.0
 
 
 @register

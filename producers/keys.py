@@ -17,6 +17,11 @@ from .errors import InvalidIdError
 META = "ms:meta"
 """Deployment hash: partitions, active projection version, max_event_bytes, format."""
 
+SIGNING_KEY = "ms:signing_key"
+"""Secret that ``ms_append`` signs log entries with (docs/security.md). ``memstream init``
+writes it and templates it into the function libraries; only workers and operators may
+read it, so an entry a producer wrote around ``ms_append`` cannot carry a valid ``sig``."""
+
 ID_RULE = (
     "must be 1 to 200 characters from A-Z a-z 0-9 . _ @ + = - and start with a letter or digit"
 )
@@ -90,6 +95,21 @@ def eid(p: int, owner: str, event_id: str) -> str:
 def eid_pattern(p: int, owner: str) -> str:
     """SCAN pattern for an owner's idempotency records (used by forget)."""
     return f"{_tag(p)}:eid:{check_id(owner)}:*"
+
+
+def last_id(p: int) -> str:
+    """The feed's last id as ``ms_append`` wrote it (append.lua builds it from the tag)."""
+    return f"{_tag(p)}:last"
+
+
+def retry(p: int, owner: str, log_id: str) -> str:
+    """One-shot record that ``memstream dlq retry`` re-queued a pointer to ``log_id``: the
+    only pointer besides the entry's own (feed id = log id) that ``ms_apply`` applies."""
+    return f"{_tag(p)}:retry:{check_id(owner)}:{log_id}"
+
+
+def retry_pattern(p: int, owner: str) -> str:
+    return f"{_tag(p)}:retry:{check_id(owner)}:*"
 
 
 def version_prefix(p: int, version: int) -> str:
