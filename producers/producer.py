@@ -83,8 +83,10 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
                 if self._core is None:
                     pipe = self.client.pipeline(transaction=False)
                     pipe.hgetall(keys.META)
-                    pipe.hget(keys.conf(0), "eid_ttl")
-                    meta, ttl = await pipe.execute()
+                    # HMGET, not HGET: the producer ACL role (docs/security.md) grants
+                    # only the commands ms_append itself runs.
+                    pipe.hmget(keys.conf(0), ["eid_ttl"])
+                    meta, (ttl,) = await pipe.execute()
                     self._core = self._new_core(meta, ttl)
         return self._core
 
@@ -219,8 +221,8 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
                 if self._core is None:
                     pipe = self.client.pipeline(transaction=False)
                     pipe.hgetall(keys.META)
-                    pipe.hget(keys.conf(0), "eid_ttl")
-                    meta, ttl = pipe.execute()
+                    pipe.hmget(keys.conf(0), ["eid_ttl"])  # HMGET: see AsyncProducer
+                    meta, (ttl,) = pipe.execute()
                     self._core = self._new_core(meta, ttl)
         return self._core
 
