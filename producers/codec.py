@@ -12,13 +12,47 @@ from .errors import InvalidInputError
 ContentType = Literal["msgpack", "json"]
 CONTENT_TYPES: tuple[ContentType, ...] = ("msgpack", "json")
 
+MAX_DEPTH = 64
+"""Deepest nesting of maps and lists a payload may have (the payload map is level 1).
+``ms_append`` refuses deeper data, the producer refuses to send it, and every reader of
+raw entries reports it as undecodable: deep data makes recursive code (JSON, pydantic,
+printing) fail with RecursionError instead of an error that names the entry."""
+
 
 class DecodeError(InvalidInputError):
     """A stored payload could not be decoded; ``rule`` is the readable reason."""
 
 
+def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of maps and lists in ``value`` (a scalar is 0), counted without
+    recursion; stops counting once past ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def check_depth(value: Any, field: str = "data") -> None:
+    """Raise :class:`InvalidInputError` when ``value`` nests deeper than MAX_DEPTH."""
+    if depth_of(value) > MAX_DEPTH:
+        raise InvalidInputError(field, f"nests maps and lists deeper than {MAX_DEPTH} levels")
+
+
 def encode(data: dict[str, Any], ct: ContentType = "msgpack") -> bytes:
-    """Encode a payload. JSON callers must pass blobs already as base64 text."""
+    """Encode a payload. JSON callers must pass blobs already as base64 text.
+
+    Data nested deeper than :data:`MAX_DEPTH` is refused (``ms_append`` would refuse it)."""
+    check_depth(data)
     if ct == "msgpack":
         return msgpack.packb(data, use_bin_type=True)
     if ct == "json":
@@ -37,8 +71,14 @@ def decode(raw: bytes, ct: str) -> dict[str, Any]:
             raise DecodeError("ct", "must be 'json' or 'msgpack'", ct)
     except DecodeError:
         raise
+    except msgpack.StackError as e:  # its message is empty
+        raise DecodeError("data", f"not valid msgpack: nested too deep ({e!r})") from e
+    except RecursionError as e:
+        raise DecodeError("data", f"not valid {ct}: nested too deep") from e
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
-        raise DecodeError("data", f"not valid {ct}: {e}") from e
+        raise DecodeError("data", f"not valid {ct}: {str(e)[:200] or repr(e)}") from e
     if not isinstance(value, dict):
         raise DecodeError("data", f"must decode to a map, got {type(value).__name__}")
+    if depth_of(value) > MAX_DEPTH:
+        raise DecodeError("data", f"nests maps and lists deeper than {MAX_DEPTH} levels")
     return value

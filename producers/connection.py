@@ -1,19 +1,27 @@
-"""Redis clients built from :class:`Settings`: retry policy, TLS and ACL in one place.
+"""Redis clients built from :class:`Settings`: timeouts, TLS and ACL in one place.
 
 Replies stay RESP2 bytes everywhere (``decode_responses=False``) so that binary payloads
 survive and every caller normalises reply shapes the same way.
+
+redis-py does not retry here (``Retry(NoBackoff(), 0)``): its retries nest, each command
+retry re-running a connect that retries on its own, so with 6 retries and a 5 s socket
+timeout one append against a frozen Redis waited 255 s. Retrying is memstream's job,
+within a deadline (:mod:`.deadline`). The sync connections also clip their socket timeouts
+to the deadline in force (:class:`_Clipped`), so a try started near the end of a deadline
+cannot outlast it.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
 import redis.asyncio
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.backoff import NoBackoff
 
+from .deadline import current_deadline
+from .errors import ConfigError
 from .settings import Settings
 
 
@@ -30,7 +38,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
     if settings.username is not None:
         options["username"] = settings.username
     if settings.password is not None:
-        options["password"] = settings.password
+        options["password"] = settings.password.get_secret_value()
     if settings.tls:
         options["ssl_cert_reqs"] = "required" if settings.tls_verify else "none"
         if settings.tls_ca_certs:
@@ -42,23 +50,89 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def _backoff(settings: Settings) -> ExponentialWithJitterBackoff:
-    return ExponentialWithJitterBackoff(cap=settings.backoff_cap, base=settings.backoff_base)
+MIN_TIMEOUT_S = 0.001
+"""A clipped timeout never reaches 0, which a socket would read as non-blocking."""
 
 
-RETRY_ON = (RedisConnectionError, RedisTimeoutError)
-"""Retrying these is safe for appends: every append carries an ``eid`` that dedups it."""
+def _clip(value: float | None) -> float | None:
+    end = current_deadline()
+    if end is None:
+        return value
+    left = max(end - time.monotonic(), MIN_TIMEOUT_S)
+    return left if value is None else min(value, left)
+
+
+class _Clipped:
+    """Mixin for redis-py's sync connections: both timeouts shrink to what is left of the
+    current deadline, and each command re-arms the socket's timeout before it is sent,
+    so the reads that follow (the reply, a reconnect's handshake) are clipped too."""
+
+    _socket_timeout: float | None
+    _socket_connect_timeout: float | None
+    _sock: Any
+
+    @property
+    def socket_timeout(self) -> float | None:
+        return _clip(self._socket_timeout)
+
+    @socket_timeout.setter
+    def socket_timeout(self, value: float | None) -> None:
+        self._socket_timeout = value
+
+    @property
+    def socket_connect_timeout(self) -> float | None:
+        return _clip(self._socket_connect_timeout)
+
+    @socket_connect_timeout.setter
+    def socket_connect_timeout(self, value: float | None) -> None:
+        self._socket_connect_timeout = value
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        sock = self._sock
+        if sock is not None and sock.gettimeout() != 0:
+            sock.settimeout(self.socket_timeout)
+        super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+
+class ClippedConnection(_Clipped, redis.Connection):
+    pass
+
+
+class ClippedSSLConnection(_Clipped, redis.SSLConnection):
+    pass
+
+
+class ClippedUnixConnection(_Clipped, redis.UnixDomainSocketConnection):
+    pass
+
+
+CLIPPED: dict[type[Any], type[Any]] = {
+    redis.Connection: ClippedConnection,
+    redis.SSLConnection: ClippedSSLConnection,
+    redis.UnixDomainSocketConnection: ClippedUnixConnection,
+}
 
 
 def sync_client(settings: Settings) -> redis.Redis:
-    from redis.retry import Retry
-
-    retry = Retry(_backoff(settings), settings.retries, supported_errors=RETRY_ON)
-    return redis.Redis.from_url(settings.redis_url, retry=retry, **client_options(settings))
+    """A blocking client without driver retries, whose timeouts honour deadlines."""
+    try:
+        pool = redis.ConnectionPool.from_url(
+            settings.redis_url, retry=redis.retry.Retry(NoBackoff(), 0), **client_options(settings)
+        )
+    except ValueError as e:
+        # redis-py parses the URL here: a non-numeric port, an unknown query option.
+        raise ConfigError(f"invalid memstream setting redis_url: {e}") from e
+    pool.connection_class = CLIPPED.get(pool.connection_class, pool.connection_class)
+    return redis.Redis(connection_pool=pool)
 
 
 def async_client(settings: Settings) -> redis.asyncio.Redis:
+    """An asyncio client without driver retries; deadlines are ``asyncio.timeout`` scopes."""
     from redis.asyncio.retry import Retry
 
-    retry = Retry(_backoff(settings), settings.retries, supported_errors=RETRY_ON)
-    return redis.asyncio.Redis.from_url(settings.redis_url, retry=retry, **client_options(settings))
+    try:
+        return redis.asyncio.Redis.from_url(
+            settings.redis_url, retry=Retry(NoBackoff(), 0), **client_options(settings)
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid memstream setting redis_url: {e}") from e

@@ -1,23 +1,25 @@
 """The one append core shared by :class:`Producer` and :class:`AsyncProducer`.
 
-It is sans-I/O: it turns (owner, event, session, eid) into the ``FCALL ms_append`` command
-and turns the reply or error back into a :class:`Receipt` or a memstream error. The sync
-and async producers only add the transport, so no append logic is written twice.
+It is sans-I/O: it turns (owner, event, session, eid) into a :class:`Prepared` append
+(validated, redacted, encoded; what the outbox stores), then into the ``FCALL ms_append``
+command, and turns the reply back into a :class:`Receipt`. Errors are mapped where the
+driver is met (:mod:`.driver`). The sync and async producers only add the transport, so
+no append logic is written twice.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from redis.exceptions import ResponseError
 
 from . import keys
 from .codec import ContentType, encode
 from .deployment import Deployment
-from .errors import AppendRejectedError, InvalidInputError, MemstreamError, NotInitialisedError
+from .errors import InvalidInputError, MemstreamError
 from .events import Event, GenericEvent
 from .receipt import Receipt
 from .redact import Redactor
@@ -34,10 +36,31 @@ class Append:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated, redacted, encoded append that needs no deployment yet: ``args`` are
+    ``ms_append``'s arguments after the two keys. This is what the outbox stores, so an
+    append made while Redis (and so ``ms:meta``) is out of reach can still be kept."""
+
+    owner: str
+    eid: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Planned:
     owner: str
     partition: int
     command: tuple[Any, ...]
+    eid: str | None = None
+
+
+DATA_AT = 3
+"""Where the encoded data sits in :attr:`Prepared.args` (``type, <t>, data, <bytes>``)."""
+
+
+def command(owner: str, partition: int, args: Sequence[Any]) -> tuple[Any, ...]:
+    """The ``FCALL ms_append`` command for one prepared append."""
+    return ("FCALL", "ms_append", 2, keys.log(partition, owner), keys.feed(partition), *args)
 
 
 def new_eid() -> str:
@@ -62,42 +85,19 @@ class AppendCore:
 
     def plan(self, item: Append) -> Planned:
         """Validate, redact and encode; raise :class:`InvalidInputError` before any I/O."""
-        owner = keys.check_id(item.owner, "owner")
-        event = item.event
-        if not isinstance(event, Event):
-            raise InvalidInputError("event", "must be a memstream Event model", event)
-        command: list[Any] = []
-        if item.session is not None:
-            command += ["session", keys.check_id(item.session, "session")]
-        elif event.SESSION == "required":
-            raise InvalidInputError("session", f"is required for {event.event_type}")
-        eid = new_eid() if item.eid is None else keys.check_id(item.eid, "eid")
-        raw_payload = event.payload(json_safe=self.ct == "json")
-        payload = self.redactor.scrub(raw_payload)
-        if payload is not raw_payload and not isinstance(event, GenericEvent):
-            # A redaction can turn an id-shaped field (an e-mail used as a tag, say) into
-            # text that breaks its rule; refuse here rather than dead-letter downstream.
-            try:
-                type(event).model_validate(payload)
-            except ValidationError as e:
-                raise invalid_from_pydantic(e) from e
-        data = encode(payload, self.ct)
-        if len(data) > self.deployment.max_event_bytes:
+        return self.locate(prepare(item, self.redactor, self.ct))
+
+    def locate(self, prepared: Prepared) -> Planned:
+        """Check the size limit and aim the prepared append at its partition."""
+        size = len(prepared.args[DATA_AT])
+        if size > self.deployment.max_event_bytes:
             raise InvalidInputError(
                 "data",
-                f"encoded event is {len(data)} bytes, over max_event_bytes "
+                f"encoded event is {size} bytes, over max_event_bytes "
                 f"{self.deployment.max_event_bytes}",
             )
-        p = keys.partition(owner, self.deployment.partitions)
-        # Not getattr(): a missing attribute on a pydantic model costs a raised
-        # AttributeError inside pydantic's __getattr__, on every append.
-        version = event.version if isinstance(event, GenericEvent) else event.VERSION
-        command = [
-            "FCALL", "ms_append", 2, keys.log(p, owner), keys.feed(p),
-            "type", event.event_type, "data", data, "ct", self.ct, "eid", eid, "v", version,
-            *command,
-        ]  # fmt: skip
-        return Planned(owner=owner, partition=p, command=tuple(command))
+        p = keys.partition(prepared.owner, self.deployment.partitions)
+        return Planned(prepared.owner, p, command(prepared.owner, p, prepared.args), prepared.eid)
 
     @staticmethod
     def receipt(planned: Planned, reply: Any) -> Receipt:
@@ -107,21 +107,38 @@ class AppendCore:
             partition=planned.partition,
             log_id=log_id.decode() if isinstance(log_id, bytes) else str(log_id),
             feed_id=feed_id.decode() if isinstance(feed_id, bytes) else str(feed_id),
+            eid=planned.eid,
         )
 
 
-def translate(error: ResponseError) -> MemstreamError:
-    """Turn the driver's error into ours; the function's reason text is kept whole."""
-    text = str(error)
-    marker = "memstream: "
-    if marker in text:
-        reason = text.split(marker, 1)[1]
-        if reason.startswith("deployment not initialised"):
-            return NotInitialisedError(reason)
-        return AppendRejectedError(reason)
-    if "Function not found" in text or "function not found" in text.lower():
-        return NotInitialisedError("ms_append is not loaded: run `memstream init`")
-    return MemstreamError(text)
+def prepare(item: Append, redactor: Redactor, ct: ContentType) -> Prepared:
+    """Validate, redact and encode one append; raise :class:`InvalidInputError`."""
+    owner = keys.check_id(item.owner, "owner")
+    event = item.event
+    if not isinstance(event, Event):
+        raise InvalidInputError("event", "must be a memstream Event model", event)
+    extra: list[Any] = []
+    if item.session is not None:
+        extra += ["session", keys.check_id(item.session, "session")]
+    elif event.SESSION == "required":
+        raise InvalidInputError("session", f"is required for {event.event_type}")
+    eid = new_eid() if item.eid is None else keys.check_id(item.eid, "eid")
+    raw_payload = event.payload(json_safe=ct == "json")
+    payload = redactor.scrub(raw_payload)
+    if payload is not raw_payload and not isinstance(event, GenericEvent):
+        # A redaction can turn an id-shaped field (an e-mail used as a tag, say) into
+        # text that breaks its rule; refuse here rather than dead-letter downstream.
+        try:
+            type(event).model_validate(payload)
+        except ValidationError as e:
+            raise invalid_from_pydantic(e) from e
+    data = encode(payload, ct)
+    # Not getattr(): a missing attribute on a pydantic model costs a raised
+    # AttributeError inside pydantic's __getattr__, on every append.
+    version = event.version if isinstance(event, GenericEvent) else event.VERSION
+    args = ("type", event.event_type, "data", data, "ct", ct, "eid", eid, "v", version,
+            *extra)  # fmt: skip
+    return Prepared(owner=owner, eid=eid, args=args)
 
 
 class AppendManyError(MemstreamError):

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from redis import exceptions as rx
 
 from .errors import (
+    AppendRejectedError,
     AuthenticationError,
     MemstreamError,
     NotInitialisedError,
@@ -29,6 +30,9 @@ BUSY_PREFIXES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "RE
 
 CLUSTER_PREFIXES = ("MOVED", "ASK", "CROSSSLOT")
 
+FUNCTION_MARKER = "memstream: "
+"""How memstream's Lua functions start a refusal (``ERR memstream: <reason>``)."""
+
 
 def address(settings: Settings | None) -> str:
     """``host:port`` (or the socket path) of the settings' URL, without user or password."""
@@ -42,6 +46,13 @@ def address(settings: Settings | None) -> str:
     except ValueError:
         return parts.hostname or "?"
     return f"{parts.hostname or 'localhost'}:{port}"
+
+
+def username(settings: Settings | None) -> str | None:
+    """The ACL user the settings log in as: the field, else the URL's user part."""
+    if settings is None:
+        return None
+    return settings.username or urlsplit(settings.redis_url).username or None
 
 
 def is_transient(error: BaseException) -> bool:
@@ -62,7 +73,7 @@ def is_transient(error: BaseException) -> bool:
 def translate_driver_error(error: rx.RedisError, settings: Settings | None) -> MemstreamError:
     """Map a redis-py exception to the memstream tree; the message names the address."""
     where = address(settings)
-    user = settings.username if settings is not None else None
+    user = username(settings)
     text = str(error)
     if isinstance(error, rx.AuthenticationError | rx.AuthenticationWrongNumberOfArgsError):
         return AuthenticationError(where, user)
@@ -79,6 +90,12 @@ def translate_driver_error(error: rx.RedisError, settings: Settings | None) -> M
         return NotSupportedError(
             f"Redis at {where} is a Cluster node ({text.split(' ', 1)[0]}), but cluster mode is off"
         )
+    if FUNCTION_MARKER in text:
+        # Our own functions' refusals: ``ERR memstream: <reason>``, the reason kept whole.
+        reason = text.split(FUNCTION_MARKER, 1)[1]
+        if reason.startswith("deployment not initialised"):
+            return NotInitialisedError(reason)
+        return AppendRejectedError(reason)
     if "Function not found" in text or "function not found" in text.lower():
         return NotInitialisedError("memstream functions are not loaded: run `memstream init`")
     return MemstreamError(f"Redis at {where}: {text}")

@@ -34,7 +34,7 @@ class NotInitialisedError(MemstreamError):
     """The deployment has no ``ms:meta`` or no functions loaded: run ``memstream init``."""
 
 
-class ConfigError(MemstreamError):
+class ConfigError(MemstreamError, ValueError):
     """A setting or deployment parameter is invalid or conflicts with stored state."""
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 
 from .errors import InvalidInputError
 from .keys import check_id
+from .tensors import check_event as tensor_rules
 
 Id = Annotated[str, AfterValidator(check_id)]
 """A string that may become part of a key: checked against the owner-id rule."""
@@ -151,6 +152,13 @@ def _finite_positive(value: float) -> float:
     return value
 
 
+MAX_DURATION_S = 30 * 86_400
+"""Longest duration an event may carry (30 days). Skill statistics sum durations as
+integer microseconds (HINCRBY, int64): one is at most 2.6e12, far below 2**53 (exact as
+a Lua number), and 3.5 million maximal runs fit in one sum."""
+
+Duration = Annotated[float, Field(ge=0, le=MAX_DURATION_S, allow_inf_nan=False)]
+
 MAX_WEIGHT = 1e6
 """Counts are int64 nano-units (HINCRBY): 9,000 maximal weights fit in one count."""
 
@@ -222,7 +230,7 @@ class EpisodeSaved(Event):
     task: Text
     outcome: Text = ""
     success: bool | None = None
-    duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    duration_s: Duration = 0.0
     tags: list[Tag] = Field(default_factory=list, max_length=64)
     importance: Annotated[float, Field(ge=0, le=1)] = 0.5
 
@@ -251,7 +259,7 @@ class SkillExecuted(Event):
     TYPE: ClassVar[str] = "skill.executed"
     name: Id
     success: bool
-    duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    duration_s: Duration = 0.0
 
 
 @register
@@ -297,6 +305,8 @@ class TensorRecorded(Event):
     data: Blob
     groups: dict[Id, list[Annotated[int, Field(ge=0)]]] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(default_factory=dict)
+    kind: Id = "state"  # tensors: the model family (docs/tensors.md)
+    bounds: dict[Id, float] = Field(default_factory=dict)  # tensors: group -> max rel. error
 
     @model_validator(mode="after")
     def _size_matches_shape(self) -> TensorRecorded:
@@ -306,7 +316,21 @@ class TensorRecorded(Event):
                 f"data has {len(self.data)} bytes; shape {self.shape} of {self.dtype} "
                 f"needs {expected}"
             )
+        tensor_rules(self.groups, self.bounds, self.data, self.dtype)  # tensors
         return self
+
+
+@register
+class TensorModelPublished(Event):
+    """A tensor model version (docs/tensors.md): its weights live content-addressed under
+    ``keys.tensor_model(sha256)``; replay re-encodes with the versions the log names."""
+
+    TYPE: ClassVar[str] = "tensor.model_published"
+    kind: Id
+    scope: Id | None = None
+    version: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    config: dict[str, Any]
 
 
 @register

@@ -7,6 +7,7 @@ receipt or an awaitable of one is the producer's business, so nothing is written
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
@@ -20,7 +21,9 @@ from .events import (
     SessionStarted,
     StateSaved,
     StepRecorded,
+    TensorRecorded,
 )
+from .tensors import layout, read_array, split_groups
 
 R = TypeVar("R")
 
@@ -79,4 +82,32 @@ class AppendHelpers(ABC, Generic[R]):
             reasoning=reasoning,
             success=success,
         )
+        return self.append(owner, event, session=session)
+
+    def record_tensor(
+        self,
+        owner: str,
+        array: object,
+        *,
+        kind: str = "state",
+        groups: Mapping[str, Sequence[float]] | None = None,
+        meta: dict[str, Any] | None = None,
+        session: str | None = None,
+    ) -> R:
+        """Record a state vector or tensor; workers store it compressed (docs/tensors.md).
+
+        ``array``: a float16/32/64 numpy array, torch CPU tensor or any buffer; the log
+        keeps its exact bytes. ``kind``: the model family it belongs to. ``groups``:
+        ``{name: (start, end, max_relative_error)}`` over the flattened features; the
+        rest keep the default bound. ``meta``: free metadata kept with the state.
+        ``session``: optional session id. Raises InvalidInputError naming the field.
+        """
+        tensor = read_array(array)
+        ranges, bounds = split_groups(groups)
+        size = len(tensor.data) // {"float16": 2, "float32": 4, "float64": 8}[tensor.dtype]
+        layout(ranges, bounds, size)
+        event = make(
+            TensorRecorded, shape=tensor.shape, dtype=tensor.dtype, data=tensor.data,
+            groups=ranges, bounds=bounds, meta=meta or {}, kind=kind,
+        )  # fmt: skip
         return self.append(owner, event, session=session)

@@ -17,6 +17,11 @@ from .errors import InvalidIdError
 META = "ms:meta"
 """Deployment hash: partitions, active projection version, max_event_bytes, format."""
 
+SIGNING_KEY = "ms:signing_key"
+"""Secret that ``ms_append`` signs log entries with (docs/security.md). ``memstream init``
+writes it and templates it into the function libraries; only workers and operators may
+read it, so an entry a producer wrote around ``ms_append`` cannot carry a valid ``sig``."""
+
 ID_RULE = (
     "must be 1 to 200 characters from A-Z a-z 0-9 . _ @ + = - and start with a letter or digit"
 )
@@ -90,6 +95,21 @@ def eid(p: int, owner: str, event_id: str) -> str:
 def eid_pattern(p: int, owner: str) -> str:
     """SCAN pattern for an owner's idempotency records (used by forget)."""
     return f"{_tag(p)}:eid:{check_id(owner)}:*"
+
+
+def last_id(p: int) -> str:
+    """The feed's last id as ``ms_append`` wrote it (append.lua builds it from the tag)."""
+    return f"{_tag(p)}:last"
+
+
+def retry(p: int, owner: str, log_id: str) -> str:
+    """One-shot record that ``memstream dlq retry`` re-queued a pointer to ``log_id``: the
+    only pointer besides the entry's own (feed id = log id) that ``ms_apply`` applies."""
+    return f"{_tag(p)}:retry:{check_id(owner)}:{log_id}"
+
+
+def retry_pattern(p: int, owner: str) -> str:
+    return f"{_tag(p)}:retry:{check_id(owner)}:*"
 
 
 def version_prefix(p: int, version: int) -> str:
@@ -250,3 +270,56 @@ WORKERS = "ms:workers"
 def heartbeat(consumer: str) -> str:
     """A running worker's heartbeat (JSON, with a TTL): who it is and what it serves."""
     return f"ms:heartbeat:{check_id(consumer, 'consumer')}"
+
+
+# --- cold tier (memstream.tiering, docs/tiering.md) ----------------------------------
+
+
+def manifest(p: int, owner: str) -> str:
+    """Sorted set (score 0, lexicographic) of the owner's archived log segments; each
+    member starts with the segment's sortable last id (see ``memstream.tiering.manifest``).
+    In the partition's slot, so the verify-and-trim call touches it and the log together."""
+    return f"{_tag(p)}:manifest:{check_id(owner)}"
+
+
+def cold_stats(p: int) -> str:
+    """Hash of the partition's archived totals: segments, entries, bytes, raw."""
+    return f"{_tag(p)}:cold"
+
+
+def tier_lease(p: int, owner: str) -> str:
+    """Held (with a TTL) by the one tier process archiving ``owner`` right now."""
+    return f"{_tag(p)}:tierlease:{check_id(owner)}"
+
+
+TIER_STATUS = "ms:tier:status"
+"""Hash of the tier processes' last pass and last error, shown by ``memstream status``."""
+
+
+def eid_scan_pattern() -> str:
+    """SCAN pattern for every idempotency record of every owner (benchmarks measure Redis
+    memory without them: they expire after ``eid_ttl`` whatever else happens)."""
+    return "ms:{*}:eid:*"
+
+
+TENSOR_MODELS_OWNER = "memstream.tensor-models"
+"""The owner whose log holds every ``tensor.model_published`` event (docs/tensors.md):
+one log, so every worker reads one ordered list of model versions."""
+
+
+def tensor_model(sha256: str) -> str:
+    """Hash of one immutable tensor model version: ``config`` (JSON) and ``weights``
+    (safetensors), addressed by the sha256 of both; written once, never changed."""
+    if re.fullmatch(r"[0-9a-f]{64}", sha256) is None:
+        raise InvalidIdError("sha256", "must be 64 lowercase hex digits", sha256)
+    return f"ms:tensor:model:{sha256}"
+
+
+TENSOR_PROBLEMS = "ms:tensor:problems"
+"""Hash model version -> why workers could not load it (they store losslessly instead)."""
+
+
+def log_pattern() -> str:
+    """SCAN pattern for every owner's log (``memstream tensors train`` reads them all);
+    callers confirm the owner part with :func:`check_id`."""
+    return "ms:{*}:log:*"

@@ -1,94 +1,60 @@
 """``Producer`` and ``AsyncProducer``: the transports around :class:`AppendCore`.
 
-Appends are O(1): one ``FCALL ms_append`` each, pipelined for ``append_many``. Connection
-errors are retried by the client's retry policy; the ``eid`` made before the first try
-makes a retried append return the first ids instead of writing twice.
+Appends are O(1): one ``FCALL ms_append`` each, pipelined for ``append_many``. Each call
+runs within ``Settings.append_deadline_s`` (:mod:`.deadline`): connection errors and
+timeouts are retried with jittered backoff until it passes, and the ``eid`` made before
+the first try makes a retried append return the first ids instead of writing twice.
+Every driver error reaches the caller as a :class:`MemstreamError`.
+
+An append that raised may still have been stored (the reply was lost, not the write):
+retry it with the same ``eid``, or give the producer an outbox, whose flush reuses the
+eid and so makes that harmless.
+
+With ``outbox="path/outbox.db"`` an append that cannot reach Redis (unreachable, timed
+out, busy) is kept in a local SQLite file and a pending :class:`Receipt` comes back; a
+background flusher sends it when Redis is back, and at the next start after a crash.
+While an owner has outboxed appends, its new appends queue behind them (see
+:mod:`.outbox` for the ordering rule and the eid TTL check).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import threading
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any, Self
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import ResponseError
 
 from . import keys
-from .codec import ContentType
 from .connection import async_client, sync_client
-from .core import Append, AppendCore, AppendManyError, Planned, translate
-from .deployment import Deployment
+from .core import Append, AppendCore, Planned, Prepared, prepare
+from .deadline import acall, call
 from .errors import MemstreamError
 from .events import Event
 from .helpers import AppendHelpers
+from .producer_base import (
+    PIPELINE_CHUNK,
+    ManyItems,
+    ProducerBase,
+    as_append,
+    flush_commands,
+    row_of,
+)
 from .receipt import Receipt
-from .redact import Redactor
 from .settings import Settings
 
-PIPELINE_CHUNK = 1000
-"""Commands per pipeline round trip: big enough to amortise the trip, small enough to
-keep one reply buffer modest."""
+if TYPE_CHECKING:  # the outbox is imported only when one is asked for
+    from .outbox import Row
+    from .outbox_flush import AsyncFlusher, SyncFlusher
 
-ManyItems = Iterable[Append | tuple[Any, ...]]
-
-
-def _as_append(item: Append | tuple[Any, ...]) -> Append:
-    return item if isinstance(item, Append) else Append(*item)
+__all__ = ["PIPELINE_CHUNK", "AsyncProducer", "Producer"]
 
 
-def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate producer options (redactor, ct) from settings fields."""
-    own: dict[str, Any] = {k: options.pop(k) for k in ("redactor", "ct") if k in options}
-    return own, options
-
-
-def _default_redactor(settings: Settings) -> Redactor:
-    return Redactor(emails=settings.redact_emails)
-
-
-def _collect(plans: Sequence[Planned], replies: Sequence[Any]) -> list[Receipt]:
-    receipts: list[Receipt | None] = []
-    errors: dict[int, MemstreamError] = {}
-    for i, (plan, reply) in enumerate(zip(plans, replies, strict=True)):
-        if isinstance(reply, ResponseError):
-            errors[i] = translate(reply)
-            receipts.append(None)
-        else:
-            receipts.append(AppendCore.receipt(plan, reply))
-    if errors:
-        raise AppendManyError(receipts, errors)
-    return [r for r in receipts if r is not None]
-
-
-class _Construct:
-    """Construction shared by both producers; each names its client factory."""
-
-    @staticmethod
-    def _make_client(settings: Settings) -> Any:
-        raise NotImplementedError
-
-    def __init__(
-        self, client: Any, *, redactor: Redactor | None = None, ct: ContentType = "msgpack"
-    ) -> None:
-        self.redactor = redactor if redactor is not None else Redactor()
-        self.ct: ContentType = ct
-        self._core: AppendCore | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **options: Any) -> Self:
-        options.setdefault("redactor", _default_redactor(settings))
-        return cls(cls._make_client(settings), **options)
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        own, rest = _split_options(options)
-        return cls.from_settings(Settings.from_url(url, **rest), **own)
-
-
-class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
+class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
     """Asyncio producer. Build with :meth:`from_url` or :meth:`from_settings`."""
 
     @staticmethod
@@ -99,50 +65,138 @@ class AsyncProducer(_Construct, AppendHelpers[Coroutine[Any, Any, Receipt]]):
         super().__init__(client, **options)
         self.client = client
         self._lock = asyncio.Lock()
+        self._flusher: AsyncFlusher | None = None
+        with contextlib.suppress(RuntimeError):  # no running loop: start on first use
+            self._start_flusher()
 
-    async def core(self) -> AppendCore:
-        """Read ``ms:meta`` once; partitions never change on a deployment with data."""
+    def _start_flusher(self) -> None:
+        if self._outbox is not None and self._flusher is None:
+            from .outbox_flush import AsyncFlusher  # raises RuntimeError with no running loop
+
+            self._flusher = AsyncFlusher(
+                self._outbox, self._send_rows, self.settings, lambda: self._eid_ttl
+            )
+
+    async def _current_core(self) -> AppendCore:
         if self._core is None:
             async with self._lock:
                 if self._core is None:
-                    meta: Any = await self.client.hgetall(keys.META)
-                    self._core = AppendCore(Deployment.from_meta(meta), self.redactor, self.ct)
+                    pipe = self.client.pipeline(transaction=False)
+                    pipe.hgetall(keys.META)
+                    # HMGET, not HGET: the producer ACL role (docs/security.md) grants
+                    # only the commands ms_append itself runs.
+                    pipe.hmget(keys.conf(0), ["eid_ttl"])
+                    meta, (ttl,) = await pipe.execute()
+                    self._core = self._new_core(meta, ttl)
         return self._core
+
+    async def core(self) -> AppendCore:
+        """Read ``ms:meta`` once; partitions never change on a deployment with data."""
+        return await acall(self._current_core, self.settings, self.settings.append_deadline_s)
 
     async def append(
         self, owner: str, event: Event, *, session: str | None = None, eid: str | None = None
     ) -> Receipt:
-        core = await self.core()
-        plan = core.plan(Append(owner, event, session, eid))
+        """Append ``event`` to ``owner``'s log (``session`` for session events; ``eid``
+        to make a retry of your own idempotent). Bounded by ``append_deadline_s``."""
+        prepared = prepare(Append(owner, event, session, eid), self.redactor, self.ct)
+        if self._outbox is not None:
+            self._start_flusher()
+            if self._outbox.holds(prepared.owner) and await self._queue([prepared], True):
+                return self._pending(prepared)
         try:
-            reply = await self.client.execute_command(*plan.command)  # type: ignore[no-untyped-call]
-        except ResponseError as e:
-            raise translate(e) from e
-        return core.receipt(plan, reply)
+            return await acall(lambda: self._send_one(prepared), self.settings, self._deadline)
+        except MemstreamError as e:
+            self._outbox_or_raise(e)
+        await self._queue([prepared], False)
+        return self._pending(prepared)
+
+    @property
+    def _deadline(self) -> float:
+        return self.settings.append_deadline_s
+
+    async def _send_one(self, prepared: Prepared) -> Receipt:
+        plan = (await self._current_core()).locate(prepared)
+        reply = await self.client.execute_command(*plan.command)  # type: ignore[no-untyped-call]
+        return AppendCore.receipt(plan, reply)
+
+    async def _queue(self, items: list[Prepared], only_if_pending: bool) -> bool:
+        outbox = self._outbox
+        assert outbox is not None
+
+        def store() -> bool:
+            if only_if_pending:
+                return all(outbox.store_if_pending(p.owner, p.eid, p.args) for p in items)
+            for p in items:
+                outbox.store(p.owner, p.eid, p.args)
+            return True
+
+        stored = await asyncio.to_thread(store)
+        if self._flusher is not None:
+            self._flusher.kick.set()
+        return stored
+
+    async def _send_rows(self, rows: list[Row]) -> list[Any]:
+        async def go() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for cmd in flush_commands(rows, await self._current_core()):
+                pipe.execute_command(*cmd)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+
+        return await acall(go, self.settings, self._deadline)
 
     async def append_many(self, items: ManyItems) -> list[Receipt]:
-        """Append many events, pipelined; every item is validated before anything is sent."""
-        core = await self.core()
-        plans = [core.plan(_as_append(item)) for item in items]
+        """Append many events, pipelined; every item is validated before anything is sent.
+        Each round trip of up to 1000 appends gets ``append_deadline_s``. With an outbox,
+        the items from the first round trip that cannot be sent on (all of them if the
+        batch names an owner with outboxed appends) are outboxed in order, pending."""
+        prepared = [prepare(as_append(i), self.redactor, self.ct) for i in items]
+        outbox = self._outbox
+        if outbox is not None:
+            self._start_flusher()
+        plans: list[Planned] = []
         replies: list[Any] = []
-        for start in range(0, len(plans), PIPELINE_CHUNK):
-            pipe = self.client.pipeline(transaction=False)
-            for plan in plans[start : start + PIPELINE_CHUNK]:
-                pipe.execute_command(*plan.command)
-            replies.extend(await pipe.execute(raise_on_error=False))
-        return _collect(plans, replies)
+        if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
+            try:
+                core = await self.core()
+                plans = [core.locate(p) for p in prepared]
+                for start in range(0, len(plans), PIPELINE_CHUNK):
+                    chunk = plans[start : start + PIPELINE_CHUNK]
+                    send = functools.partial(self._send_chunk, chunk)
+                    replies += await acall(send, self.settings, self._deadline)
+            except MemstreamError as e:
+                self._outbox_or_raise(e)
+        queued = prepared[len(replies) :]
+        if queued:
+            await self._queue(queued, False)
+        return self._many_result(plans[: len(replies)], replies, queued)
+
+    async def _send_chunk(self, plans: list[Planned]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for plan in plans:
+            pipe.execute_command(*plan.command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def aclose(self) -> None:
+        """Stop the flusher (pending appends stay in the outbox) and close the client."""
+        if self._flusher is not None:
+            await self._flusher.stop()
+            self._flusher = None
+        if self._outbox is not None:
+            self._outbox.close()
         await self.client.aclose()
 
     async def __aenter__(self) -> AsyncProducer:
+        self._start_flusher()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
 
-class Producer(_Construct, AppendHelpers[Receipt]):
+class Producer(ProducerBase, AppendHelpers[Receipt]):
     """Blocking producer with the same core as :class:`AsyncProducer`."""
 
     @staticmethod
@@ -153,40 +207,104 @@ class Producer(_Construct, AppendHelpers[Receipt]):
         super().__init__(client, **options)
         self.client = client
         self._lock = threading.Lock()
+        self._flusher: SyncFlusher | None = None
+        if self._outbox is not None:
+            from .outbox_flush import SyncFlusher
 
-    def core(self) -> AppendCore:
-        """Read ``ms:meta`` once; partitions never change on a deployment with data."""
+            self._flusher = SyncFlusher(
+                self._outbox, self._send_rows, self.settings, lambda: self._eid_ttl
+            )
+
+    def _current_core(self) -> AppendCore:
         if self._core is None:
             with self._lock:
                 if self._core is None:
-                    meta: Any = self.client.hgetall(keys.META)
-                    self._core = AppendCore(Deployment.from_meta(meta), self.redactor, self.ct)
+                    pipe = self.client.pipeline(transaction=False)
+                    pipe.hgetall(keys.META)
+                    pipe.hmget(keys.conf(0), ["eid_ttl"])  # HMGET: see AsyncProducer
+                    meta, (ttl,) = pipe.execute()
+                    self._core = self._new_core(meta, ttl)
         return self._core
+
+    def core(self) -> AppendCore:
+        """Read ``ms:meta`` once; partitions never change on a deployment with data."""
+        return call(self._current_core, self.settings, self.settings.append_deadline_s)
 
     def append(
         self, owner: str, event: Event, *, session: str | None = None, eid: str | None = None
     ) -> Receipt:
-        core = self.core()
-        plan = core.plan(Append(owner, event, session, eid))
+        """Append ``event`` to ``owner``'s log (``session`` for session events; ``eid``
+        to make a retry of your own idempotent). Bounded by ``append_deadline_s``."""
+        prepared = prepare(Append(owner, event, session, eid), self.redactor, self.ct)
+        outbox = self._outbox
+        if outbox is not None and outbox.store_if_pending(*row_of(prepared)):
+            return self._pending(prepared)
         try:
-            reply = self.client.execute_command(*plan.command)  # type: ignore[no-untyped-call]
-        except ResponseError as e:
-            raise translate(e) from e
-        return core.receipt(plan, reply)
+            return call(lambda: self._send_one(prepared), self.settings, self._deadline)
+        except MemstreamError as e:
+            self._outbox_or_raise(e)
+        assert outbox is not None
+        outbox.store(prepared.owner, prepared.eid, prepared.args)
+        return self._pending(prepared)
+
+    @property
+    def _deadline(self) -> float:
+        return self.settings.append_deadline_s
+
+    def _send_one(self, prepared: Prepared) -> Receipt:
+        plan = self._current_core().locate(prepared)
+        reply = self.client.execute_command(*plan.command)  # type: ignore[no-untyped-call]
+        return AppendCore.receipt(plan, reply)
+
+    def _send_rows(self, rows: list[Row]) -> list[Any]:
+        def go() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for cmd in flush_commands(rows, self._current_core()):
+                pipe.execute_command(*cmd)  # type: ignore[no-untyped-call]
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            return replies
+
+        return call(go, self.settings, self._deadline)
 
     def append_many(self, items: ManyItems) -> list[Receipt]:
-        """Append many events, pipelined; every item is validated before anything is sent."""
-        core = self.core()
-        plans = [core.plan(_as_append(item)) for item in items]
+        """Append many events, pipelined; every item is validated before anything is sent.
+        Each round trip of up to 1000 appends gets ``append_deadline_s``. With an outbox,
+        the items from the first round trip that cannot be sent on (all of them if the
+        batch names an owner with outboxed appends) are outboxed in order, pending."""
+        prepared = [prepare(as_append(i), self.redactor, self.ct) for i in items]
+        outbox = self._outbox
+        plans: list[Planned] = []
         replies: list[Any] = []
-        for start in range(0, len(plans), PIPELINE_CHUNK):
-            pipe = self.client.pipeline(transaction=False)
-            for plan in plans[start : start + PIPELINE_CHUNK]:
-                pipe.execute_command(*plan.command)  # type: ignore[no-untyped-call]
-            replies.extend(pipe.execute(raise_on_error=False))
-        return _collect(plans, replies)
+        if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
+            try:
+                core = self.core()
+                plans = [core.locate(p) for p in prepared]
+                for start in range(0, len(plans), PIPELINE_CHUNK):
+                    chunk = plans[start : start + PIPELINE_CHUNK]
+                    send_sync = functools.partial(self._send_chunk, chunk)
+                    replies += call(send_sync, self.settings, self._deadline)
+            except MemstreamError as e:
+                self._outbox_or_raise(e)
+        queued = prepared[len(replies) :]
+        assert outbox is not None or not queued
+        for p in queued:
+            outbox.store(p.owner, p.eid, p.args)  # type: ignore[union-attr]
+        return self._many_result(plans[: len(replies)], replies, queued)
+
+    def _send_chunk(self, plans: list[Planned]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for plan in plans:
+            pipe.execute_command(*plan.command)  # type: ignore[no-untyped-call]
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
 
     def close(self) -> None:
+        """Stop the flusher (pending appends stay in the outbox) and close the client."""
+        if self._flusher is not None:
+            self._flusher.stop()
+            self._flusher = None
+        if self._outbox is not None:
+            self._outbox.close()
         self.client.close()
 
     def __enter__(self) -> Producer:

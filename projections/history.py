@@ -33,6 +33,17 @@ def ttl_floor(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
     return keys.ttl_floor(pk, owner), f"hist:{session}"
 
 
+def message_body(msg: MessageAppended, ts_ms: int) -> dict[str, Any]:
+    """A message as history stores and returns it (also read back from the log when a
+    page reaches past the hot window: memstream.projections.reads_log)."""
+    body: dict[str, Any] = {"role": msg.role, "content": msg.content, "ts": ts_ms}
+    if msg.name is not None:
+        body["name"] = msg.name
+    if msg.meta:
+        body["meta"] = msg.meta
+    return body
+
+
 class History(Projection):
     name: ClassVar[str] = "history"
     handles: ClassVar[frozenset[str]] = frozenset(
@@ -54,12 +65,7 @@ class History(Projection):
         mark = watermark(ctx.keys, event.owner, session)
         version = sortable(event.log_id)
         if isinstance(event.event, MessageAppended):
-            msg = event.event
-            body = {"role": msg.role, "content": msg.content, "ts": event.ts_ms}
-            if msg.name is not None:
-                body["name"] = msg.name
-            if msg.meta:
-                body["meta"] = msg.meta
+            body = message_body(event.event, event.ts_ms)
             writes.zlog(key, version, pack(body), cap=ctx.settings.history_cap, watermark=mark)
         else:
             writes.clear(key, mark, version)

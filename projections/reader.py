@@ -2,6 +2,10 @@
 
 Reads are :class:`Query` plans built by the projection modules; the async reader runs
 them and the sync reader is a thin wrapper that runs the async one on a private loop.
+
+Every call is bounded by ``Settings.read_deadline_s`` (retries of transient errors
+included, see :mod:`memstream.producers.deadline`) and every driver error reaches the
+caller as a :class:`~memstream.producers.errors.MemstreamError`.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
+from redis.exceptions import RedisError
 
 from memstream.producers import keys
 from memstream.producers.connection import async_client
+from memstream.producers.deadline import acall, deadline_scope
 from memstream.producers.deployment import Deployment
+from memstream.producers.driver import is_transient, translate_driver_error
+from memstream.producers.errors import AppendRejectedError, InvalidInputError, MemstreamError
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
 
@@ -24,11 +32,13 @@ from .base import Query
 from .cache import Invalidator, ReadCache, entry_deadline, expiry_commands, now_ms
 from .history import read_history
 from .reads_live import AsyncLiveReads, LiveReads
+from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
+from .reads_tensors import AsyncTensorReads, TensorReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
-from .wait import WaitResult, WaitTimeoutError, dead_letter, progress
+from .wait import WaitResult, WaitTimeoutError, dead_letter, progress, resolve_pending
 from .working import read_working
 
 T = TypeVar("T")
@@ -38,7 +48,9 @@ VERSION_TTL_S = 0.5
 longer than this after the flip, so a reader never reads a deleted version."""
 
 
-class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
+class AsyncReader(
+    AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogReads, AsyncTensorReads
+):
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -77,7 +89,11 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
     async def deployment(self) -> Deployment:
         now = time.monotonic()
         if self._deployment is None or now - self._checked > VERSION_TTL_S:
-            raw: Any = await self.client.hgetall(keys.META)
+            raw: Any = await acall(
+                lambda: self.client.hgetall(keys.META),
+                self.settings,
+                self.settings.read_deadline_s,
+            )
             previous, self._deployment = self._deployment, Deployment.from_meta(raw)
             self._checked = now
             flipped = previous is not None and previous.version != self._deployment.version
@@ -94,12 +110,31 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
 
         With a read cache, a stage whose ``cacheable_keys`` belong to one owner is served
         from memory when it can be (see :mod:`.cache` for why that is never stale)."""
+        deadline = self.settings.read_deadline_s
+        result = await acall(lambda: self._run(query), self.settings, deadline)
+        # Outside the Redis deadline: fetching archived values is the archive's business.
+        return await resolve_cold(self.settings, result)  # archived values, if any
+
+    async def _run(self, query: Query[T]) -> T:
         while True:
             replies = await self._replies(query)
+            self._raise_refusals(replies)
             result = query.parse(list(replies))
             if not isinstance(result, Query):
                 return result
             query = result
+
+    def _raise_refusals(self, replies: list[Any]) -> None:
+        """Raise a reply that is an error about the connection, not about the data.
+
+        Queries see plain error replies (``XINFO`` of a missing stream, say) and handle
+        them; a denied permission, a busy or loading server or a Cluster redirect would
+        only be misread as "nothing there"."""
+        for reply in replies:
+            if isinstance(reply, RedisError):
+                error = translate_driver_error(reply, self.settings)
+                if type(error) is not MemstreamError:
+                    raise error from reply
 
     async def _replies(self, query: Query[Any]) -> list[Any]:
         cache, plan = self.read_cache, None
@@ -125,10 +160,17 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
             cache.put(plan, replies, entry_deadline(cache, expiry, now_ms()), ticket)
         return replies
 
-    async def history(self, owner: str, session: str, *, last: int = 20) -> list[dict[str, Any]]:
-        """The last ``last`` messages of a session, oldest first."""
+    async def history(
+        self, owner: str, session: str, *, last: int = 20, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The last ``last`` messages of a session (before the log id ``before`` when
+        given), oldest first. Past the ``history_cap`` newest kept in Redis the page
+        continues into the log and the archive; pass ``page[0]["log_id"]`` as ``before``
+        for the next older page (an empty page means the start of history)."""
         keys.check_id(session, "session")
-        return await self.run(read_history(await self._pk(owner), owner, session, _n(last)))
+        if before is None and last <= self.settings.history_cap:
+            return await self.run(read_history(await self._pk(owner), owner, session, _n(last)))
+        return await self._history_page(owner, session, _n(last), _cursor(before))
 
     async def state(self, owner: str) -> dict[str, Any] | None:
         """The owner's state document, or None if never saved."""
@@ -154,24 +196,66 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
 
     async def wait(self, receipt: Receipt, timeout: float = 5.0) -> WaitResult:
         """Return once the receipt's entry is applied (or dead-lettered) in the active
-        version; raise :class:`WaitTimeoutError` after ``timeout`` seconds."""
+        version; raise :class:`WaitTimeoutError` after ``timeout`` seconds.
+
+        A pending receipt (the append went to the producer's outbox) is first resolved
+        through its eid: this waits for the flush, then for the apply. Redis being out of
+        reach meanwhile is waited out too, up to ``timeout``; an outboxed append that
+        Redis refused raises :class:`~memstream.producers.errors.AppendRejectedError`."""
         deadline = time.monotonic() + timeout
-        delay = 0.0005
+        delay, failing = 0.0005, None
         while True:
-            version = (await self.deployment()).version
-            if await self.run(progress(receipt, version)):
-                if self.read_cache is not None:
-                    # Read-your-writes: the entry's change record may still be on its way.
-                    self.read_cache.invalidate(receipt.owner)
-                return await self.run(dead_letter(receipt, version))
+            try:
+                with deadline_scope(max(deadline - time.monotonic(), 0.001)):
+                    receipt, result = await self._check(receipt)
+                if result is not None:
+                    return result
+                failing = None
+            except MemstreamError as e:
+                if not is_transient(e):
+                    raise
+                failing = e
             if time.monotonic() >= deadline:
+                what = "flushed from the outbox" if receipt.pending else "applied"
+                why = f" ({failing})" if failing is not None else ""
                 raise WaitTimeoutError(
-                    f"entry {receipt.feed_id} of {receipt.owner} not applied after {timeout}s"
-                )
+                    f"entry {receipt.feed_id or receipt.eid} of {receipt.owner} not {what} "
+                    f"after {timeout}s{why}"
+                ) from failing
             await asyncio.sleep(delay)
-            # A low cap: each check is two cheap reads, and a coarse schedule would add
-            # its own wait to read-your-writes latency.
-            delay = min(delay * 2, 0.002)
+            # A low cap while waiting for a worker: each check is two cheap reads, and a
+            # coarse schedule would add its own wait to read-your-writes latency. Waiting
+            # for an outbox flush (or for Redis) is waiting for Redis to come back: poll
+            # gently.
+            delay = min(delay * 2, 0.05 if receipt.pending or failing else 0.002)
+
+    async def _check(self, receipt: Receipt) -> tuple[Receipt, WaitResult | None]:
+        """One look: the receipt (resolved if it was pending) and the result, if done."""
+        if receipt.pending:
+            receipt = await self._resolve(receipt) or receipt
+            if receipt.pending:
+                return receipt, None
+        version = (await self.deployment()).version
+        if not await self.run(progress(receipt, version)):
+            return receipt, None
+        if self.read_cache is not None:
+            # Read-your-writes: the entry's change record may still be on its way.
+            self.read_cache.invalidate(receipt.owner)
+        return receipt, await self.run(dead_letter(receipt, version))
+
+    async def _resolve(self, receipt: Receipt) -> Receipt | None:
+        """A pending receipt's ids, once its append is in Redis; None while it is not."""
+        if receipt.eid is None:
+            raise InvalidInputError("receipt", "a pending receipt must carry its eid")
+        partitions = (await self.deployment()).partitions
+        found = await self.run(resolve_pending(receipt, partitions))
+        if found is None and receipt.outbox is not None:
+            from memstream.producers.outbox import resolve
+
+            row = await asyncio.to_thread(resolve, receipt.outbox, receipt.eid)
+            if row is not None and row.state == "rejected":
+                raise AppendRejectedError(row.reason or "refused")
+        return found
 
     async def aclose(self) -> None:
         if self._invalidator is not None:
@@ -187,13 +271,17 @@ class AsyncReader(AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads):
 
 def _n(last: int) -> int:
     if not 1 <= last <= 10_000:
-        from memstream.producers.errors import InvalidInputError
-
         raise InvalidInputError("last", "must be between 1 and 10000", last)
     return last
 
 
-class Reader(MemoryReads, WorldReads, LiveReads):
+def _cursor(before: str | None) -> str | None:
+    from .reads_log import check_cursor
+
+    return check_cursor(before, "before")
+
+
+class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads):
     """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
 
     def __init__(
@@ -202,6 +290,7 @@ class Reader(MemoryReads, WorldReads, LiveReads):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+        self._settings = settings
         self._async = self._call(self._make(settings, tuple(shared), cache))
 
     @staticmethod
@@ -224,10 +313,15 @@ class Reader(MemoryReads, WorldReads, LiveReads):
         return cls(Settings.from_url(url, **options), shared=shared, cache=cache)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        except RedisError as e:  # a driver error that no inner boundary turned into ours
+            raise translate_driver_error(e, self._settings) from e
 
-    def history(self, owner: str, session: str, *, last: int = 20) -> list[dict[str, Any]]:
-        return self._call(self._async.history(owner, session, last=last))
+    def history(
+        self, owner: str, session: str, *, last: int = 20, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._call(self._async.history(owner, session, last=last, before=before))
 
     def state(self, owner: str) -> dict[str, Any] | None:
         return self._call(self._async.state(owner))

@@ -14,6 +14,7 @@ from .search_index import SearchIndex
 from .sessions import Sessions
 from .skills import Skills
 from .state import State
+from .tensors import Tensors
 from .working import Working
 from .world import World
 
@@ -22,7 +23,7 @@ def default_projections() -> list[Projection]:
     return [
         History(), State(), Sessions(), Working(),
         Episodes(), Knowledge(), Skills(), Patterns(), SearchIndex(),
-        World(), Exploration(),
+        World(), Exploration(), Tensors(),
     ]  # fmt: skip
 
 

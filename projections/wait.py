@@ -56,6 +56,23 @@ def progress(receipt: Receipt, version: int) -> Query[bool]:
     return Query(commands, parse)
 
 
+def resolve_pending(receipt: Receipt, partitions: int) -> Query[Receipt | None]:
+    """A pending receipt's ids from its eid record (``ms_append`` stores ``"<log> <feed>"``
+    there when it writes), or None while the outbox has not flushed it."""
+    assert receipt.eid is not None
+    p = keys.partition(receipt.owner, partitions)
+
+    def parse(replies: list[Any]) -> Receipt | None:
+        seen = replies[0]
+        if not isinstance(seen, bytes | str):
+            return None
+        text = seen.decode() if isinstance(seen, bytes) else seen
+        log_id, _, feed_id = text.partition(" ")
+        return Receipt(receipt.owner, p, log_id, feed_id, receipt.eid)
+
+    return Query([("GET", keys.eid(p, receipt.owner, receipt.eid))], parse)
+
+
 DLQ_PAGE = 200
 
 

@@ -36,30 +36,40 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir
+        self.extra = extra
         workdir.mkdir(parents=True, exist_ok=True)
         self.argv = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir),
             "--save", "", "--appendonly", "no", "--daemonize", "no",
             "--logfile", str(workdir / "redis.log"), *extra,
         ]  # fmt: skip
-        self.proc = self._launch()
-        client = redis.Redis(port=self.port)
+        self.start()
+        client = self._client()
         version = client.info("server")["redis_version"]
         client.close()
         if int(str(version).split(".")[0]) < 7:
             self.stop()
             raise RuntimeError(f"redis-server {version} is too old: memstream needs >= 7.0")
 
+    def _client(self) -> redis.Redis:
+        extra = self.extra
+        password = extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
+        return redis.Redis(port=self.port, password=password)
+
+    def start(self) -> None:
+        """Start (again, after :meth:`stop`) on the same port with the same arguments."""
+        self.proc = self._launch()
+
     def _launch(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port)
+        client = self._client()
         deadline = time.monotonic() + 30
         try:
             while True:
                 try:
                     client.ping()
                     return proc
-                except redis.ConnectionError as e:  # refused, or LOADING the AOF
+                except (redis.ConnectionError, redis.BusyLoadingError) as e:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(
                             f"redis-server did not start; see {self.workdir}/redis.log"

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 
 
-def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
+def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path, redis_url: str) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
@@ -47,3 +47,26 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
         [str(py), "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert str(venv) in out.stdout
+
+    _cli_from_the_plain_install(venv, redis_url)
+
+
+def _cli_from_the_plain_install(venv: Path, redis_url: str) -> None:
+    """A plain install is the light producer; its CLI still runs, and a command that
+    needs an extra says which one instead of crashing on an import."""
+    cli = str(venv / "bin" / "memstream")
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli, *argv], check=False, capture_output=True, text=True, timeout=60)
+
+    assert run("--version").stdout.startswith("memstream ")
+    assert "quick start" in run("--help").stdout
+    init = run("init", "--redis-url", redis_url, "--partitions", "4")
+    assert init.returncode == 0, init.stderr
+    assert "memstream initialised" in init.stdout
+    for argv in (("status", "--redis-url", redis_url), ("demo",)):
+        proc = run(*argv)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        if proc.returncode != 0:
+            assert proc.returncode == 2, proc.stderr
+            assert "pip install 'memstream[workers]'" in proc.stderr, proc.stderr

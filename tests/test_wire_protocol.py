@@ -40,10 +40,22 @@ def send(conn: redis.Redis, *args: str | int) -> Any:
     return conn.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
+def last_generated_id(conn: redis.Redis, stream: str) -> tuple[int, int]:
+    """A stream's last generated id as (ms, seq); (0, 0) when the stream does not exist."""
+    try:
+        info = send(conn, "XINFO", "STREAM", stream)
+    except redis.ResponseError as e:
+        if "no such key" not in str(e):
+            raise
+        return 0, 0
+    ms, seq = info[b"last-generated-id"].decode().split("-")
+    return int(ms), int(seq)
+
+
 def multi_fallback_append(
     conn: redis.Redis, owner: str, partitions: int, fields: list[str]
 ) -> tuple[str, str]:
-    """Append without FCALL: WATCH, pick the next log id, then MULTI/EXEC.
+    """Append without FCALL: WATCH, pick the next id of log and feed, then MULTI/EXEC.
 
     ``conn`` must be one connection (WATCH and MULTI are connection state). No
     deduplication and no validation: the caller must send a valid entry.
@@ -51,33 +63,31 @@ def multi_fallback_append(
     p = int(hashlib.sha1(owner.encode()).hexdigest()[:8], 16) % partitions
     log, feed, heads = f"ms:{{{p}}}:log:{owner}", f"ms:{{{p}}}:feed", f"ms:{{{p}}}:heads"
     while True:
-        # Any write to the log after WATCH makes EXEC fail, so the id we pick stays free.
-        send(conn, "WATCH", log)
+        # Any write to the log or the feed after WATCH makes EXEC fail, so the id we
+        # pick stays free in both.
+        send(conn, "WATCH", log, feed)
         seconds, micros = send(conn, "TIME")
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         try:
-            info = send(conn, "XINFO", "STREAM", log)
-            last = info[b"last-generated-id"].decode()
-        except redis.ResponseError as e:
-            if "no such key" not in str(e):
-                send(conn, "UNWATCH")
-                raise
-            last = "0-0"  # the owner's first event
-        # What XADD * would pick: the clock, or the last id's sequence plus one.
-        last_ms, last_seq = (int(x) for x in last.split("-"))
-        log_id = f"{now_ms}-0" if now_ms > last_ms else f"{last_ms}-{last_seq + 1}"
+            last_ms, last_seq = max(last_generated_id(conn, log), last_generated_id(conn, feed))
+        except redis.ResponseError:
+            send(conn, "UNWATCH")
+            raise
+        # What XADD * would pick in both streams: the clock, or the last id plus one.
+        entry_id = f"{now_ms}-0" if now_ms > last_ms else f"{last_ms}-{last_seq + 1}"
         send(conn, "MULTI")
-        send(conn, "XADD", log, log_id, *fields)
-        send(conn, "XADD", feed, "*", "o", owner, "l", log_id)
-        send(conn, "HSET", heads, owner, log_id)
+        send(conn, "XADD", log, entry_id, *fields)
+        # The pointer has the id of its log entry: workers apply no other pointer.
+        send(conn, "XADD", feed, entry_id, "o", owner, "l", entry_id)
+        send(conn, "HSET", heads, owner, entry_id)
         replies = send(conn, "EXEC")
         if replies is None:
-            continue  # another append got there first: read the new last id and retry
+            continue  # another append got there first: read the new last ids and retry
         # Redis does not roll back: a failed command inside EXEC leaves the others done.
         failed = [reply for reply in replies if isinstance(reply, Exception)]
         if failed:
-            raise RuntimeError(f"partly applied append {log_id}: {failed}")
-        return log_id, replies[1].decode()
+            raise RuntimeError(f"partly applied append {entry_id}: {failed}")
+        return entry_id, replies[1].decode()
 
 
 @pytest.fixture
@@ -242,6 +252,7 @@ def test_doc_shows_exactly_the_tested_examples() -> None:
     assert NODE_SCRIPT.read_text() in doc
     assert inspect.getsource(send) in doc
     assert inspect.getsource(multi_fallback_append) in doc
+    assert inspect.getsource(last_generated_id) in doc
     package = json.loads((NODE_DIR / "package.json").read_text())
     assert f'"redis": "{package["dependencies"]["redis"]}"' in doc
 

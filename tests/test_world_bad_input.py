@@ -16,6 +16,7 @@ from memstream.producers.events import EvidenceObserved
 from memstream.producers.world import World
 from memstream.projections.reader import AsyncReader
 from memstream.workers import dlq
+from tests.test_wire_protocol import multi_fallback_append
 from tests.workers_util import running_worker
 from tests.world_util import Oracle
 
@@ -85,12 +86,11 @@ def _raw_receipt(r: redis.Redis, data: dict[str, Any], **extra: str) -> Receipt:
     """Append with MULTI/XADD, bypassing every check (the wire protocol's fallback)."""
     fields: dict[str, Any] = {"type": "evidence.observed", "data": msgpack.packb(data),
                               "ct": "msgpack", **extra}  # fmt: skip
-    pipe = r.pipeline(transaction=True)
-    pipe.xadd(keys.log(P, OWNER), fields)
-    log_id = pipe.execute()[0].decode()
-    feed_id = r.xadd(keys.feed(P), {"o": OWNER, "l": log_id})
-    r.hset(keys.heads(P), OWNER, log_id)
-    return Receipt(OWNER, P, log_id, feed_id.decode())
+    flat = [str(x) if not isinstance(x, bytes) else x for kv in fields.items() for x in kv]
+    one: Any = r.client  # one connection: WATCH and MULTI are connection state
+    with one() as conn:
+        log_id, feed_id = multi_fallback_append(conn, OWNER, 16, flat)
+    return Receipt(OWNER, P, log_id, feed_id)
 
 
 def _evidence(**change: Any) -> dict[str, Any]:

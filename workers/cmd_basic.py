@@ -15,7 +15,8 @@ import redis
 def cmd_init(args: argparse.Namespace, client: redis.Redis) -> int:
     from .deploy import init
 
-    d = init(client, partitions=args.partitions, max_event_bytes=args.max_event_bytes)
+    d = init(client, partitions=args.partitions, max_event_bytes=args.max_event_bytes,
+             require_signed=args.require_signed)  # fmt: skip
     print(
         f"memstream initialised: partitions={d.partitions} version={d.version} "
         f"max_event_bytes={d.max_event_bytes} format={d.format}"
@@ -83,6 +84,11 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", parents=[common], help="load functions and write ms:meta")
     p.add_argument("--partitions", type=int, default=None)
     p.add_argument("--max-event-bytes", type=int, default=None)
+    p.add_argument(
+        "--require-signed", action=argparse.BooleanOptionalAction, default=None,
+        help="workers and replay refuse log entries not written by ms_append "
+        "(docs/security.md); kept as it is when not given",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_init)
 
     p = sub.add_parser("tail", parents=[common], help="print an owner's decoded log")

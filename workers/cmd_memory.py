@@ -15,12 +15,14 @@ if TYPE_CHECKING:
 
 def cmd_forget(args: argparse.Namespace, client: redis.Redis) -> int:
     from .cli import settings_from
-    from .forget import forget_owner, forget_requested
+    from .forget import compact, forget_owner, forget_requested
 
     settings = settings_from(args)
     if args.requested:
         for result in forget_requested(client, settings):
             print(result.text())
+        if args.compact:
+            print(compact(client))
         return 0
     if args.owner is None:
         print("memstream: forget needs OWNER (or --requested)", file=sys.stderr)
@@ -38,6 +40,8 @@ def cmd_forget(args: argparse.Namespace, client: redis.Redis) -> int:
             print("forget cancelled", file=sys.stderr)
             return 1
     print(forget_owner(client, args.owner, settings).text())
+    if args.compact:
+        print(compact(client))
     return 0
 
 
@@ -94,6 +98,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "--requested",
         action="store_true",
         help="run the forgets that owner.forgotten events requested",
+    )
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="then rewrite the AOF and snapshot the RDB, so the forgotten data leaves the "
+        "persistence files too (BGREWRITEAOF, BGSAVE; see docs/security.md)",
     )
     p.set_defaults(handler=cmd_forget)
 

@@ -258,6 +258,10 @@ def run_demo(data_dir: Path, console: Console, *, workers: int = 2) -> int:
             f"(Reader.wait on each receipt); dead-lettered: {dead}", highlight=False)  # fmt: skip
         for agent in AGENTS:
             report(reader, console, agent, run, deployment.partitions)
+        console.rule("cold tier")  # archive to data_dir/archive, read across the boundary
+        from memstream.tiering.demo import demo_tier
+
+        demo_tier(client, data_dir, console, AGENTS[0].owner)
         console.rule("memstream status")
         render(gather(client), console)
     say("stopped the workers and Redis", highlight=False)

@@ -6,6 +6,7 @@ change ``partitions`` once any owner has data, because every key embeds its part
 
 from __future__ import annotations
 
+import secrets
 from importlib import resources
 from typing import Any
 
@@ -34,9 +35,22 @@ def lua_sources() -> list[str]:
     return sources
 
 
+KEY_PLACEHOLDER = "__MEMSTREAM_SIGNING_KEY__"
+
+
+def signing_key(client: redis.Redis) -> str:
+    """The deployment's signing key (docs/security.md), made on first use."""
+    client.set(keys.SIGNING_KEY, secrets.token_hex(32), nx=True)
+    raw: Any = client.get(keys.SIGNING_KEY)
+    return str(raw.decode())
+
+
 def load_functions(client: redis.Redis) -> None:
+    """Load every library, with the signing key written into the code: a function cannot
+    read a key its caller may not read, and producers must not read the signing key."""
+    key = signing_key(client)
     for source in lua_sources():
-        client.function_load(source, replace=True)
+        client.function_load(source.replace(KEY_PLACEHOLDER, key), replace=True)
 
 
 def _has_data(client: redis.Redis, partitions: int) -> bool:
@@ -68,8 +82,13 @@ def init(
     partitions: int | None = None,
     max_event_bytes: int | None = None,
     eid_ttl: int | None = None,
+    require_signed: bool | None = None,
 ) -> Deployment:
-    """Load functions, write ``ms:meta`` and the per-partition copies; return the result."""
+    """Load functions, write ``ms:meta`` and the per-partition copies; return the result.
+
+    ``require_signed``: workers dead-letter, and replay skips, log entries without a valid
+    signature (written around ``ms_append``, including the MULTI fallback); off, they are
+    applied and counted as ``unsigned`` (docs/security.md). None keeps the current mode."""
     if partitions is not None and not 1 <= partitions <= 16384:
         raise ConfigError("partitions must be between 1 and 16384")
     if max_event_bytes is not None and not 64 <= max_event_bytes <= 64 * 1024 * 1024:
@@ -92,6 +111,9 @@ def init(
         format=FORMAT,
         next_version=current.next_version if current else None,
     )
+    # Before the new functions: a pointer written by the old ms_append must be exempt
+    # from the own-pointer rule by the time any new ms_apply can see it.
+    _mark_own_pointer_rule(client, wanted.partitions)
     load_functions(client)
     ttl = eid_ttl or DEFAULT_EID_TTL
     pipe = client.pipeline(transaction=False)
@@ -114,14 +136,31 @@ def init(
             "format": wanted.format,
         },
     )
+    if require_signed is not None:
+        for p in range(wanted.partitions):
+            pipe.hset(keys.conf(p), "signed", "1" if require_signed else "0")
     pipe.execute()
     ensure_groups(client, wanted, wanted.version)
     return wanted
+
+
+def _mark_own_pointer_rule(client: redis.Redis, partitions: int) -> None:
+    """Record, once per partition, the feed id from which every pointer must be its log
+    entry's own (feed id = log id, docs/security.md): pointers written before this
+    version's ``ms_append`` keep working. ``0-0`` on a new feed: no exemption."""
+    for p in range(partitions):
+        try:
+            info: Any = client.xinfo_stream(keys.feed(p))
+            last = info["last-generated-id"]
+            last = last.decode() if isinstance(last, bytes) else str(last)
+        except ResponseError:
+            last = "0-0"  # no feed yet
+        client.hsetnx(keys.conf(p), "own_from", last)
 
 
 def _drop_partition_keys(client: redis.Redis, partitions: int) -> None:
     """Remove the empty feeds and conf copies of a layout being replaced."""
     pipe = client.pipeline(transaction=False)
     for p in range(partitions):
-        pipe.delete(keys.feed(p), keys.conf(p))
+        pipe.delete(keys.feed(p), keys.conf(p), keys.last_id(p))
     pipe.execute()

@@ -33,6 +33,10 @@ PAGE = 500
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
+RETRY_TTL_S = 7 * 86_400
+"""How long a re-queued pointer stays applicable (its one-shot record's life)."""
+
+
 class DlqError(MemstreamError):
     """A DLQ reference is malformed, unknown or ambiguous, or retry is unsafe now."""
 
@@ -202,9 +206,12 @@ def _requeue(client: redis.Redis, d: DeadLetter) -> str | None:
                 if not pipe.xrange(dlq, d.id, d.id, count=1):
                     return None
                 pipe.multi()
+                # The new pointer is not the entry's own (its feed id differs from the log
+                # id): the one-shot record tells ms_apply it is a re-queue, not a forgery.
+                pipe.set(keys.retry(d.partition, d.owner, d.log_id), "1", ex=RETRY_TTL_S)
                 pipe.xadd(feed, {"o": d.owner, "l": d.log_id})
                 pipe.xdel(dlq, d.id)
-                new_id, _ = pipe.execute()
+                _, new_id, _ = pipe.execute()
                 return _text(new_id)
             except WatchError:
                 continue  # a worker dead-lettered something meanwhile: look again

@@ -88,7 +88,13 @@ def forget_owner(
         d = read_deployment(client)
         p = keys.partition(owner, d.partitions)
         entries, dropped = _drop_log(client, p, owner, _versions(client, p, d.version))
+        # Cold tier: the manifest and every archived object of the owner (before the
+        # rebuild below, which would otherwise fold the archived segments back in).
+        from memstream.tiering.hooks import forget_archive
+
+        forget_archive(client, settings, p, owner)
         found = _owner_keys(client, p, owner)
+        _drop_foreign_letters(client, owner, d.partitions, p)
         replay_owner(client, owner, settings, projections=projections)
         stale = [k for k, v in found if v != d.version]
         for i in range(0, len(stale), 500):
@@ -104,6 +110,28 @@ def forget_owner(
     )  # fmt: skip
     client.spublish(keys.changes(p), reset_record(owner, d.version))
     return result
+
+
+def compact(client: redis.Redis) -> str:
+    """Start the rewrites that drop forgotten data from Redis's persistence files: the
+    AOF keeps every write until it is rewritten (BGREWRITEAOF), and the RDB snapshot
+    keeps the data until the next save (BGSAVE). Both run in the background; a rewrite
+    already running is reported, not an error. Copies made elsewhere (backups, replicas'
+    files) are out of reach: see docs/security.md."""
+    info: Any = client.info("persistence")
+    done = []
+    if int(info.get("aof_enabled", 0)):
+        try:
+            client.bgrewriteaof()
+            done.append("AOF rewrite started")
+        except ResponseError as e:
+            done.append(f"AOF rewrite not started: {e}")
+    try:
+        client.bgsave(schedule=True)
+        done.append("RDB snapshot started")
+    except ResponseError as e:
+        done.append(f"RDB snapshot not started: {e}")
+    return "compact: " + "; ".join(done)
 
 
 def forget_requested(client: redis.Redis, settings: Settings | None = None) -> list[ForgetResult]:
@@ -133,6 +161,7 @@ def _drop_log(client: redis.Redis, p: int, owner: str, versions: set[int]) -> tu
     log, feed, dlq = keys.log(p, owner), keys.feed(p), keys.dlq(p)
     for _ in range(ATTEMPTS):
         eids = list(client.scan_iter(match=keys.eid_pattern(p, owner), count=PAGE))
+        eids += client.scan_iter(match=keys.retry_pattern(p, owner), count=PAGE)
         with client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(log)  # type: ignore[no-untyped-call]
@@ -160,6 +189,19 @@ def _drop_log(client: redis.Redis, p: int, owner: str, versions: set[int]) -> tu
             except WatchError:
                 continue  # the owner appended meanwhile: collect again
     raise ForgetError(f"the owner kept appending during {ATTEMPTS} attempts; try again")
+
+
+def _drop_foreign_letters(client: redis.Redis, owner: str, partitions: int, own: int) -> None:
+    """Dead letters of pointers that named the owner from another partition's feed (a bad
+    pointer lands in the DLQ of the feed it was in): selected by ``pointer_owner``."""
+    name = owner.encode()
+    for p in range(partitions):
+        if p == own:
+            continue  # done atomically with the log
+        dlq = keys.dlq(p)
+        found = [i for i, f in _stream(client, dlq) if f.get(b"pointer_owner") == name]
+        for chunk in _chunks(found):
+            client.xdel(dlq, *chunk)
 
 
 def _owner_keys(client: redis.Redis, p: int, owner: str) -> list[tuple[bytes, int]]:
@@ -190,11 +232,11 @@ def _groups(client: Any, feed: str) -> list[dict[str, Any]]:
 
 
 def _names(fields: dict[bytes, bytes], owner: str) -> bool:
-    """A dead letter of the owner, or one whose reason names it (e.g. a bad pointer)."""
-    if fields.get(b"owner") == owner.encode():
-        return True
-    words = fields.get(b"reason", b"").decode("utf-8", "replace").replace(":", " ").split()
-    return owner in (w.strip(".,;'\"()") for w in words)
+    """A dead letter of the owner: its ``owner`` field, or for a pointer too bad to parse
+    the raw owner it named (``pointer_owner``). Never the reason text: a reason may quote
+    anything, and a substring match deleted other owners' dead letters."""
+    name = owner.encode()
+    return fields.get(b"owner") == name or fields.get(b"pointer_owner") == name
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:

@@ -20,11 +20,22 @@ from memstream.producers.events import OwnerForgotten
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.notify import change_record
-from memstream.projections.ops import Op, Writes, sortable
+from memstream.projections.ops import Op, OpRangeError, Writes, check_ops, sortable
 from memstream.projections.registry import by_type
 
 Fields = Mapping[bytes, bytes]
 _LOG_ID = re.compile(r"\d{1,20}-\d{1,20}")
+MAX_LOG_MS = 10**13 - 1
+MAX_LOG_SEQ = 10**10 - 1
+"""Log ids workers fold: sortable ids (projections/ops.py) have 13 + 10 digits, so an id
+beyond them (only a raw XADD with an explicit id can make one) would sort wrongly."""
+FETCH_ERROR = b"\0fetch-error"
+"""Marker field of a log entry ms_fetch could not read (workers/lua/fetch.lua)."""
+UNSIGNED = b"\0unsigned"
+"""Marker field ms_fetch adds to an entry without a valid signature when the partition
+does not require one: the worker applies it and counts it (docs/security.md)."""
+MAX_ECHO = 200
+"""Longest piece of an entry quoted in a dead-letter reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +74,16 @@ def parse_pointer(p: int, partitions: int, fields: Fields) -> Pointer:
     owner, owner_p = _owner(raw_owner, partitions)
     log_id = raw_log.decode("utf-8", "replace")
     if not _LOG_ID.fullmatch(log_id):
-        raise DecodeError("feed entry l", "must be a stream id like 1700000000000-0", log_id)
+        raise DecodeError(
+            "feed entry l", "must be a stream id like 1700000000000-0", log_id[:MAX_ECHO]
+        )
+    ms, seq = (int(x) for x in log_id.split("-"))
+    if ms > MAX_LOG_MS or seq > MAX_LOG_SEQ:
+        raise DecodeError(
+            "feed entry l",
+            f"log id {log_id} is out of range (at most {MAX_LOG_MS}-{MAX_LOG_SEQ}): "
+            "ms_append never makes one",
+        )
     if owner_p != p:
         raise DecodeError("feed entry o", f"owner {owner} does not belong to partition {p}")
     return Pointer(owner, log_id)
@@ -96,6 +116,7 @@ class Planner:
         for projection in self.routes.get(event.type, ()):
             projection.apply(event, ctx, writes)
         change_record(event, ctx, writes)
+        check_ops(writes.ops)  # an op out of range must fail here, never in ms_apply
         return writes
 
     def plan(
@@ -129,6 +150,12 @@ class Planner:
                         counted.hincr(stats, f"unknown:{event.type[:64]}", 1)
                         ops = counted.ops
                         out.unknown += 1
+                    if not own_pointer(fid, pointer):
+                        ops = [pointer_check(ctx, fid, pointer), *ops]
+                    if UNSIGNED in raw:
+                        ops = [*ops, ("HINCR", stats, "unsigned", 1)]
+                except OpRangeError as e:
+                    reason = f"out of range: {e}"
                 except DecodeError as e:
                     reason = f"undecodable: {e}"
                 except Exception as e:  # a projection bug must not stop the worker
@@ -146,8 +173,13 @@ class Planner:
             return f"bad feed pointer: {pointer}"
         if entry.deliveries > self.max_deliveries:
             return f"delivered {entry.deliveries} times (max {self.max_deliveries})"
-        if logs.get(entry.feed_id) is None:
+        raw = logs.get(entry.feed_id)
+        if raw is None:
             return f"log entry {pointer.log_id} of {pointer.owner} is missing"
+        failed = raw.get(FETCH_ERROR)
+        if failed is not None:
+            text = failed.decode("utf-8", "replace")[:MAX_ECHO]
+            return f"log entry {pointer.log_id} of {pointer.owner} cannot be read: {text}"
         return None
 
     @staticmethod
@@ -158,10 +190,27 @@ class Planner:
         writes = Writes()
         owner = pointer.owner if isinstance(pointer, Pointer) else ""
         log_id = pointer.log_id if isinstance(pointer, Pointer) else ""
-        writes.xadd(
-            keys.dlq(ctx.keys.p),
-            [("feed_id", entry.feed_id), ("owner", owner), ("log_id", log_id),
-             ("group", group), ("deliveries", str(entry.deliveries)), ("reason", reason)],
-        )  # fmt: skip
+        fields: list[tuple[str, str | bytes]] = [
+            ("feed_id", entry.feed_id), ("owner", owner), ("log_id", log_id),
+            ("group", group), ("deliveries", str(entry.deliveries)), ("reason", reason),
+        ]  # fmt: skip
+        if not isinstance(pointer, Pointer):
+            # The raw owner of a bad pointer, capped: forget selects by this field.
+            fields.append(("pointer_owner", entry.fields.get(b"o", b"")[:MAX_ECHO]))
+        writes.xadd(keys.dlq(ctx.keys.p), fields)
         writes.hincr(ctx.keys.partition_key("stats"), "dlq", 1)
         return writes
+
+
+def own_pointer(feed_id: str, pointer: Pointer) -> bool:
+    """True when the pointer is its log entry's own: ``ms_append`` gives the log entry
+    the id of its feed entry, so any other pointer to it is a duplicate or a forgery."""
+    return feed_id == pointer.log_id
+
+
+def pointer_check(ctx: ApplyContext, feed_id: str, pointer: Pointer) -> Op:
+    """The PTR op that lets ``ms_apply`` decide a pointer that is not its entry's own: a
+    ``dlq retry`` re-queue (one-shot record) or one older than the rule, else refused."""
+    p = ctx.keys.p
+    return ("PTR", keys.retry(p, pointer.owner, pointer.log_id), keys.conf(p), feed_id,
+            pointer.log_id)  # fmt: skip

@@ -44,6 +44,7 @@ from memstream.projections.reader import VERSION_TTL_S
 from memstream.projections.registry import default_projections
 
 from .plan import Fields, Planner
+from .signing import Verifier
 
 PAGE = 500
 """Log entries per XRANGE: large enough to amortise the round trip, small enough to keep
@@ -123,21 +124,20 @@ class Folder:
         # One clock for the whole fold: an event whose TTL has passed writes nothing.
         self.now_ms = int(time.time() * 1000)
         self._ctx: dict[int, ApplyContext] = {}
+        self.verifier = Verifier(client)  # skip what workers refuse (docs/security.md)
 
     def entries(self, p: int, owner: str, start: str, end: str) -> Iterator[tuple[str, Fields]]:
         """Log entries from ``start`` ('-' or an exclusive '(id') up to ``end`` inclusive."""
-        log, low = keys.log(p, owner), start
-        while True:
-            rows: Any = self.client.xrange(log, low, end, count=PAGE)
-            for raw_id, fields in rows:
-                yield raw_id.decode(), fields
-            if len(rows) < PAGE:
-                return
-            low = "(" + rows[-1][0].decode()
+        # Cold tier: archived segments first, then the hot log, with no gap or duplicate.
+        from memstream.tiering.hooks import log_entries
+
+        yield from log_entries(self.client, self.settings, p, owner, start=start, end=end)
 
     def ops(self, p: int, owner: str, log_id: str, fields: Fields) -> list[Op] | None:
         """The event's ops in this version, or None (counted) when it folds to nothing."""
         try:
+            if self.verifier.reason(p, owner, log_id, fields):
+                raise DecodeError("sig", "is not ms_append's signature")
             event = decode_entry(owner, log_id, fields)
         except DecodeError:
             self.stats.undecodable += 1

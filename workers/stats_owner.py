@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from memstream.producers import keys
+from memstream.tiering.hooks import owner_cold, stats_lines
 
 from .replay import read_deployment
 
@@ -47,7 +48,17 @@ def owner_stats(client: redis.Redis, owner: str, *, sample: int = 64) -> dict[st
         groups["log"] = [log]
     types = {kind: _measure(client, names, sample) for kind, names in sorted(groups.items())}
     total = {field: sum(t[field] for t in types.values()) for field in ("keys", "entries", "bytes")}
-    return {"owner": owner, "partition": p, "version": d.version, "types": types, "total": total}
+    tiers = owner_cold(client, p, owner)  # hot and cold log figures (tiering)
+    tensors = _tensor_stats(client, keys.Projection(p, d.version), owner)
+    return {"owner": owner, "partition": p, "version": d.version, "types": types, "total": total,
+            "tiers": tiers, "tensors": tensors}  # fmt: skip
+
+
+def _tensor_stats(client: redis.Redis, pk: keys.Projection, owner: str) -> dict[str, Any]:
+    from memstream.projections.tensors import stats_by_kind, stats_key
+
+    raw: Any = client.hgetall(stats_key(pk, owner))
+    return stats_by_kind(raw)
 
 
 def _measure(client: redis.Redis, names: Sequence[str], sample: int) -> dict[str, Any]:
@@ -93,4 +104,8 @@ def render(stats: dict[str, Any]) -> str:
         )
     total = stats["total"]
     lines.append(f"{'total':<14}{total['keys']:>8}{total['entries']:>10}{total['bytes']:>12}")
+    lines += stats_lines(stats["tiers"]) if "tiers" in stats else []
+    for kind, t in stats.get("tensors", {}).items():
+        lines.append(f"tensors {kind}: {t.get('n', 0)} states, {t.get('raw', 0)} raw bytes -> "
+                     f"{t.get('stored', 0)} stored ({t['ratio']:.2f}x)")  # fmt: skip
     return "\n".join(lines)

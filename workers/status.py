@@ -17,6 +17,7 @@ from rich.table import Table
 
 from memstream.producers import keys
 from memstream.producers.deployment import Deployment
+from memstream.tiering.hooks import deployment_cold, status_lines
 
 from .deploy import read_deployment
 
@@ -103,6 +104,7 @@ def gather(client: redis.Redis) -> Status:
         "partitions": partitions,
         "consumers": _consumers(partitions),
         "totals": _totals(partitions),
+        "tiers": deployment_cold(client, deployment.partitions),  # hot and cold (tiering)
     }
 
 
@@ -233,6 +235,8 @@ def render(status: Mapping[str, Any], console: Console) -> None:
         console.print(_consumer_table(status["consumers"]))
     else:
         console.print("[yellow]no consumers: start one with `memstream worker`[/]")
+    for line in status_lines(status["tiers"]) if "tiers" in status else ():
+        console.print(line, highlight=False)
     dlq = status["totals"]["dlq_length"]
     if dlq:
         noun = "entry" if dlq == 1 else "entries"

@@ -25,9 +25,18 @@ def read_log(
 ) -> Iterator[StoredEvent | tuple[str, DecodeError]]:
     """Yield decoded entries in log order; an undecodable one is yielded with its error."""
     deployment = read_deployment(client)
-    log_key = keys.log(keys.partition(owner, deployment.partitions), owner)
+    p = keys.partition(owner, deployment.partitions)
+    log_key = keys.log(p, owner)
     last = "-"
-    while True:
+    # Cold tier: the archived segments and the hot log, then follow the hot log.
+    from memstream.tiering.hooks import read_all
+
+    for last, fields in read_all(client, p, owner):
+        try:
+            yield decode_entry(owner, last, fields)
+        except DecodeError as e:
+            yield last, e
+    while follow:
         start = last if last == "-" else f"({last}"
         page: Any = client.xrange(log_key, min=start, max="+", count=PAGE)
         for raw_id, fields in page:
@@ -38,8 +47,6 @@ def read_log(
                 yield last, e
         if len(page) == PAGE:
             continue
-        if not follow:
-            return
         client.xread({log_key: last if last != "-" else "0-0"}, block=block_ms, count=1)
 
 

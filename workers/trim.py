@@ -3,6 +3,11 @@
 For each group the oldest needed entry is its oldest pending one, or else the one after
 its last delivered. MINID drops strictly older entries, so nothing a group has not
 finished is ever removed.
+
+The same housekeeping reaps consumers: every worker process joins the groups under its
+own name, so the consumers of dead processes would pile up forever. One that has been
+idle longer than ``consumer_idle_ms`` and holds no pending entry is removed, atomically
+(``ms_reap_consumers``), so none that just took an entry can lose it.
 """
 
 from __future__ import annotations
@@ -33,9 +38,28 @@ async def needed_from(client: redis.asyncio.Redis, feed: str) -> tuple[int, int]
     return oldest
 
 
-async def trim_feed(client: redis.asyncio.Redis, p: int) -> int:
-    """Trim one partition's feed; return how many entries went."""
+CONSUMER_IDLE_MS = 3_600_000
+"""A consumer idle for an hour with nothing pending belongs to a dead process: a live
+one reads (XREADGROUP BLOCK) at least every few seconds, and if an idle-but-alive one is
+removed anyway, its next read simply creates it again."""
+
+
+async def reap_consumers(
+    client: redis.asyncio.Redis, p: int, idle_ms: int = CONSUMER_IDLE_MS
+) -> int:
+    """Remove the idle consumers without pending entries of every group on partition
+    ``p``'s feed; return how many went."""
+    removed: Any = await client.fcall("ms_reap_consumers", 1, keys.feed(p), str(idle_ms))
+    return int(removed)
+
+
+async def trim_feed(
+    client: redis.asyncio.Redis, p: int, *, consumer_idle_ms: int = CONSUMER_IDLE_MS
+) -> int:
+    """Trim one partition's feed and reap its dead consumers (idle longer than
+    ``consumer_idle_ms`` with nothing pending); return how many feed entries went."""
     feed = keys.feed(p)
+    await reap_consumers(client, p, consumer_idle_ms)
     need = await needed_from(client, feed)
     if need is None or need == (0, 1):
         return 0

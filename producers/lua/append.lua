@@ -13,6 +13,15 @@ local function fail(reason)
   return redis.error_reply('ERR memstream: ' .. reason)
 end
 
+-- Every value quoted in an error is capped: a 1 MB argument must not come back whole.
+local function cap(value)
+  local text = tostring(value)
+  if #text <= 64 then
+    return text
+  end
+  return string.sub(text, 1, 64) .. '... (' .. #text .. ' bytes)'
+end
+
 local ID_RULE = 'must be 1 to 200 characters from A-Z a-z 0-9 . _ @ + = - and start with a letter or digit'
 
 local function valid_id(s)
@@ -29,14 +38,191 @@ local function parse_args(args)
   for i = 1, #args, 2 do
     local name = args[i]
     if not ARGS[name] then
-      return nil, "unknown argument '" .. tostring(name) .. "'"
+      return nil, "unknown argument '" .. cap(name) .. "'"
     end
     if out[name] ~= nil then
-      return nil, "argument '" .. name .. "' given twice"
+      return nil, "argument '" .. cap(name) .. "' given twice"
     end
     out[name] = args[i + 1]
   end
   return out
+end
+
+
+-- Nesting depth: data deeper than MAX_DEPTH maps and lists is refused here, because
+-- recursive readers (JSON parsers, validators, printers) die on it instead of naming the
+-- entry. producers/codec.py has the same bound. Both scans jump from one structural byte
+-- to the next and skip strings whole, and run only when a count of the bytes that can
+-- open a container (may_nest) shows the data might be that deep.
+local MAX_DEPTH = 64
+
+-- True when `s` has more than MAX_DEPTH bytes of `class` (each find runs in C, and the
+-- count stops there): fewer bytes that can open a container cannot nest that deep.
+local function may_nest(s, class)
+  local pos, n = 1, 0
+  while true do
+    local i = string.find(s, class, pos)
+    if i == nil then
+      return false
+    end
+    n = n + 1
+    if n > MAX_DEPTH then
+      return true
+    end
+    pos = i + 1
+  end
+end
+
+local function json_too_deep(s)
+  if not may_nest(s, '[%[{]') then
+    return false
+  end
+  local pos, depth = 1, 0
+  while true do
+    local i, _, c = string.find(s, '([%[%]{}"])', pos)
+    if i == nil then
+      return false
+    end
+    pos = i + 1
+    if c == '"' then
+      while true do  -- skip the string, escapes included
+        local k, _, d = string.find(s, '(["\\])', pos)
+        if k == nil then
+          return false  -- unterminated: not JSON, workers dead-letter it with the reason
+        end
+        if d == '"' then
+          pos = k + 1
+          break
+        end
+        pos = k + 2
+      end
+    elseif c == '[' or c == '{' then
+      depth = depth + 1
+      if depth > MAX_DEPTH then
+        return true
+      end
+    else
+      depth = depth - 1
+    end
+  end
+end
+
+local function be(s, pos, n)
+  local v = 0
+  for i = pos, pos + n - 1 do
+    v = v * 256 + (string.byte(s, i) or 0)
+  end
+  return v
+end
+
+-- Bytes after the type byte of a msgpack scalar: fixed, or a length of `n` bytes first.
+local MP_FIXED = {
+  [0xc0] = 0, [0xc2] = 0, [0xc3] = 0, [0xca] = 4, [0xcb] = 8, [0xcc] = 1, [0xcd] = 2,
+  [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8, [0xd4] = 2,
+  [0xd5] = 3, [0xd6] = 5, [0xd7] = 9, [0xd8] = 17,
+}
+local MP_SIZED = {  -- type byte -> {length bytes, extra bytes (ext type)}
+  [0xc4] = {1, 0}, [0xc5] = {2, 0}, [0xc6] = {4, 0}, [0xd9] = {1, 0}, [0xda] = {2, 0},
+  [0xdb] = {4, 0}, [0xc7] = {1, 1}, [0xc8] = {2, 1}, [0xc9] = {4, 1},
+}
+local MP_CONTAINER = {  -- type byte -> {count bytes, elements per count}
+  [0xdc] = {2, 1}, [0xdd] = {4, 1}, [0xde] = {2, 2}, [0xdf] = {4, 2},
+}
+
+local function msgpack_too_deep(s)
+  if not may_nest(s, '[\128-\159\220-\223]') then
+    return false
+  end
+  local pos, len, depth, left = 1, #s, 0, {}
+  while pos <= len do
+    local b = string.byte(s, pos)
+    local count = nil
+    if b <= 0x7f or b >= 0xe0 then
+      pos = pos + 1
+    elseif b <= 0x8f then
+      count, pos = (b - 0x80) * 2, pos + 1
+    elseif b <= 0x9f then
+      count, pos = b - 0x90, pos + 1
+    elseif b <= 0xbf then
+      pos = pos + 1 + (b - 0xa0)
+    elseif MP_FIXED[b] then
+      pos = pos + 1 + MP_FIXED[b]
+    elseif MP_SIZED[b] then
+      local n, extra = MP_SIZED[b][1], MP_SIZED[b][2]
+      pos = pos + 1 + n + extra + be(s, pos + 1, n)
+    elseif MP_CONTAINER[b] then
+      local n, per = MP_CONTAINER[b][1], MP_CONTAINER[b][2]
+      count, pos = be(s, pos + 1, n) * per, pos + 1 + n
+    else
+      return false  -- 0xc1 is never valid: workers dead-letter it with the reason
+    end
+    if count ~= nil and depth + 1 > MAX_DEPTH then
+      return true
+    end
+    if count ~= nil and count > 0 then
+      depth = depth + 1
+      left[depth] = count
+    else
+      -- one element done; a container whose last element this was is done too
+      while depth > 0 do
+        left[depth] = left[depth] - 1
+        if left[depth] > 0 then
+          break
+        end
+        depth = depth - 1
+      end
+    end
+  end
+  return false
+end
+
+-- Log and feed entries of one append share one id: the next id of the feed (what XADD *
+-- would pick there), or of the log when a write that bypassed ms_append put the log
+-- ahead. A pointer is then applied only if its feed id is its log id (docs/security.md):
+-- a duplicated or forged pointer cannot have the id of an entry it did not create.
+local function parse_id(id)
+  local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+local function last_id(key)
+  local info = redis.pcall('XINFO', 'STREAM', key)
+  if info.err then
+    if string.find(info.err, 'no such key', 1, true) then
+      return 0, 0
+    end
+    return nil, nil, info.err
+  end
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      return parse_id(info[i + 1])
+    end
+  end
+  return nil, nil, 'no last-generated-id'
+end
+
+-- The signature of a log entry (docs/security.md): only code that knows the signing key,
+-- written into this library at load time, can make it, and producers may not read it.
+-- The inner hash frames every field (none but data may hold a NUL, and data is last), the
+-- outer one is of fixed length, so it cannot be extended. workers/lua/fetch.lua and
+-- workers/signing.py compute the same.
+local SIGNING_KEY = '__MEMSTREAM_SIGNING_KEY__'
+
+local function signature(owner, id, a, v, ct)
+  local frame = table.concat({owner, id, a.type, v, ct, a.session or '', a.eid or '', a.data}, '\0')
+  return redis.sha1hex(SIGNING_KEY .. redis.sha1hex(frame))
+end
+
+local MAX_EXACT = 9007199254740991  -- 2^53 - 1: larger ids are not exact as Lua numbers
+
+local function next_id(now_ms, ms, seq)
+  if ms > MAX_EXACT or seq >= MAX_EXACT then
+    return nil
+  end
+  if now_ms > ms then
+    return string.format('%d-0', now_ms)
+  end
+  return string.format('%d-%d', ms, seq + 1)
 end
 
 local function ms_append(keys, args)
@@ -45,14 +231,14 @@ local function ms_append(keys, args)
   end
   local p, owner = string.match(keys[1], '^ms:{(%d+)}:log:(.*)$')
   if p == nil then
-    return fail('log key must look like ms:{P}:log:<owner>, got ' .. keys[1])
+    return fail('log key must look like ms:{P}:log:<owner>, got ' .. cap(keys[1]))
   end
   if not valid_id(owner) then
     return fail('owner ' .. ID_RULE)
   end
   local tag = 'ms:{' .. p .. '}'
   if keys[2] ~= tag .. ':feed' then
-    return fail('feed key must be ' .. tag .. ':feed, got ' .. keys[2])
+    return fail('feed key must be ' .. tag .. ':feed, got ' .. cap(keys[2]))
   end
 
   local a, err = parse_args(args)
@@ -66,15 +252,15 @@ local function ms_append(keys, args)
     return fail("field 'data' is required")
   end
   if #a.type > 64 or string.match(a.type, '^[a-z][a-z0-9_]*%.[a-z0-9_%.]*[a-z0-9_]$') == nil then
-    return fail("type must be 3 to 64 characters of a-z 0-9 _ . like 'message.appended', got '" .. a.type .. "'")
+    return fail("type must be 3 to 64 characters of a-z 0-9 _ . like 'message.appended', got '" .. cap(a.type) .. "'")
   end
   local ct = a.ct or 'msgpack'
   if ct ~= 'msgpack' and ct ~= 'json' then
-    return fail("ct must be 'json' or 'msgpack', got '" .. ct .. "'")
+    return fail("ct must be 'json' or 'msgpack', got '" .. cap(ct) .. "'")
   end
   local v = a.v or '1'
   if string.match(v, '^[1-9]%d?%d?%d?$') == nil then
-    return fail("v must be an integer from 1 to 9999, got '" .. v .. "'")
+    return fail("v must be an integer from 1 to 9999, got '" .. cap(v) .. "'")
   end
   if a.session ~= nil and not valid_id(a.session) then
     return fail('session ' .. ID_RULE)
@@ -97,6 +283,10 @@ local function ms_append(keys, args)
     return fail('data is ' .. #a.data .. ' bytes, over max_event_bytes ' .. max_bytes)
   end
 
+  if (ct == 'json' and json_too_deep(a.data)) or (ct == 'msgpack' and msgpack_too_deep(a.data)) then
+    return fail('data nests maps and lists deeper than ' .. MAX_DEPTH .. ' levels')
+  end
+
   local eid_key
   if a.eid ~= nil then
     eid_key = tag .. ':eid:' .. owner .. ':' .. a.eid
@@ -116,8 +306,55 @@ local function ms_append(keys, args)
     fields[#fields + 1] = 'eid'
     fields[#fields + 1] = a.eid
   end
-  local log_id = redis.call('XADD', keys[1], '*', unpack(fields))
-  local feed_id = redis.call('XADD', keys[2], '*', 'o', owner, 'l', log_id)
+  local t = redis.call('TIME')
+  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  -- The id: the next one of the feed. Its last id is kept in ms:{P}:last by every append
+  -- (a GET is a twentieth of XINFO STREAM); when that is behind (a pointer written by
+  -- `dlq retry` or around ms_append), the feed refuses the id and XINFO gives the truth.
+  local last_key = tag .. ':last'
+  local feed_ms, feed_seq = parse_id(redis.call('GET', last_key) or '0-0')
+  local log_id = next_id(now_ms, feed_ms or 0, feed_seq or 0)
+  local feed_id = log_id and redis.pcall('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+  if not feed_id or feed_id.err then
+    local feed_err
+    feed_ms, feed_seq, feed_err = last_id(keys[2])
+    if feed_ms == nil then
+      return fail('feed ' .. keys[2] .. ' is not a stream: ' .. cap(feed_err))
+    end
+    log_id = next_id(now_ms, feed_ms, feed_seq)
+    if log_id == nil then
+      return fail('cannot append to the feed: its id space is exhausted')
+    end
+    feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+  end
+  local n = #fields
+  fields[n + 1] = 'sig'
+  fields[n + 2] = signature(owner, log_id, a, v, ct)
+  local added = redis.pcall('XADD', keys[1], log_id, unpack(fields))
+  if added.err then
+    -- The log is ahead of the feed (written around ms_append) or not a stream. The pointer
+    -- just written stays: its entry can never exist (the log is past it), so workers
+    -- dead-letter it as missing. Producers get no XDEL, which would let them delete others'.
+    local log_ms, log_seq, log_err = last_id(keys[1])
+    if log_ms == nil then
+      return fail('log key is not a stream: ' .. cap(log_err))
+    end
+    local ms, seq = parse_id(log_id)
+    if log_ms > ms or (log_ms == ms and log_seq > seq) then
+      ms, seq = log_ms, log_seq
+    end
+    log_id = next_id(now_ms, ms, seq)
+    if log_id == nil then
+      return fail('cannot append to the log: its id space is exhausted')
+    end
+    fields[n + 2] = signature(owner, log_id, a, v, ct)
+    added = redis.pcall('XADD', keys[1], log_id, unpack(fields))
+    if added.err then
+      return fail('cannot append to the log: ' .. cap(added.err))
+    end
+    feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+  end
+  redis.call('SET', last_key, log_id)
   redis.call('HSET', tag .. ':heads', owner, log_id)
   if eid_key ~= nil then
     redis.call('SET', eid_key, log_id .. ' ' .. feed_id, 'EX', tonumber(conf[3]) or 86400)

@@ -16,6 +16,19 @@ local function ver_of(s)
   return string.sub(s, 1, VERSION_LEN)
 end
 
+-- Internal functions refuse callers without the worker's rights. Redis checks every
+-- command a function runs against the caller's ACL anyway; this check makes the refusal
+-- explicit and happen before any write: the caller must be allowed to XACK the
+-- partition's feed, which the producer and reader roles are not (docs/security.md).
+local function require_worker(key, name)
+  local tag = string.match(key or '', '^(ms:{%d+})')
+  if tag == nil or not redis.acl_check_cmd('XACK', tag .. ':feed', 'v1', '0-1') then
+    return redis.error_reply('NOPERM memstream: ' .. name .. ' needs the worker role '
+      .. '(XACK on the partition feed); see docs/security.md')
+  end
+  return nil
+end
+
 local OPS = {}
 
 -- Last writer wins: value stored as <version><payload>; older versions are dropped.
@@ -139,7 +152,7 @@ end
 -- EXPAT no earlier than a floor (a hash field holding 13-digit ms) that TTL extensions
 -- raise: a write that lands after an extension still gets the extended life.
 OPS.EXPATF = function(keys, op)
-  local floor = tonumber(redis.call('HGET', keys[op[4]], op[5]) or '0')
+  local floor = tonumber(redis.call('HGET', keys[op[4]], op[5]) or '0') or 0
   OPS.EXPAT(keys, {'EXPATF', op[2], math.max(tonumber(op[3]), floor)})
 end
 
@@ -273,36 +286,274 @@ OPS.PRUNE = function(keys, op)
   end
 end
 
+-- Owner-pointer check (PTR, first op of an entry whose feed id is not its log id): the
+-- pointer is applied only when it was re-queued by `memstream dlq retry` (a one-shot
+-- record, consumed here) or predates the own-pointer rule (conf field own_from).
+-- [2] retry record key [3] conf key [4] feed id [5] log id. Checked in validate_ops.
+OPS.PTR = function(keys, op)
+  redis.call('DEL', keys[op[2]])
+end
+
 local function run_ops(keys, ops)
   for _, op in ipairs(ops) do
-    local fn = OPS[op[1]]
-    if fn == nil then
-      error('memstream: unknown op ' .. tostring(op[1]))
-    end
-    fn(keys, op)
+    OPS[op[1]](keys, op)
   end
+end
+
+-- Validation: every op's arguments are checked before the first write of its entry, so
+-- an op can never fail half-way for a reason its arguments show (docs/security.md).
+local MAX_INT = 9007199254740992  -- 2^53: integers above it are not exact as Lua numbers
+local MAX_SUM = 9.2e18  -- below 2^63 (HINCRBY's int64) with room for the double's rounding
+
+local function is_int(n, lo, hi)
+  return type(n) == 'number' and n == math.floor(n) and n >= lo and n <= hi
+end
+
+-- A finite number within MAX_INT (NaN fails n == n).
+local function is_num(n)
+  return type(n) == 'number' and n == n and math.abs(n) <= MAX_INT
+end
+
+local function is_str(s)
+  return type(s) == 'string'
+end
+
+local function is_ver(s)
+  return type(s) == 'string' and #s == VERSION_LEN and string.match(s, '^%d+%-%d+$') ~= nil
+end
+
+-- A stream id as two fixed-width digit strings, so ids of any size compare exactly.
+local function id_key(id)
+  local ms, seq = string.match(id or '', '^(%d+)%-(%d+)$')
+  if ms == nil or #ms > 20 or #seq > 20 then
+    return nil
+  end
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+
+local KEY_ARGS = {
+  LWW = {2}, ZLOG = {2}, CLEAR = {2, 3}, HMAX = {2}, HINCR = {2}, ZMAX = {2}, ZMIN = {2},
+  EXPAT = {2}, EXPATF = {2, 4}, DEL = {2}, XADD = {2}, SPUB = {2}, LWWZ = {2, 6},
+  PRUNE = {2}, PTR = {2, 3},
+}
+local OPTIONAL_KEYS = { ZLOG = {5}, PRUNE = {4, 5} }
+local ARITY = {
+  LWW = 5, ZLOG = 6, CLEAR = 5, HMAX = 4, HINCR = 4, ZMAX = 4, ZMIN = 4, EXPAT = 3,
+  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5,
+}
+
+local function key_ok(keys, i)
+  return is_int(i, 1, #keys)
+end
+
+-- Room for `n` more in a counter field: HINCRBY fails on int64 overflow. Returns nil, or
+-- the reason there is none (a key of the wrong type or a non-integer field, too).
+local function counter_room(keys, pending, ki, field, n)
+  local id = ki .. '\0' .. field
+  local cur = pending[id]
+  if cur == nil then
+    local raw = redis.pcall('HGET', keys[ki], field)
+    if type(raw) == 'table' and raw.err then
+      return string.sub(raw.err, 1, 120)
+    end
+    cur = raw and tonumber(raw) or 0
+    if cur == nil then
+      return 'counter ' .. string.sub(field, 1, 64) .. ' holds no integer'
+    end
+  end
+  cur = cur + n
+  pending[id] = cur
+  if math.abs(cur) >= MAX_SUM then
+    return 'counter ' .. string.sub(field, 1, 64) .. ' would leave the int64 range'
+  end
+  return nil
+end
+
+local CHECK = {}
+CHECK.LWW = function(op) return is_str(op[3]) and is_ver(op[4]) and is_str(op[5]) end
+CHECK.ZLOG = function(op)
+  return is_str(op[3]) and #op[3] >= VERSION_LEN and is_int(op[4], 0, 2147483647)
+    and is_str(op[6])
+end
+CHECK.CLEAR = function(op) return is_str(op[4]) and is_ver(op[5]) end
+CHECK.HMAX = function(op) return is_str(op[3]) and is_str(op[4]) end
+CHECK.HINCR = function(op) return is_str(op[3]) and is_int(op[4], -MAX_INT, MAX_INT) end
+CHECK.ZMAX = function(op) return is_str(op[3]) and is_num(op[4]) end
+CHECK.ZMIN = CHECK.ZMAX
+CHECK.EXPAT = function(op) return is_int(op[3], 0, MAX_INT) end
+CHECK.EXPATF = function(op) return is_int(op[3], 0, MAX_INT) and is_str(op[5]) end
+CHECK.DEL = function(op) return true end
+CHECK.XADD = function(op)
+  if #op < 4 or #op % 2 ~= 0 then return false end
+  for i = 3, #op do
+    if not (is_str(op[i]) or is_int(op[i], -MAX_INT, MAX_INT)) then return false end
+  end
+  return true
+end
+CHECK.SPUB = function(op) return is_str(op[3]) end
+CHECK.LWWZ = function(op)
+  local score = op[8]
+  return is_str(op[3]) and is_ver(op[4]) and is_str(op[5]) and is_str(op[7]) and is_str(score)
+    and (score == '' or (#score <= 32 and is_num(tonumber(score))))
+end
+CHECK.PRUNE = function(op) return is_int(op[3], 1, 1048576) end
+CHECK.PTR = function(op) return is_str(op[4]) and is_str(op[5]) end
+CHECK.WOBS = function(op, keys)
+  local depth = #op - 30
+  if depth < 1 or depth > 16 then return false end
+  for i = 2, 5 do
+    if not key_ok(keys, op[i]) then return false end
+  end
+  for d = 1, 16 do
+    local i = op[5 + d]
+    if d <= depth then
+      if not key_ok(keys, i) then return false end
+    elseif i ~= 0 then
+      return false
+    end
+  end
+  for _, i in ipairs({22, 23, 24, 28, 29, 30}) do
+    if not is_str(op[i]) then return false end
+  end
+  for i = 31, #op do
+    if not is_str(op[i]) then return false end
+  end
+  return is_int(op[25], 1, MAX_INT) and is_int(op[26], 0, MAX_INT) and is_int(op[27], 0, MAX_INT)
+end
+
+-- The reason an entry's ops cannot run, or nil when every one of them can.
+local function validate_ops(keys, ops, feed_id)
+  if type(ops) ~= 'table' then
+    return 'ops must be a list'
+  end
+  local pending = {}
+  for n, op in ipairs(ops) do
+    local name = type(op) == 'table' and op[1]
+    local where = 'op ' .. n .. ' (' .. tostring(name):sub(1, 16) .. ')'
+    if CHECK[name] == nil then
+      return where .. ': unknown op'
+    end
+    if ARITY[name] and #op ~= ARITY[name] then
+      return where .. ': takes ' .. ARITY[name] .. ' arguments, got ' .. #op
+    end
+    for _, i in ipairs(KEY_ARGS[name] or {}) do
+      if not key_ok(keys, op[i]) then
+        return where .. ': argument ' .. (i - 1) .. ' is not a declared key'
+      end
+    end
+    for _, i in ipairs(OPTIONAL_KEYS[name] or {}) do
+      if op[i] ~= 0 and not key_ok(keys, op[i]) then
+        return where .. ': argument ' .. (i - 1) .. ' is not a declared key'
+      end
+    end
+    if not CHECK[name](op, keys) then
+      return where .. ': an argument is out of its range (see projections/ops.py)'
+    end
+    local why = nil
+    if name == 'HINCR' then
+      why = counter_room(keys, pending, op[2], op[3], op[4])
+    elseif name == 'WOBS' then
+      for d = 1, #op - 30 do
+        why = why or counter_room(keys, pending, op[5 + d], op[23] .. ':' .. op[24], op[25])
+      end
+    end
+    if why ~= nil then
+      return where .. ': ' .. why
+    elseif name == 'PTR' then
+      if op[4] ~= feed_id then
+        return where .. ': names another feed entry'
+      end
+      local from = redis.call('HGET', keys[op[3]], 'own_from')
+      local legacy = from and id_key(feed_id) and id_key(from) and id_key(feed_id) <= id_key(from)
+      if not legacy and redis.call('EXISTS', keys[op[2]]) == 0 then
+        return 'not the log entry\'s own pointer: feed id ' .. feed_id:sub(1, 41)
+          .. ' points at log id ' .. op[5]:sub(1, 41)
+          .. ' (a duplicated or forged pointer; see docs/security.md)'
+      end
+    end
+  end
+  return nil
+end
+
+local function error_text(e)
+  if type(e) == 'table' then
+    e = e.err
+  end
+  return string.sub(tostring(e), 1, 300)
+end
+
+-- Dead-letter one entry from inside the call (its XACK already returned 1).
+local function reject(keys, rej, entry, reason)
+  if rej.dlq == nil then
+    error('memstream: entry ' .. tostring(entry[1]) .. ' rejected and no DLQ given: ' .. reason)
+  end
+  local owner, ver = entry[3] or '', entry[4] or ''
+  local log_id = ''
+  local ms, seq = string.match(ver, '^0*(%d-%d)%-0*(%d-%d)$')
+  if ms then
+    log_id = ms .. '-' .. seq
+  end
+  redis.call('XADD', rej.dlq, 'MAXLEN', '~', 100000, '*',
+    'feed_id', entry[1], 'owner', owner, 'log_id', log_id, 'group', rej.group,
+    'deliveries', '1', 'reason', 'rejected by ms_apply: ' .. reason)
+  if rej.stats then
+    redis.call('HINCRBY', rej.stats, 'dlq', 1)
+  end
+end
+
+-- Validate, then run one entry's ops; a failure dead-letters this entry alone. Only a
+-- server-side error that no argument shows (a key of the wrong type, say) can leave
+-- some of the entry's writes done; validation rules out everything else.
+local function run_entry(keys, rej, entry)
+  local reason = validate_ops(keys, entry[2], entry[1])
+  if reason == nil then
+    local ok, e = pcall(run_ops, keys, entry[2])
+    if ok then
+      return
+    end
+    reason = 'failed inside ms_apply: ' .. error_text(e)
+    batch.marks = {}  -- a failed op may have left a cached watermark behind
+  end
+  reject(keys, rej, entry, reason)
 end
 
 -- Fold events that need no ack gate (replay's writes, an owner's rebuild), as one call.
+-- Fold events that need no ack gate (replay's writes, an owner's rebuild). Each event is
+-- validated first, as ms_apply does; one that fails is skipped (workers dead-letter it).
+-- Returns how many events were folded.
 local function run_folds(keys, folds)
   begin_batch()
+  local done = 0
   for _, ops in ipairs(folds) do
-    run_ops(keys, ops)
+    -- pcall: a server-side error (a key of the wrong type) skips this event alone.
+    if validate_ops(keys, ops, '') == nil and pcall(run_ops, keys, ops) then
+      done = done + 1
+    else
+      batch.marks = {}
+    end
   end
   end_batch()
+  return done
 end
 
 -- KEYS[1] = feed; the rest are every key the ops name (ops refer to them by index).
--- ARGV[1] = group, ARGV[2] = msgpack [[feed_id, ops, owner?, version?], ...]
--- ARGV[3] (optional) = '1' when KEYS[2] is the version's fences hash (replay --owner):
--- an entry that names its owner and sortable log id, at or below that owner's fence, is
--- acked without writing, because the owner's rebuild already folded it.
+-- ARGV[1] = group, ARGV[2] = msgpack [[feed_id, ops, owner, sortable log id], ...]
+-- (owner and log id may be absent), ARGV[3] = '1' when KEYS[2] is the version's fences
+-- hash (replay --owner): an entry that names its owner and sortable log id, at or below
+-- that owner's fence, is acked without writing, because the owner's rebuild already
+-- folded it. ARGV[4], ARGV[5] (optional) = KEYS index of the partition's DLQ and stats:
+-- an entry whose ops fail validation, or fail on the server, is dead-lettered there alone.
 -- Returns the number of entries acked here (XACK returned 1), fenced ones included.
 local function ms_apply(keys, args)
+  local refused = require_worker(keys[1], 'ms_apply')
+  if refused then
+    return refused
+  end
   local group = args[1]
   local entries = cmsgpack.unpack(args[2])
   -- One EXISTS per call keeps the common case (no rebuild ever ran) to no extra reads.
   local fenced = args[3] == '1' and redis.call('EXISTS', keys[2]) == 1
+  local rej = {group = group, dlq = keys[tonumber(args[4] or '')], stats = keys[tonumber(args[5] or '')]}
   local fences = {}
   local acked = 0
   begin_batch()
@@ -310,7 +561,7 @@ local function ms_apply(keys, args)
     if redis.call('XACK', keys[1], group, entry[1]) == 1 then
       acked = acked + 1
       local skip = false
-      if fenced and entry[3] then
+      if fenced and type(entry[3]) == 'string' and type(entry[4]) == 'string' then
         local fence = fences[entry[3]]
         if fence == nil then
           fence = redis.call('HGET', keys[2], entry[3])
@@ -320,7 +571,7 @@ local function ms_apply(keys, args)
       end
       if not skip then
         current_feed_id = entry[1]
-        run_ops(keys, entry[2])
+        run_entry(keys, rej, entry)
         current_feed_id = ''
       end
     end
@@ -332,10 +583,12 @@ end
 -- Replay writes for events up to the cutoff: no ack (they come from the log, not the
 -- feed); each event is folded once by the replayer. ARGV[1] = msgpack [ops, ...]
 local function ms_write(keys, args)
+  local refused = require_worker(keys[1], 'ms_write')
+  if refused then
+    return refused
+  end
   current_feed_id = ''
-  local folds = cmsgpack.unpack(args[1])
-  run_folds(keys, folds)
-  return #folds
+  return run_folds(keys, cmsgpack.unpack(args[1]))
 end
 
 -- Start building version N+1 in one partition, atomically: its group starts at the
@@ -343,21 +596,41 @@ end
 -- folded by the replayer (<= cutoff) or applied by live workers (after it), never both.
 -- KEYS = feed, heads, cutoff. ARGV[1] = group.
 local function ms_replay_begin(keys, args)
+  local refused = require_worker(keys[1], 'ms_replay_begin')
+  if refused then
+    return refused
+  end
   redis.call('DEL', keys[3])
   local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', keys[1], args[1], '$', 'MKSTREAM')
   if not ok then
     return redis.error_reply('ERR memstream: cannot create group ' .. args[1] .. ': ' .. tostring(err))
   end
-  local heads = redis.call('HGETALL', keys[2])
-  -- HSET in chunks: unpack() of a large table overflows Lua's C stack.
-  for i = 1, #heads, 1000 do
-    redis.call('HSET', keys[3], unpack(heads, i, math.min(i + 999, #heads)))
+  -- The cutoff is the feed's last id, the same for every owner: a log entry and its
+  -- pointer share one id (ms_append), so an entry at or below it was pointed at before
+  -- the group's start (the replayer folds it) and one above it after (live workers apply
+  -- it). Older entries have a log id at or below their pointer's, which is at or below
+  -- own_from, so they are folded too. The head values are not used: producers can write
+  -- heads, and a forged head must not move a replay's cutoff (docs/security.md).
+  local info = redis.call('XINFO', 'STREAM', keys[1])
+  local cut = '0-0'
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then cut = info[i + 1] end
   end
-  return #heads / 2
+  local owners = redis.call('HKEYS', keys[2])
+  -- HSET in chunks: unpack() of a large table overflows Lua's C stack.
+  for i = 1, #owners, 500 do
+    local pairs_ = {}
+    for j = i, math.min(i + 499, #owners) do
+      pairs_[#pairs_ + 1] = owners[j]
+      pairs_[#pairs_ + 1] = cut
+    end
+    redis.call('HSET', keys[3], unpack(pairs_))
+  end
+  return #owners
 end
 
 -- Rebuild one owner in place in the active version (replay --owner), atomically:
--- check the owner's head is still the one the fold stopped at, delete the owner's keys,
+-- check the owner's log still ends where the fold stopped, delete the owner's keys,
 -- run the fold, and raise the owner's fence so ms_apply skips what the fold contains.
 -- KEYS[1] = heads, KEYS[2] = fences, KEYS[3] = feed; the rest are the keys to delete and
 -- every key the ops name. ARGV[1] = owner, ARGV[2] = head ('' when the owner has no
@@ -366,8 +639,16 @@ end
 -- Returns {1, n}: done; {0, head}: the owner appended meanwhile, fold up to this head and
 -- call again; {-1, ''}: the version's group is gone (replay flipped), nothing written.
 local function ms_rebuild_owner(keys, args)
+  local refused = require_worker(keys[1], 'ms_rebuild_owner')
+  if refused then
+    return refused
+  end
   local owner, head, fence, group = args[1], args[2], args[3], args[4]
-  local current = redis.call('HGET', keys[1], owner) or ''
+  -- The log's real last id, not heads[owner]: producers can write heads, and a forged
+  -- head would set the fence past entries the fold never saw (docs/security.md).
+  local tag = string.match(keys[1], '^(ms:{%d+}):heads$')
+  local last = tag and redis.call('XREVRANGE', tag .. ':log:' .. owner, '+', '-', 'COUNT', 1)
+  local current = (last and last[1] and last[1][1]) or ''
   if current ~= head then
     return {0, current}
   end
@@ -379,18 +660,48 @@ local function ms_rebuild_owner(keys, args)
   for _, i in ipairs(cmsgpack.unpack(args[5])) do
     redis.call('DEL', keys[i])
   end
-  local folds = cmsgpack.unpack(args[6])
-  run_folds(keys, folds)
+  local done = run_folds(keys, cmsgpack.unpack(args[6]))
   if fence ~= '' then
     local cur = redis.call('HGET', keys[2], owner)
     if (not cur) or cur < fence then
       redis.call('HSET', keys[2], owner, fence)
     end
   end
-  return {1, #folds}
+  return {1, done}
+end
+
+-- Remove the consumers of every group of a feed that have been idle longer than ARGV[1]
+-- ms and hold no pending entries: each worker process joins under its own name, so
+-- dead ones would pile up forever. One atomic call, so a consumer that reads between the
+-- check and the delete cannot lose entries (XGROUP DELCONSUMER drops its pending ones).
+-- KEYS[1] = feed. Returns how many consumers went.
+local function ms_reap_consumers(keys, args)
+  local refused = require_worker(keys[1], 'ms_reap_consumers')
+  if refused then
+    return refused
+  end
+  local idle_ms = tonumber(args[1])
+  if redis.call('EXISTS', keys[1]) == 0 or idle_ms == nil then
+    return 0
+  end
+  local removed = 0
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', keys[1])) do
+    local group = {}
+    for i = 1, #g, 2 do group[g[i]] = g[i + 1] end
+    for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', keys[1], group.name)) do
+      local info = {}
+      for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+      if info.pending == 0 and info.idle > idle_ms then
+        redis.call('XGROUP', 'DELCONSUMER', keys[1], group.name, info.name)
+        removed = removed + 1
+      end
+    end
+  end
+  return removed
 end
 
 redis.register_function('ms_apply', ms_apply)
+redis.register_function('ms_reap_consumers', ms_reap_consumers)
 redis.register_function('ms_rebuild_owner', ms_rebuild_owner)
 redis.register_function('ms_write', ms_write)
 redis.register_function('ms_replay_begin', ms_replay_begin)

@@ -1,0 +1,139 @@
+"""Bounded calls: retry transient driver errors with jittered backoff, within a deadline.
+
+Every producer and reader call runs through :func:`call` (sync) or :func:`acall` (async).
+The deadline counts everything: each try, each reconnect and handshake, each backoff
+sleep. The sync client's sockets are clipped to what is left of it (see
+:mod:`.connection`); the async call runs inside ``asyncio.timeout``. So a frozen Redis
+costs a call its deadline and no more, and the caller gets a :class:`MemstreamError`
+(:class:`RedisTimeoutError` when the last try timed out).
+
+Retrying is safe for what runs here: an append carries its ``eid`` (a retried append
+returns the first ids instead of writing twice) and reads have no effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, TypeVar
+
+from redis import exceptions as rx
+
+from .errors import RedisTimeoutError, RedisUnavailableError
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+T = TypeVar("T")
+
+_DEADLINE: ContextVar[float | None] = ContextVar("memstream_deadline", default=None)
+
+
+def current_deadline() -> float | None:
+    """``time.monotonic()`` at which the call in progress (in this thread or task) ends."""
+    return _DEADLINE.get()
+
+
+@contextmanager
+def deadline_scope(seconds: float) -> Iterator[float]:
+    """Set the deadline for the block; a deadline already in force that ends sooner wins."""
+    end = time.monotonic() + seconds
+    outer = _DEADLINE.get()
+    if outer is not None:
+        end = min(end, outer)
+    token = _DEADLINE.set(end)
+    try:
+        yield end
+    finally:
+        _DEADLINE.reset(token)
+
+
+def backoff_s(settings: Settings, failures: int) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**failures)]."""
+    return random.uniform(0, min(settings.backoff_cap, settings.backoff_base * 2**failures))
+
+
+def _translate(error: Exception, settings: Settings) -> Exception:
+    from .driver import translate_driver_error
+
+    if isinstance(error, rx.RedisError):
+        return translate_driver_error(error, settings)
+    if isinstance(error, TimeoutError):  # asyncio.timeout's, or a socket's
+        return RedisTimeoutError(_timeout_text(settings))
+    return error
+
+
+def _timeout_text(settings: Settings) -> str:
+    from .driver import address
+
+    return f"Redis at {address(settings)} did not answer in time"
+
+
+def _give_up(
+    error: Exception, previous: Exception | None, settings: Settings, tries: int, seconds: float
+) -> Exception:
+    """The error to raise when the deadline or the retries ran out.
+
+    A last try cut short by the deadline says less than the refusals before it: report
+    "cannot reach" rather than "did not answer" when the server was refusing us."""
+    if isinstance(error, RedisTimeoutError) and isinstance(previous, RedisUnavailableError):
+        return previous
+    if isinstance(error, RedisTimeoutError):
+        return RedisTimeoutError(
+            f"{_timeout_text(settings)}: gave up after {tries} tries in {seconds:.1f}s"
+        )
+    return error
+
+
+def call(fn: Callable[[], T], settings: Settings, seconds: float) -> T:
+    """Run ``fn`` (which talks to Redis) and retry it on transient errors until it
+    succeeds, ``settings.retries`` retries are spent, or ``seconds`` have passed.
+
+    Raises the :class:`MemstreamError` of the last try; other exceptions pass unchanged.
+    """
+    from .driver import is_transient
+
+    started = time.monotonic()
+    with deadline_scope(seconds) as end:
+        failures, previous = 0, None
+        while True:
+            try:
+                return fn()
+            except (rx.RedisError, TimeoutError) as e:
+                error = _translate(e, settings)
+                cause: Exception = e
+            failures += 1
+            left = end - time.monotonic()
+            if not is_transient(error) or failures > settings.retries or left <= 0:
+                took = time.monotonic() - started
+                raise _give_up(error, previous, settings, failures, took) from cause
+            previous = error
+            time.sleep(min(backoff_s(settings, failures), left))
+
+
+async def acall(fn: Callable[[], Awaitable[T]], settings: Settings, seconds: float) -> T:
+    """The asyncio twin of :func:`call`: the whole call runs under ``asyncio.timeout``."""
+    from .driver import is_transient
+
+    started = time.monotonic()
+    with deadline_scope(seconds) as end:
+        failures, previous = 0, None
+        while True:
+            left = end - time.monotonic()
+            try:
+                async with asyncio.timeout(max(left, 0.0)):
+                    return await fn()
+            except (rx.RedisError, TimeoutError) as e:
+                error = _translate(e, settings)
+                cause: Exception = e
+            failures += 1
+            left = end - time.monotonic()
+            if not is_transient(error) or failures > settings.retries or left <= 0:
+                took = time.monotonic() - started
+                raise _give_up(error, previous, settings, failures, took) from cause
+            previous = error
+            await asyncio.sleep(min(backoff_s(settings, failures), left))

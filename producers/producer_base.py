@@ -1,0 +1,157 @@
+"""What :class:`Producer` and :class:`AsyncProducer` share: construction, settings, the
+outbox, the eid TTL check and the shaping of receipts. See :mod:`.producer`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Self
+
+import redis
+
+from . import keys
+from .codec import ContentType
+from .core import Append, AppendCore, AppendManyError, Planned, Prepared, command
+from .deployment import DEFAULT_EID_TTL, Deployment
+from .driver import is_transient, translate_driver_error
+from .errors import ConfigError, MemstreamError
+from .receipt import Receipt
+from .redact import Redactor
+from .settings import Settings
+
+if TYPE_CHECKING:  # the outbox is imported only when one is asked for
+    from .outbox import Outbox, Row
+
+log = logging.getLogger("memstream.producer")
+
+PIPELINE_CHUNK = 1000
+"""Commands per pipeline round trip: big enough to amortise the trip, small enough to
+keep one reply buffer modest."""
+
+OWN_OPTIONS = ("redactor", "ct", "outbox")
+"""Producer options, as opposed to :class:`Settings` fields, in ``from_url``."""
+
+ManyItems = Iterable[Append | tuple[Any, ...]]
+
+
+def as_append(item: Append | tuple[Any, ...]) -> Append:
+    return item if isinstance(item, Append) else Append(*item)
+
+
+def _default_redactor(settings: Settings) -> Redactor:
+    return Redactor(emails=settings.redact_emails)
+
+
+def _collect(plans: Sequence[Planned], replies: Sequence[Any], settings: Settings) -> list[Receipt]:
+    receipts: list[Receipt | None] = []
+    errors: dict[int, MemstreamError] = {}
+    for i, (plan, reply) in enumerate(zip(plans, replies, strict=True)):
+        if isinstance(reply, redis.RedisError):
+            errors[i] = translate_driver_error(reply, settings)
+            receipts.append(None)
+        else:
+            receipts.append(AppendCore.receipt(plan, reply))
+    if errors:
+        raise AppendManyError(receipts, errors)
+    return [r for r in receipts if r is not None]
+
+
+def _settings_of(client: Any) -> Settings:
+    """Settings naming a client's address, for error messages, when none were given."""
+    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}
+    if "path" in kw:
+        return Settings(redis_url=f"unix://{kw['path']}")
+    url = f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+    return Settings(redis_url=url, username=kw.get("username"))
+
+
+def row_of(p: Prepared) -> tuple[str, str, tuple[Any, ...]]:
+    return p.owner, p.eid, p.args
+
+
+def flush_commands(rows: Sequence[Row], core: AppendCore) -> list[tuple[Any, ...]]:
+    n = core.deployment.partitions
+    return [command(row.owner, keys.partition(row.owner, n), row.args) for row in rows]
+
+
+class ProducerBase:
+    """Construction shared by both producers; each names its client factory."""
+
+    @staticmethod
+    def _make_client(settings: Settings) -> Any:
+        raise NotImplementedError
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        redactor: Redactor | None = None,
+        ct: ContentType = "msgpack",
+        settings: Settings | None = None,
+        outbox: str | None = None,
+    ) -> None:
+        """``client``: a redis-py client (sync or asyncio to match); ``redactor``: scrubs
+        payloads before they leave; ``ct``: ``msgpack`` or ``json``; ``settings``: the
+        deadlines and retries (default: the client's address with default settings);
+        ``outbox``: path of the durable outbox file, or None for none."""
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.ct: ContentType = ct
+        self.settings = settings if settings is not None else _settings_of(client)
+        self._core: AppendCore | None = None
+        self._eid_ttl: int | None = None
+        self.outbox_path = None if outbox is None else str(outbox)
+        self._outbox: Outbox | None = None
+        if self.outbox_path is not None:
+            from .outbox import Outbox
+
+            self._outbox = Outbox(self.outbox_path)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> Self:
+        """Build from :class:`Settings`; ``options``: ``redactor``, ``ct``, ``outbox``."""
+        options.setdefault("redactor", _default_redactor(settings))
+        return cls(cls._make_client(settings), settings=settings, **options)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a Redis URL; ``options`` are producer options (``redactor``,
+        ``ct``, ``outbox``) or :class:`Settings` fields."""
+        own = {k: options.pop(k) for k in OWN_OPTIONS if k in options}
+        return cls.from_settings(Settings.from_url(url, **options), **own)
+
+    def _new_core(self, meta: Any, eid_ttl: Any) -> AppendCore:
+        ttl = int(eid_ttl) if eid_ttl else DEFAULT_EID_TTL
+        if self.outbox_path is not None and ttl <= self.settings.outbox_retention_s:
+            raise ConfigError(
+                f"outbox {self.outbox_path}: the deployment's eid TTL ({ttl}s) must be longer "
+                f"than outbox_retention_s ({self.settings.outbox_retention_s}s), or an append "
+                "flushed late could be stored twice: raise eid_ttl (memstream init) or lower "
+                "outbox_retention_s"
+            )
+        self._eid_ttl = ttl
+        return AppendCore(Deployment.from_meta(meta), self.redactor, self.ct)
+
+    def _pending(self, prepared: Prepared) -> Receipt:
+        core = self._core
+        p = keys.partition(prepared.owner, core.deployment.partitions) if core else -1
+        return Receipt(prepared.owner, p, "", "", prepared.eid, True, self.outbox_path)
+
+    def _many_result(
+        self, plans: Sequence[Planned], replies: Sequence[Any], queued: Sequence[Prepared]
+    ) -> list[Receipt]:
+        """Receipts of the sent part (raising :class:`AppendManyError` if some were
+        refused) followed by the pending receipts of the outboxed part."""
+        try:
+            sent = _collect(plans, replies, self.settings)
+        except AppendManyError as e:
+            e.receipts.extend(self._pending(p) for p in queued)
+            raise
+        return sent + [self._pending(p) for p in queued]
+
+    def _outbox_or_raise(self, error: MemstreamError) -> None:
+        """Raise ``error`` unless it is transient and there is an outbox to fall back to."""
+        if self._outbox is None or not is_transient(error):
+            raise error
+        if not self._outbox.outage:
+            log.warning("Redis is away (%s): appends go to outbox %s", error, self.outbox_path)
+        self._outbox.outage = True  # the next appends need not spend a deadline each
