@@ -6,10 +6,13 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from memstream.producers import Settings
 from memstream.workers.options import WorkerOptions
@@ -52,3 +55,29 @@ def spawn_worker(
     finally:
         if log is not None:
             out.close()
+
+
+PROBLEMS = ("Task exception was never retrieved", "Traceback")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``check`` until true; return the seconds it took, fail naming ``what``."""
+    start = time.monotonic()
+    while True:
+        try:
+            if check():
+                return time.monotonic() - start
+        except redis.RedisError:
+            pass  # Redis is still coming back: keep polling
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def warnings_in(text: str) -> list[str]:
+    return [line for line in text.splitlines() if " WARNING " in line]
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM, then the exit status (the worker finishes its batch in flight first)."""
+    proc.terminate()
+    return proc.wait(timeout=timeout)

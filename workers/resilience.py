@@ -77,7 +77,7 @@ class Backoff:
     fleet's reconnects so a restarted Redis is not hit by every worker at once."""
 
     base: float = 0.1
-    cap: float = 5.0
+    cap: float = 2.0
 
     def delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry ``retry`` (1 for the first retry)."""
@@ -94,9 +94,13 @@ class Episode:
     ``recovered()`` ends the episode (one INFO line) and is a no-op outside one.
     """
 
-    def __init__(self, log: logging.Logger, subject: str, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, log: logging.Logger, subject: str, backoff: Backoff | None = None, hint: str = ""
+    ) -> None:
         self.log = log
         self.subject = subject
+        """What is being tried, as a gerund: "reaching Redis at host:port"."""
+        self.hint = hint
         self.backoff = backoff or Backoff()
         self.retries = 0
         self.since: float | None = None
@@ -123,17 +127,18 @@ class Episode:
             self.since = now
             self._remind_at = now + REMIND_EVERY_S
             self.log.warning(
-                "%s: %s; retry %d in %.2fs, and on with backoff until it recovers",
-                self.subject, what, self.retries, delay,
+                "%s failed (%s); retry %d in %.2fs, then on with backoff until it works%s",
+                self.subject, what, self.retries, delay, f". {self.hint}" if self.hint else "",
             )  # fmt: skip
         elif now >= self._remind_at:
             self._remind_at = now + REMIND_EVERY_S
             self.log.info(
-                "%s: still failing after %.0fs (%s); retry %d in %.2fs",
+                "%s still fails after %.0fs (%s); retry %d in %.2fs",
                 self.subject, now - (self.since or now), what, self.retries, delay,
             )  # fmt: skip
         else:
-            self.log.debug("%s: %s; retry %d in %.2fs", self.subject, what, self.retries, delay)
+            self.log.debug("%s failed (%s); retry %d in %.2fs", self.subject, what, self.retries,
+                           delay)  # fmt: skip
         return delay
 
     def recovered(self) -> None:
@@ -141,7 +146,7 @@ class Episode:
         if self.since is None:
             return
         self.log.info(
-            "%s: recovered after %.1fs and %d retries",
+            "%s works again after %.1fs and %d retries",
             self.subject, time.monotonic() - self.since, self.retries,
         )  # fmt: skip
         self._recovered_at, self._last_since = time.monotonic(), self.since
@@ -174,13 +179,14 @@ class RedisGate:
         stop: asyncio.Event | None = None,
     ) -> None:
         self.probe = probe
-        self.episode = Episode(log, f"Redis at {address} is unavailable", backoff)
+        self.episode = Episode(log, f"reaching Redis at {address}", backoff)
         self.missing = Episode(
             log,
-            f"Redis at {address} lacks memstream's functions, deployment or consumer groups "
-            "(restarted without persistence?); waiting, and not recreating groups (that "
-            "could skip or re-apply entries): run `memstream init` if the data is gone",
+            f"finding memstream's functions and consumer groups in Redis at {address}",
             backoff,
+            hint="Was Redis restarted without persistence? The worker waits and does not "
+            "recreate groups (that could skip or re-apply entries): run `memstream init` "
+            "if the data is really gone",
         )
         """Shared by the tasks that find Redis up but its data missing: one warning."""
         self.stop = stop

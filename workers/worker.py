@@ -85,7 +85,10 @@ class Worker:
         self._limit = asyncio.Semaphore(options.connections)
         self._deployment_now: Deployment | None = None
         self._started_ms = int(time.time() * 1000)
-        self._meta = Episode(log, f"reading ms:meta from Redis at {self.where}")
+        self._meta = Episode(
+            log, f"reading ms:meta from Redis at {self.where}",
+            hint="serving the partitions and versions last read",
+        )  # fmt: skip
 
     @classmethod
     def from_settings(cls, settings: Settings, options: WorkerOptions) -> Worker:
