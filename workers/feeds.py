@@ -32,7 +32,7 @@ from .consumer import PartitionLane, settle
 from .metrics import Metrics
 from .options import WorkerOptions
 from .plan import FeedEntry, Planner
-from .resilience import Kind, RedisGate, classify, sleep_or_stop
+from .resilience import Kind, RedisGate, classify, is_nogroup, sleep_or_stop
 
 log = logging.getLogger("memstream.worker")
 
@@ -179,6 +179,14 @@ class FeedReader:
         finally:
             self._reading, self._covered = 0, frozenset()
 
+    async def _still_served(self) -> bool:
+        """Whether ``ms:meta`` still names this version (active or being built)."""
+        try:
+            raw: Any = await self.control.hmget(keys.META, ["version", "next_version"])
+        except Exception:
+            return True
+        return self.group in {keys.group(int(v)) for v in raw if v}
+
     async def _failed(self, error: Exception, stop: asyncio.Event) -> None:
         self._failures += 1
         kind = classify(error)
@@ -186,9 +194,12 @@ class FeedReader:
             self.gate.report(error)
             await self.gate.wait_up()
         elif kind is Kind.NOT_READY:
-            # NOGROUP: a replay retired this version (the worker stops this reader) or
-            # Redis lost its data (reported once; never recreated here).
-            await sleep_or_stop(self.gate.missing.failed(error), stop)
+            # NOGROUP: a replay retired this version (the worker stops this reader soon:
+            # wait quietly) or Redis lost its data (reported once; never recreated here).
+            if is_nogroup(error) and not await self._still_served():
+                await sleep_or_stop(self.gate.missing.backoff.delay(self._failures), stop)
+            else:
+                await sleep_or_stop(self.gate.missing.failed(error), stop)
         else:
             log.error("reading %s failed: %s: %s", self.group, type(error).__name__, error)
             await sleep_or_stop(self.gate.missing.backoff.delay(self._failures), stop)
