@@ -364,3 +364,34 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     # odd-length list, which Redis never sends for a stream entry.
     it = iter(flat)
     return dict(zip(it, it, strict=True))
+
+
+class PartitionConsumer(PartitionLane):
+    """A lane driven by hand, reading its own feed (tests and tools, not the worker)."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        settings: Settings,
+        planner: Planner,
+        options: WorkerOptions,
+        metrics: Metrics,
+        *,
+        partition: int,
+        partitions: int,
+        version: int,
+    ) -> None:
+        gate = RedisGate(client.ping, log, "Redis")
+        super().__init__(
+            client, settings, planner, options, metrics, partition=partition,
+            partitions=partitions, version=version, gate=gate,
+            limit=asyncio.Semaphore(options.connections),
+        )  # fmt: skip
+
+    async def _read(self) -> list[FeedEntry]:
+        """One batch of new entries of this lane's feed (blocks up to ``block_ms``)."""
+        reply: Any = await self.client.xreadgroup(
+            self.group, self.options.consumer, {self.feed: ">"}, count=self.options.batch,
+            block=self.options.block_ms,
+        )  # fmt: skip
+        return [FeedEntry(_text(i), f) for i, f in (reply[0][1] if reply else []) if f is not None]
