@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "memstream.workers.cmd_outbox",
     "memstream.workers.cmd_tier",
     "memstream.workers.cmd_tensors",
+    "memstream.workers.cmd_health",
 )
 """Modules that register subcommands; importing them is cheap (work is imported lazily)."""
 
