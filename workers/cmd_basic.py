@@ -11,6 +11,8 @@ from typing import Any
 
 import redis
 
+from memstream.producers import keys
+
 
 def cmd_init(args: argparse.Namespace, client: redis.Redis) -> int:
     from .deploy import init
@@ -82,8 +84,16 @@ def cmd_worker(args: argparse.Namespace, client: redis.Redis) -> int:
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", parents=[common], help="load functions and write ms:meta")
-    p.add_argument("--partitions", type=int, default=None)
-    p.add_argument("--max-event-bytes", type=int, default=None)
+    p.add_argument(
+        "--partitions", type=int, default=None,
+        help="partition count; kept as it is when not given (first init: "
+        f"{keys.DEFAULT_PARTITIONS}); changing it is refused once data exists",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-event-bytes", type=int, default=None,
+        help="largest encoded event accepted, 64..67108864; kept as it is when not given "
+        "(first init: 1048576)",
+    )  # fmt: skip
     p.add_argument(
         "--require-signed", action=argparse.BooleanOptionalAction, default=None,
         help="workers and replay refuse log entries not written by ms_append "
@@ -92,8 +102,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_init)
 
     p = sub.add_parser("tail", parents=[common], help="print an owner's decoded log")
-    p.add_argument("owner")
-    p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("owner", help="the owner whose log to print")
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=cmd_tail)
 

@@ -115,7 +115,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     part.add_argument("--partition", "-p", type=int, default=None, help="one partition only")
 
     p = actions.add_parser("list", parents=[common, part], help="show entries and reasons")
-    p.add_argument("--limit", "-n", type=int, default=50)
+    p.add_argument("--limit", "-n", type=int, default=50, help="most entries to show (default: 50)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_dlq_list)
 
