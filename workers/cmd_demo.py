@@ -42,6 +42,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         default=".memstream",
         help="where Redis data and logs live (default: %(default)s)",
     )
-    p.add_argument("--workers", type=int, default=2, choices=range(1, 9), metavar="N")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        choices=range(1, 9),
+        metavar="N",
+        help="worker processes to start, 1 to 8 (default: %(default)s)",
+    )
     # No --redis-url: the demo never writes into a Redis it did not start.
     p.set_defaults(handler=cmd_demo, redis_url=None)

@@ -112,7 +112,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="extend the TTL of an owner's active sessions (appends ttl.extended events)",
     )
-    p.add_argument("owner")
+    p.add_argument("owner", help="the owner whose sessions to extend")
     p.add_argument("seconds", type=int, help="the keys live this long from now")
     p.add_argument("--session", default=None, help="only this session (default: all)")
     p.set_defaults(handler=cmd_extend_ttl)
@@ -120,8 +120,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "stats", parents=[common], help="entries, bytes and TTL per memory type of an owner"
     )
-    p.add_argument("owner")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("owner", help="the owner to measure")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument(
         "--sample",
         type=int,
