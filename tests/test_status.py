@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from typing import Any
@@ -10,10 +11,12 @@ import pytest
 import redis
 from rich.console import Console
 
-from memstream.producers import Producer, keys
+from memstream.producers import Producer, Settings, keys
 from memstream.projections.reader import AsyncReader
+from memstream.workers import health
 from memstream.workers.cli import main
-from memstream.workers.status import gather, render
+from memstream.workers.replay import replay_all
+from memstream.workers.status import exit_code, gather, render
 from tests.workers_util import running_worker
 
 ALICE, BOB = "alice", "bob"
@@ -156,11 +159,59 @@ def test_table_fits_80_columns_and_folds_idle_partitions(deployed: str, r: redis
 def test_cli_prints_json_and_table(deployed: str, capsys: pytest.CaptureFixture[str]) -> None:
     with Producer.from_url(deployed) as producer:
         producer.save_state(BOB, {"x": 1})
-    assert main(["status", "--json", "--redis-url", deployed]) == 0
+    # No worker runs: the documented exit code says so, with the data still printed.
+    assert main(["status", "--json", "--redis-url", deployed]) == health.NO_CONSUMER
     doc = json.loads(capsys.readouterr().out)
     assert doc["totals"]["groups"]["v1"]["lag"] == 1
     assert len(doc["partitions"]) == 16
-    assert main(["status", "--redis-url", deployed]) == 0
+    assert doc["workers"] == [] and doc["tensor_problems"] == {}
+    assert main(["status", "--redis-url", deployed]) == health.NO_CONSUMER
     out = capsys.readouterr().out
     assert "Partitions (1 of 16 busy)" in out
-    assert "no consumers" in out
+    assert "no live worker" in out
+
+
+async def _beating(r: redis.Redis, name: str) -> None:
+    for _ in range(200):  # the first heartbeat follows the start
+        if r.exists(keys.heartbeat(name)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no heartbeat from {name}")
+
+
+async def test_exit_codes_dlq_and_tensor_problems(
+    deployed: str, r: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running_worker(deployed, "w1"):
+        await _beating(r, "w1")
+        capsys.readouterr()
+        assert main(["status", "--redis-url", deployed]) == health.OK
+        assert "w1" in capsys.readouterr().out
+        r.xadd(keys.dlq(PA), {"reason": "test"})
+        r.hset(keys.TENSOR_PROBLEMS, "m2", "dims 3 differ from 4")
+        assert main(["status", "--json", "--redis-url", deployed]) == health.DLQ_NOT_EMPTY
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["tensor_problems"] == {"m2": "dims 3 differ from 4"}
+        assert [w["consumer"] for w in doc["workers"]] == ["w1"]
+        assert main(["status", "--redis-url", deployed]) == health.DLQ_NOT_EMPTY
+        out = capsys.readouterr().out
+        assert "tensor model m2: dims 3 differ from 4" in out
+        assert "1 entry in the DLQ" in out
+
+
+async def test_running_worker_is_listed_right_after_a_replay_flip(
+    deployed: str, r: redis.Redis
+) -> None:
+    with Producer.from_url(deployed) as producer:
+        last = producer.append_message(ALICE, "s1", "user", "hello")
+    async with running_worker(deployed, "w1"), AsyncReader.from_url(deployed) as reader:
+        assert (await reader.wait(last, timeout=10)).applied
+        await _beating(r, "w1")
+        summary = await asyncio.to_thread(replay_all, r, Settings(), grace_s=0.05)
+        assert summary.to_version == 2
+        status = gather(r)
+        assert status["deployment"]["version"] == 2
+        assert [w["consumer"] for w in status["workers"]] == ["w1"]
+        assert exit_code(status) == health.OK
+        text = _rendered(status)
+        assert "no live worker" not in text and "w1" in text

@@ -20,14 +20,14 @@ CHUNK = 500
 def cmd_status(args: argparse.Namespace, client: redis.Redis) -> int:
     from rich.console import Console
 
-    from .status import gather, render
+    from .status import exit_code, gather, render
 
     status = gather(client)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
         render(status, Console())
-    return 0
+    return exit_code(status)
 
 
 def cmd_dlq_list(args: argparse.Namespace, client: redis.Redis) -> int:
@@ -105,7 +105,11 @@ def cmd_dlq_drop(args: argparse.Namespace, client: redis.Redis) -> int:
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("status", parents=[common], help="feeds, groups, lag, consumers, DLQ")
+    p = sub.add_parser(
+        "status", parents=[common],
+        help="feeds, groups, lag, consumers, DLQ (exit codes: 0 fine, 1 error, "
+        "6 no live worker, 8 DLQ not empty)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=cmd_status)
 

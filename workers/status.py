@@ -3,6 +3,19 @@
 :func:`gather` only reads (pipelined: a few round trips whatever the partition count)
 and returns JSON-ready data; :func:`render` turns that dict into tables for a terminal.
 Keeping them apart lets ``--json``, the demo and tests share one source of numbers.
+
+``memstream status`` exits (:func:`exit_code`):
+
+===  ==============  ====================================================================
+0    OK              a live worker heartbeat exists and the DLQ is empty
+1    error           Redis unreachable, not initialised, or another error (one line why)
+6    NO_CONSUMER     no live worker heartbeat (``memstream worker`` is not running)
+8    DLQ_NOT_EMPTY   dead letters wait (``memstream dlq list``)
+===  ==============  ====================================================================
+
+Workers are listed from their heartbeats (:mod:`.heartbeat`), not only from the groups'
+consumer lists: Redis names a consumer in a group only once it was handed an entry, so
+right after a replay flip a busy worker would otherwise look absent.
 """
 
 from __future__ import annotations
@@ -19,7 +32,9 @@ from memstream.producers import keys
 from memstream.producers.deployment import Deployment
 from memstream.tiering.hooks import deployment_cold, status_lines
 
+from . import heartbeat
 from .deploy import read_deployment
+from .health import DLQ_NOT_EMPTY, NO_CONSUMER, OK
 
 LAG_SCAN_LIMIT = 100_000
 """Redis reports a group's lag as nil once an entry past the group's position has been
@@ -105,7 +120,24 @@ def gather(client: redis.Redis) -> Status:
         "consumers": _consumers(partitions),
         "totals": _totals(partitions),
         "tiers": deployment_cold(client, deployment.partitions),  # hot and cold (tiering)
+        "workers": heartbeat.live(client),
+        "tensor_problems": _tensor_problems(client),
     }
+
+
+def exit_code(status: Mapping[str, Any]) -> int:
+    """The exit code of ``memstream status`` for ``status`` (see the module docstring)."""
+    if not status.get("workers"):
+        return NO_CONSUMER
+    if status["totals"]["dlq_length"]:
+        return DLQ_NOT_EMPTY
+    return OK
+
+
+def _tensor_problems(client: redis.Redis) -> dict[str, str]:
+    """Tensor model version -> why it cannot be used (written by the tensor registry)."""
+    raw: Any = client.hgetall(keys.TENSOR_PROBLEMS)
+    return {_text(k): _text(v) for k, v in sorted(raw.items())}
 
 
 def _group(raw: Mapping[str, Any], deployment: Deployment) -> dict[str, Any]:
@@ -233,8 +265,13 @@ def render(status: Mapping[str, Any], console: Console) -> None:
         console.print(f"[red]group {group} is missing on partition(s) {parts}[/]")
     if status["consumers"]:
         console.print(_consumer_table(status["consumers"]))
+    workers = status.get("workers", [])
+    if workers:
+        console.print(_worker_table(workers))
     else:
-        console.print("[yellow]no consumers: start one with `memstream worker`[/]")
+        console.print("[yellow]no live worker: start one with `memstream worker`[/]")
+    for version, reason in status.get("tensor_problems", {}).items():
+        console.print(f"[red]tensor model {version}: {reason}[/]", highlight=False)
     for line in status_lines(status["tiers"]) if "tiers" in status else ():
         console.print(line, highlight=False)
     dlq = status["totals"]["dlq_length"]
@@ -305,4 +342,18 @@ def _consumer_table(consumers: Iterable[Mapping[str, Any]]) -> Table:
         table.add_row(
             c["group"], c["name"], str(c["partitions"]), str(c["pending"]), human_ms(c["idle_ms"])
         )
+    return table
+
+
+def _worker_table(workers: Iterable[Mapping[str, Any]]) -> Table:
+    table = Table(title="Live workers (heartbeats)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("consumer", "role", "versions", "partitions", "applied", "beat"):
+        table.add_column(name, justify="right" if name in ("partitions", "applied") else "left")
+    for w in workers:
+        versions = ",".join(f"v{v}" for v in w.get("versions", []))
+        table.add_row(
+            str(w.get("consumer", "?")), str(w.get("role", "?")), versions,
+            str(w.get("partitions", "?")), str(w.get("applied", "?")),
+            human_ms(int(w.get("age_ms", 0))) + " ago",
+        )  # fmt: skip
     return table
