@@ -1,6 +1,9 @@
 """A producer for chaos tests: appends paced chunks and retries a failed chunk with the
 same eids until Redis takes it, as an application with a retry policy would. The eids
-make every retry harmless (an append that raised may still have been stored)."""
+make every retry harmless (an append that raised may still have been stored).
+
+With ``outbox`` (a file path) the producer keeps what Redis cannot take on disk instead
+(docs/outbox.md): a call returns at once with pending receipts and is never retried."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memstream.producers import Producer
+from memstream.producers.errors import MemstreamError
 from memstream.producers.events import MessageAppended, SkillExecuted, StateSaved
 from tests.test_crash import SKILLS
 
@@ -27,7 +31,12 @@ class Load:
     acknowledged: int = 0
     attempts: int = 0
     failed_calls: int = 0
+    pending: int = 0
+    outbox: str | None = None
+    append_deadline_s: float = 5.0
     done: threading.Event = field(default_factory=threading.Event)
+    flushed: threading.Event = field(default_factory=threading.Event)
+    """Set by the test once the outbox is empty: the producer may close then."""
 
     def items(self, start: int, n: int, rng: random.Random) -> list[tuple[Any, ...]]:
         chunk: list[tuple[Any, ...]] = []
@@ -51,21 +60,27 @@ class Load:
     def run(self) -> None:
         rng = random.Random(self.seed)
         try:
-            with Producer.from_url(self.url) as producer:
+            with Producer.from_url(
+                self.url, outbox=self.outbox, append_deadline_s=self.append_deadline_s
+            ) as producer:
                 sent = 0
                 while sent < self.total:
                     chunk = self.items(sent, min(self.chunk, self.total - sent), rng)
                     while True:
                         self.attempts += 1
                         try:
-                            producer.append_many(chunk)
+                            receipts = producer.append_many(chunk)
+                            self.pending += sum(1 for x in receipts if x.pending)
                             break
-                        except Exception:  # Redis away: retry the same eids
+                        except (MemstreamError, OSError):  # Redis away: retry the same eids
                             self.failed_calls += 1
                             time.sleep(0.1)
                     sent += len(chunk)
                     self.acknowledged = sent
                     time.sleep(self.pause_s)
+                self.done.set()
+                if self.outbox is not None:
+                    self.flushed.wait()  # the flusher lives as long as the producer
         finally:
             self.done.set()
 

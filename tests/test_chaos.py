@@ -1,5 +1,6 @@
 """Chaos with real processes (issue 10): Redis SIGKILLed and restarted from its AOF,
-Redis frozen with SIGSTOP, and a storm of worker SIGKILLs, all under load.
+Redis frozen with SIGSTOP, Redis shut down while the producer's outbox keeps the appends,
+and a storm of worker SIGKILLs, all under load with worker processes.
 
 Every test ends the same way: the feeds drain, every acknowledged append is applied
 exactly once (histories in order, skill counters exact), and the live projections
@@ -30,6 +31,7 @@ from memstream.workers.replay import replay_all
 from tests.chaos_load import Load
 from tests.redis_server import RedisServer
 from tests.test_crash import CAP, SKILLS, _check_skills_and_patterns, _drained, _snapshot
+from tests.test_outbox import drained
 from tests.workers_util import PROBLEMS, spawn_worker, stop_worker, wait_until, warnings_in
 
 ENV = {"MEMSTREAM_HISTORY_CAP": str(CAP)}
@@ -132,12 +134,15 @@ def _finish(workers: dict[str, subprocess.Popen[bytes]], logs: Path, outages: in
 def test_redis_sigkilled_twice_under_load(aof: RedisServer, tmp_path: Path, total: int) -> None:
     url, r = aof.url, redis.Redis(port=aof.port)
     workers = _workers(url, tmp_path, ["w1", "w2"])
-    load = Load(url, [f"agent-{i}" for i in range(30)], total, chunk=100, pause_s=0.03)
+    # Paced so that both kills land while appends go on (checked below).
+    load = Load(url, [f"agent-{i}" for i in range(30)], total, chunk=100, pause_s=0.1)
     thread = load.start()
-    figures: dict[str, Any] = {"recovery_s": []}
+    figures: dict[str, Any] = {"recovery_s": [], "acknowledged_at_kill": []}
     try:
         for k in range(2):
             time.sleep(1.5 if total < 10_000 else 8)
+            assert not load.done.is_set(), "the load ended before the kill: make it longer"
+            figures["acknowledged_at_kill"].append(load.acknowledged)
             aof.kill()
             time.sleep(1.0)
             aof.restart()
@@ -159,11 +164,13 @@ def test_redis_sigkilled_twice_under_load(aof: RedisServer, tmp_path: Path, tota
 def test_redis_frozen_under_load(aof: RedisServer, tmp_path: Path, frozen_s: float) -> None:
     url, r = aof.url, redis.Redis(port=aof.port)
     workers = _workers(url, tmp_path, ["w1", "w2"])
-    load = Load(url, [f"agent-{i}" for i in range(30)], 5000, chunk=100, pause_s=0.03)
+    load = Load(url, [f"agent-{i}" for i in range(30)], 5000, chunk=100, pause_s=0.1)
     thread = load.start()
     figures: dict[str, Any] = {"frozen_s": frozen_s}
     try:
         time.sleep(1.5)
+        assert not load.done.is_set(), "the load ended before the freeze: make it longer"
+        figures["acknowledged_at_freeze"] = load.acknowledged
         aof.freeze()
         time.sleep(frozen_s)
         aof.thaw()
@@ -173,6 +180,47 @@ def test_redis_frozen_under_load(aof: RedisServer, tmp_path: Path, frozen_s: flo
         _finish(workers, tmp_path, outages=1)
     finally:
         aof.thaw()
+        for proc in workers.values():
+            proc.kill()
+        r.close()
+
+
+@pytest.mark.parametrize(
+    "down_s",
+    [pytest.param(5.0, id="short"), pytest.param(30.0, id="long", marks=pytest.mark.slow)],
+)
+@pytest.mark.timeout(600)
+def test_redis_shut_down_with_the_outbox(aof: RedisServer, tmp_path: Path, down_s: float) -> None:
+    url, r = aof.url, redis.Redis(port=aof.port)
+    workers = _workers(url, tmp_path, ["w1", "w2"])
+    outbox = tmp_path / "outbox.db"
+    # Paced to outlast the outage: appends go on while Redis is away (into the outbox).
+    load = Load(url, [f"agent-{i}" for i in range(30)], 4000 + int(down_s * 400), chunk=50,
+                pause_s=0.1, outbox=str(outbox), append_deadline_s=1.0)  # fmt: skip
+    thread = load.start()
+    figures: dict[str, Any] = {"down_s": down_s}
+    try:
+        time.sleep(1.5)
+        figures["acknowledged_before"] = load.acknowledged
+        aof.stop()  # SHUTDOWN: the AOF is synced, then the process exits
+        time.sleep(down_s)
+        figures["acknowledged_while_down"] = load.acknowledged - figures["acknowledged_before"]
+        aof.start()
+        restarted = time.monotonic()
+        drained(outbox, timeout=120)
+        figures["outbox_flushed_s"] = round(time.monotonic() - restarted, 2)
+        assert not load.done.is_set(), "the load ended before Redis came back: make it longer"
+        load.done.wait(timeout=300)
+        drained(outbox, timeout=120)
+        load.flushed.set()
+        thread.join(timeout=60)
+        figures["pending"] = load.pending
+        assert load.pending > 0, "the outage never reached the producer"
+        assert figures["acknowledged_while_down"] > 0
+        _verify(r, url, load, figures)
+        _finish(workers, tmp_path, outages=1)
+    finally:
+        load.flushed.set()
         for proc in workers.values():
             proc.kill()
         r.close()
