@@ -102,3 +102,40 @@ def test_worker_survives_shutdown_nosave_and_restart(aof: RedisServer, tmp_path:
     finally:
         assert stop_worker(worker) == 0
     _check_log(log, outages=1)
+
+
+@pytest.mark.timeout(120)
+def test_restart_without_persistence_waits_and_never_recreates_groups(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")  # no AOF, no RDB: a restart loses everything
+    init(redis.Redis(port=server.port), partitions=16)
+    log = tmp_path / "worker.log"
+    worker = spawn_worker(server.url, "w-bare", log=log)
+    try:
+        _append(server.url, 0, 100)
+        wait_until(lambda: _all_applied(server.url, 100), 60, "the first events")
+        server.stop()
+        server.start()  # empty: no functions, no ms:meta, no feeds, no groups
+        client = redis.Redis(port=server.port)
+        wait_until(lambda: "Was Redis restarted without persistence" in log.read_text(), 30,
+                   "the worker to say what is missing")  # fmt: skip
+        time.sleep(1.5)  # several retries later: still alive, still nothing recreated
+        assert worker.poll() is None, log.read_text()
+        assert client.keys("ms:*") == [] or set(client.keys("ms:*")) <= {
+            b"ms:workers",
+            b"ms:worker:w-bare",
+        }, client.keys("ms:*")
+        assert client.function_list() == []
+        # The operator re-initialises: the same worker process picks up the new feeds.
+        init(client, partitions=16)
+        _append(server.url, 0, 100)
+        wait_until(lambda: _all_applied(server.url, 100), 60, "the events after init")
+        assert worker.poll() is None
+        client.close()
+    finally:
+        assert stop_worker(worker) == 0
+        server.stop()
+    text = log.read_text()
+    for problem in PROBLEMS:
+        assert problem not in text, text[-3000:]
+    # One for the outage, one for the missing data, one for the missing ms:meta at most.
+    assert len(warnings_in(text)) <= 3, warnings_in(text)

@@ -180,10 +180,13 @@ class FeedReader:
             self._reading, self._covered = 0, frozenset()
 
     async def _still_served(self) -> bool:
-        """Whether ``ms:meta`` still names this version (active or being built)."""
+        """Whether ``ms:meta`` still names this version (active or being built). A
+        missing ``ms:meta`` means lost data, not a retired version: still served."""
         try:
             raw: Any = await self.control.hmget(keys.META, ["version", "next_version"])
         except Exception:
+            return True
+        if not raw[0]:
             return True
         return self.group in {keys.group(int(v)) for v in raw if v}
 

@@ -182,7 +182,7 @@ class RedisGate:
         self.episode = Episode(log, f"reaching Redis at {address}", backoff)
         self.missing = Episode(
             log,
-            f"finding memstream's functions and consumer groups in Redis at {address}",
+            f"finding memstream's ms:meta, functions and consumer groups in Redis at {address}",
             backoff,
             hint="Was Redis restarted without persistence? The worker waits and does not "
             "recreate groups (that could skip or re-apply entries): run `memstream init` "

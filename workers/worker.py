@@ -187,8 +187,11 @@ class Worker:
                 if kind is Kind.TRANSIENT:
                     gate.report(e)
                     await gate.wait_up()
+                elif kind is Kind.NOT_READY:
+                    # Keep serving what we know; lost data is reported once, by the
+                    # gate's episode that the lanes share.
+                    gate.missing.failed(e)
                 else:
-                    # Keep serving what we know; a lost ms:meta is reported once.
                     self._meta.failed(e)
                 continue
             self._meta.recovered()
@@ -207,8 +210,11 @@ class Worker:
                         await trim_feed(self.client, p)
                     trouble.recovered()
                 except Exception as e:
-                    if classify(e) is Kind.TRANSIENT:
+                    kind = classify(e)
+                    if kind is Kind.TRANSIENT:
                         gate.report(e)
+                    elif kind is Kind.NOT_READY:  # lost data: the lanes report it once
+                        gate.missing.failed(e)
                     else:
                         trouble.failed(e)
             await sleep_or_stop(self.options.trim_every_s, self.stop)
