@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from memstream.producers import Producer, keys
+from memstream.producers import Producer, Settings, keys
+from memstream.producers.driver import address
 from memstream.producers.events import MessageAppended
 from memstream.workers import health
 from memstream.workers.cli import main
 from tests.redis_server import free_port
-from tests.workers_util import running_worker
+from tests.workers_util import running_worker, spawn_worker, stop_worker, wait_until
 
 
 def _health(
@@ -69,3 +71,23 @@ async def test_health_codes(
 def test_health_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
     code, report = _health(f"redis://127.0.0.1:{free_port()}/0", capsys, "--timeout", "0.5")
     assert code == health.UNREACHABLE and "did not answer" in report["reason"]
+
+
+def test_worker_logs_json_lines_with_its_start_up_line(deployed: str, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    # The default user has nopass here: any password works, and must never be logged.
+    url = deployed.replace("redis://", "redis://default:pw-secret@")
+    proc = spawn_worker(url, "w-json", "--log-format", "json", "--log-level", "debug",
+                        log=log)  # fmt: skip
+    try:
+        wait_until(lambda: "started" in log.read_text(), 30, "the start-up line")
+    finally:
+        assert stop_worker(proc) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    started = [x for x in lines if "started" in x["message"]]
+    assert started and started[0]["level"] == "info"
+    message = started[0]["message"]
+    assert "w-json" in message and "partitions=16" in message and "version=v1" in message
+    assert f"redis={address(Settings.from_url(url))}" in message
+    assert "pw-secret" not in log.read_text()
+    assert any(x["message"].startswith("worker w-json stopped") for x in lines)
