@@ -236,6 +236,15 @@ class MessageAppended(Event):
     tool_call_id: MessageId | None = None
     additional_kwargs: dict[str, Any] = Field(default_factory=dict)
 
+    def payload(self, *, json_safe: bool = False) -> dict[str, Any]:
+        # Unset v2 fields stay out of the log: a plain message costs the bytes it did in v1
+        # (max_event_bytes), and the model's defaults restore them on read.
+        data = super().payload(json_safe=json_safe)
+        for name in _V2_OPTIONAL:
+            if not data.get(name):
+                data.pop(name, None)
+        return data
+
     def text(self) -> str:
         """The message's searchable text: the content, or its text parts joined."""
         if isinstance(self.content, str):
@@ -243,6 +252,9 @@ class MessageAppended(Event):
         return "\n".join(
             str(part.get("text", "")) for part in self.content if part.get("type") == "text"
         )
+
+
+_V2_OPTIONAL = ("id", "tool_calls", "tool_call_id", "additional_kwargs")
 
 
 @upcaster("message.appended", 1)
