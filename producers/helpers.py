@@ -43,9 +43,32 @@ class AppendHelpers(ABC, Generic[R]):
     ) -> R:
         """Append one event to ``owner``'s log."""
 
-    def append_message(self, owner: str, session: str, role: str, content: str, **extra: Any) -> R:
-        """Append a chat message to a session's history."""
-        event = make(MessageAppended, role=role, content=content, **extra)
+    def append_message(
+        self,
+        owner: str,
+        session: str,
+        role: str,
+        content: str | list[Any],
+        *,
+        id: str | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        tool_call_id: str | None = None,
+        additional_kwargs: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> R:
+        """Append a chat message to a session's history.
+
+        ``role`` and ``content`` (text, or a list of content parts each with a ``type``);
+        ``id`` the message's own id; ``tool_calls`` a list of ``{"name", "arguments",
+        "id"}``; ``tool_call_id`` the call a tool message answers; ``additional_kwargs``
+        free provider data; ``extra`` the other fields (``name``, ``meta``).
+        """
+        rich: dict[str, Any] = {"id": id, "tool_call_id": tool_call_id}
+        if tool_calls:
+            rich["tool_calls"] = tool_calls
+        if additional_kwargs:
+            rich["additional_kwargs"] = additional_kwargs
+        event = make(MessageAppended, role=role, content=content, **rich, **extra)
         return self.append(owner, event, session=session)
 
     def clear_history(self, owner: str, session: str) -> R:

@@ -106,6 +106,16 @@ class Settings(BaseModel):
     tier_older_than_s: int | None = Field(default=7 * 86400, ge=0)
     tier_keep_last: int | None = Field(default=None, ge=0)
 
+    # Embeddings (memstream.projections.embedders, docs/search.md): computed by the worker.
+    # "wordllama" runs offline from the weights in its wheel; "openai" calls an
+    # OpenAI-compatible /v1/embeddings endpoint; "none" turns semantic search off.
+    embedder: Literal["none", "wordllama", "openai"] = "wordllama"
+    embedder_url: str | None = None  # openai: the base URL, e.g. http://127.0.0.1:8080/v1
+    embedder_model: str | None = None  # openai: the model name sent with each request
+    embedder_api_key: SecretStr | None = None  # openai: sent as a bearer token
+    embedder_batch: int = Field(default=64, ge=1, le=4096)
+    embedder_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)

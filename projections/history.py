@@ -41,6 +41,15 @@ def message_body(msg: MessageAppended, ts_ms: int) -> dict[str, Any]:
         body["name"] = msg.name
     if msg.meta:
         body["meta"] = msg.meta
+    # v2 fields only when set: a v1 message reads back exactly as it did before.
+    if msg.id is not None:
+        body["id"] = msg.id
+    if msg.tool_calls:
+        body["tool_calls"] = [call.model_dump(exclude_none=True) for call in msg.tool_calls]
+    if msg.tool_call_id is not None:
+        body["tool_call_id"] = msg.tool_call_id
+    if msg.additional_kwargs:
+        body["additional_kwargs"] = msg.additional_kwargs
     return body
 
 

@@ -35,6 +35,7 @@ from .reads_live import AsyncLiveReads, LiveReads
 from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
 from .reads_tensors import AsyncTensorReads, TensorReads
+from .reads_vectors import AsyncVectorReads, VectorReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
@@ -49,8 +50,8 @@ longer than this after the flip, so a reader never reads a deleted version."""
 
 
 class AsyncReader(
-    AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogReads, AsyncTensorReads
-):
+    AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogReads, AsyncTensorReads,
+    AsyncVectorReads):  # fmt: skip
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -281,7 +282,7 @@ def _cursor(before: str | None) -> str | None:
     return check_cursor(before, "before")
 
 
-class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads):
+class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads, VectorReads):
     """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
 
     def __init__(

@@ -1,8 +1,11 @@
 """Deterministic tokenising, shared by the index writer and the search reader.
 
 Text is NFKC-normalised and case-folded, split on anything that is not a letter or a
-digit, and English stop words are dropped. No stemming: the same text gives the same
-tokens on every machine and in every version, which the index relies on. A token becomes
+digit, English stop words are dropped, and each word is reduced by the Snowball English
+stemmer (PyStemmer), so "Trains to Sintra" and "Sintra train" share their terms. Snowball
+is a fixed algorithm, so the same text gives the same tokens on every machine, which the
+index relies on; the stemmer changes the terms an index holds, so an index written before
+stemming is rebuilt by replay (docs/search.md). A token becomes
 part of a Redis key through :func:`key_part`, which keeps plain ASCII tokens readable and
 hashes the rest, so every key part passes ``keys.check_id``.
 """
@@ -11,8 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import unicodedata
 from collections import Counter
+
+import Stemmer  # type: ignore[import-not-found,unused-ignore]
 
 MAX_TOKEN_CHARS = 64
 """Longer runs are cut: a 10 kB base64 blob is not a word anyone searches for."""
@@ -28,15 +34,28 @@ _STOP_TEXT = (
 STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 
+_LOCAL = threading.local()
+
+
+def _stemmer() -> Stemmer.Stemmer:
+    # One per thread: a PyStemmer object is not safe to share, and the worker's planner
+    # may tokenize in a thread while the reader does on the event loop.
+    found = getattr(_LOCAL, "stemmer", None)
+    if found is None:
+        found = _LOCAL.stemmer = Stemmer.Stemmer("english")
+    return found
+
+
 def tokens(text: str) -> list[str]:
-    """The searchable words of ``text``, in order, stop words removed."""
+    """The searchable terms of ``text``, in order: words stemmed, stop words removed."""
     folded = unicodedata.normalize("NFKC", text).casefold()
-    out = []
+    words = []
     for found in _WORD.findall(folded):
         word = found[:MAX_TOKEN_CHARS]
         if word not in STOP_WORDS:
-            out.append(word)
-    return out
+            words.append(word)
+    stemmed: list[str] = _stemmer().stemWords(words)
+    return stemmed
 
 
 def term_counts(*texts: str) -> Counter[str]:

@@ -21,8 +21,11 @@ OWNER = "agent.ada"
 
 
 def test_tokens_are_deterministic_and_key_safe() -> None:
+    # Snowball English stems: "cache"/"caching", "failed"/"fails" meet on one term.
     assert tokens("The Redis-cache FAILED, and the fix_was: retry!") == [
-        "redis", "cache", "failed", "fix", "retry"]  # fmt: skip
+        "redi", "cach", "fail", "fix", "retri"]  # fmt: skip
+    assert tokens("caching fails retries") == ["cach", "fail", "retri"]
+    assert set(tokens("Sintra train")) == set(tokens("Trains to Sintra"))
     fullwidth = "\uff26\uff55\uff4c\uff4cwidth"  # "Full" in fullwidth letters
     assert tokens(f"{fullwidth} Łódź") == ["fullwidth", "łódź"]  # NFKC + casefold
     assert key_part("redis") == "redis"
@@ -106,7 +109,10 @@ async def test_filters_select_hits_without_changing_scores(deployed: str) -> Non
         scores = {h["id"]: h["score"] for h in every["hits"]}
         assert set(scores) == {"ok", "ko", "k1", "redis-restart"}
         hit = (await reader.search(OWNER, "redis", types=["episode"], success=True))["hits"]
-        assert [(h["id"], h["score"]) for h in hit] == [("ok", scores["ok"])]
+        # The recency boost is computed at read time: a millisecond between two reads
+        # moves the ninth decimal, so the scores agree to a relative 1e-6, not exactly.
+        assert [h["id"] for h in hit] == ["ok"]
+        assert hit[0]["score"] == pytest.approx(scores["ok"], rel=1e-6)
         assert [h["id"] for h in (await reader.search(OWNER, "redis", tags="ops"))["hits"]] == [
             "ok"]  # fmt: skip
         skills = (await reader.search(OWNER, "restart", types="skill"))["hits"]
