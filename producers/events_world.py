@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .events import Event, Id, Tag, _finite_positive, register
+from .events_live import MAX_EXTENSION_S
 
 MAX_LEVELS = 16
 """Deepest hierarchy a scenario may declare; ``evidence.observed`` paths share the bound."""
@@ -39,7 +40,9 @@ class WorldConfigured(Event):
     levels: Annotated[int, Field(ge=1, le=MAX_LEVELS)] = 3
     kappa: Positive = 2.0
     alpha0: Positive = 1.0
-    ttl_s: list[Annotated[int, Field(ge=1)] | None] = Field(
+    # Bounded like ttl.extended (10 years): the worker adds it to an event time in ms,
+    # which must stay a Redis integer (found by the extreme-numbers property test).
+    ttl_s: list[Annotated[int, Field(ge=1, le=MAX_EXTENSION_S)] | None] = Field(
         default_factory=list, max_length=MAX_LEVELS
     )
     """TTL in seconds per level, Ω1 (most specific) first; empty: nothing expires."""
