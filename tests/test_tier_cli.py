@@ -28,14 +28,14 @@ async def test_tier_once_then_status_and_stats(
     assert "tiered 2 owners: 2 segments, 100 entries" in out and "compressed" in out
     assert len(hot(r, "ann")) == 30
 
-    assert main(["status", "--json", "--redis-url", deployed]) == 0
+    assert main(["status", "--json", "--redis-url", deployed]) == 6  # no live worker (memstream status exit codes)
     tiers = json.loads(capsys.readouterr().out)["tiers"]
     assert tiers["cold_entries"] == 100 and tiers["cold_segments"] == 2
     firsts = [hot(r, o)[0][0] for o in ("ann", "bea")]
     assert tiers["hot_entries"] == 60
     assert tiers["oldest_hot"] == min(firsts, key=lambda i: tuple(map(int, i.split("-"))))
     assert tiers["tier"]["failing"] == "0"
-    assert main(["status", "--redis-url", deployed]) == 0
+    assert main(["status", "--redis-url", deployed]) == 6
     text = capsys.readouterr().out
     assert "cold tier: 2 segments, 100 entries" in text and "hot logs: 60 entries" in text
 
