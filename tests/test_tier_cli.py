@@ -28,7 +28,7 @@ async def test_tier_once_then_status_and_stats(
     assert "tiered 2 owners: 2 segments, 100 entries" in out and "compressed" in out
     assert len(hot(r, "ann")) == 30
 
-    assert main(["status", "--json", "--redis-url", deployed]) == 6  # no live worker (memstream status exit codes)
+    assert main(["status", "--json", "--redis-url", deployed]) == 6  # 6: no live worker
     tiers = json.loads(capsys.readouterr().out)["tiers"]
     assert tiers["cold_entries"] == 100 and tiers["cold_segments"] == 2
     firsts = [hot(r, o)[0][0] for o in ("ann", "bea")]
