@@ -63,7 +63,8 @@ HINTS: tuple[tuple[type[MemstreamError], str], ...] = (
     ),
     (
         RedisTimeoutError,
-        "Redis is frozen, overloaded or far away; MEMSTREAM_SOCKET_TIMEOUT sets the wait",
+        "Redis is frozen, overloaded or far away; MEMSTREAM_APPEND_DEADLINE_S and "
+        "MEMSTREAM_READ_DEADLINE_S bound each call",
     ),
     (ServerBusyError, "Redis is loading its data or busy with a script; try again shortly"),
     (NotInitialisedError, "run `memstream init` against this Redis first"),
