@@ -73,11 +73,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the descriptions' line breaks and appends each option's default to its help,
-    except defaults that say nothing (None, False, an empty list)."""
+    except defaults that say nothing (None, False, an empty list) and help texts that
+    already name their default."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help
-        if text is None or "%(default)" in text or action.default in (None, False, [], ()):
+        # A help text that already states its default (many do, by hand) is left alone.
+        if text is None or "default" in text or action.default in (None, False, [], ()):
             return text
         if action.default is argparse.SUPPRESS or not action.option_strings:
             return text
