@@ -24,6 +24,7 @@ they name before it starts. One full replay runs at a time (``keys.REPLAY_LOCK``
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from memstream.projections.ops import CHANNEL_OPS, Op, id_tuple, write_command
 from memstream.projections.reader import VERSION_TTL_S
 from memstream.projections.registry import default_projections
 
+from .outage import OUTAGE_LIMIT_S, OutageRetry
 from .plan import Fields, Planner
 from .signing import Verifier
 
@@ -56,6 +58,8 @@ GRACE_S = 2 * VERSION_TTL_S + 0.5
 CATCHUP_TIMEOUT_S = 300.0
 LOCK_TTL_S = 60.0
 """A replay that dies releases the lock this long after its last renewal."""
+
+log = logging.getLogger("memstream.replay")
 
 
 class ReplayError(MemstreamError):
@@ -167,28 +171,44 @@ class _Lease:
         self.lock = client.lock(keys.REPLAY_LOCK, timeout=LOCK_TTL_S, thread_local=False)
         self._next = 0.0
 
-    def __enter__(self) -> _Lease:
+    def take(self) -> None:
+        """Acquire the lock, or raise :class:`ReplayError` if another replay holds it."""
         if not self.lock.acquire(blocking=False):
             raise ReplayError(
                 f"another replay is running (lock {keys.REPLAY_LOCK}); if it died, the lock "
                 f"expires within {LOCK_TTL_S:.0f}s"
             )
         self._next = time.monotonic() + LOCK_TTL_S / 4
-        return self
+
+    def retake(self) -> None:
+        """After an outage: renew the lock if it is still ours, else take it again (it
+        lapsed while Redis was away, or Redis restarted without it)."""
+        if self.lock.owned():
+            self.lock.reacquire()
+            self._next = time.monotonic() + LOCK_TTL_S / 4
+        else:
+            self.take()
 
     def renew(self) -> None:
         if time.monotonic() >= self._next:
             self.lock.reacquire()
             self._next = time.monotonic() + LOCK_TTL_S / 4
 
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(LockError):
+    def release(self) -> None:
+        # Best effort: during an outage the lock simply expires after its TTL.
+        with contextlib.suppress(LockError, redis.RedisError, MemstreamError):
             self.lock.release()
 
 
 def read_deployment(client: redis.Redis) -> Deployment:
     raw: Any = client.hgetall(keys.META)
     return Deployment.from_meta(raw)
+
+
+def where(client: redis.Redis) -> str:
+    """``host:port`` of a client's pool, for log lines (never its credentials)."""
+    kw = client.connection_pool.connection_kwargs
+    return str(kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}")
 
 
 def run(client: redis.Redis, command: tuple[Any, ...]) -> Any:
@@ -350,6 +370,57 @@ def _wait_caught_up(
         time.sleep(0.05)
 
 
+def _build(
+    client: redis.Redis,
+    settings: Settings,
+    projections: Sequence[Projection] | None,
+    lease: _Lease,
+    show: bool,
+) -> tuple[Deployment, Folder]:
+    """Begin N+1 and fold every log into it. Not idempotent (a batch of counter writes
+    sent twice counts twice), so a retry after an outage starts over: ``_purge_stale``
+    first drops the half-built N+1, which never served a read."""
+    d = read_deployment(client)
+    _purge_stale(client, d)
+    folder = Folder(client, settings, projections, d.version + 1)
+    try:
+        _begin(client, d.partitions, folder.version)
+        _fold_all(client, folder, d.partitions, lease, show)
+    except BaseException:
+        _abandon(client, d.partitions, folder.version)
+        raise
+    return d, folder
+
+
+def _abandon(client: redis.Redis, partitions: int, version: int) -> None:
+    """Best effort: drop the half-built ``version`` unless it is the active one (a flip
+    whose reply was lost). What stays behind, the next replay's ``_purge_stale`` drops."""
+    with contextlib.suppress(Exception):
+        if read_deployment(client).version != version:
+            client.hdel(keys.META, "next_version")
+            _drop_version(client, partitions, version)
+
+
+def _flip(client: redis.Redis, old: int, new: int) -> None:
+    """Make N+1 active in one MULTI; running it again changes nothing."""
+    flip = client.pipeline(transaction=True)
+    flip.hset(keys.META, mapping={"version": new, "retiring": old})
+    flip.hdel(keys.META, "next_version")
+    flip.execute()
+
+
+def _retire(client: redis.Redis, partitions: int, old: int, new: int, grace_s: float) -> None:
+    """Delete N once readers no longer trust a cached N; idempotent, so an outage simply
+    runs it again (the grace then starts over, which only delays the deletion)."""
+    time.sleep(grace_s)
+    _drop_version(client, partitions, old)
+    pipe = client.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.unlink(keys.cutoff(p, new))
+    pipe.hdel(keys.META, "retiring")
+    pipe.execute()
+
+
 def replay_all(
     client: redis.Redis,
     settings: Settings | None = None,
@@ -358,33 +429,37 @@ def replay_all(
     grace_s: float = GRACE_S,
     catchup_timeout_s: float = CATCHUP_TIMEOUT_S,
     show_progress: bool = False,
+    outage_limit_s: float = OUTAGE_LIMIT_S,
 ) -> ReplaySummary:
-    """Build version N+1 from the logs while N serves, flip, then delete N."""
+    """Build version N+1 from the logs while N serves, flip, then delete N.
+
+    ``client`` is a blocking client; ``settings`` gives the planner's settings;
+    ``projections`` defaults to the registered ones; ``grace_s`` is how long N outlives
+    the flip; ``catchup_timeout_s`` bounds the wait for live workers to catch up on
+    N+1; ``show_progress`` draws a progress bar on stderr. A Redis outage (restart,
+    failover, timeout) is ridden out for up to ``outage_limit_s`` per outage: the fold
+    starts over (see :func:`_build`), every later step is retried in place.
+    """
     started = time.monotonic()
-    with _Lease(client) as lease:
-        d = read_deployment(client)
-        _purge_stale(client, d)
-        old, new = d.version, d.version + 1
-        folder = Folder(client, settings or Settings(), projections, new)
+    retry = OutageRetry(log, f"replaying in Redis at {where(client)}", limit_s=outage_limit_s)
+    lease = _Lease(client)
+    retry.run(lease.take)
+    try:
+        d, folder = retry.run(
+            lambda: _build(client, settings or Settings(), projections, lease, show_progress),
+            before=lease.retake,
+        )
+        old, new = d.version, folder.version
         try:
-            _begin(client, d.partitions, new)
-            _fold_all(client, folder, d.partitions, lease, show_progress)
-            _wait_caught_up(client, d.partitions, new, catchup_timeout_s, lease)
+            retry.run(
+                lambda: _wait_caught_up(client, d.partitions, new, catchup_timeout_s, lease),
+                before=lease.retake,
+            )
+            retry.run(lambda: _flip(client, old, new), before=lease.retake)
         except BaseException:
-            # Leave N serving alone: drop the half-built N+1 (the next replay would too).
-            with contextlib.suppress(Exception):
-                client.hdel(keys.META, "next_version")
-                _drop_version(client, d.partitions, new)
+            _abandon(client, d.partitions, new)  # leave N serving alone
             raise
-        flip = client.pipeline(transaction=True)
-        flip.hset(keys.META, mapping={"version": new, "retiring": old})
-        flip.hdel(keys.META, "next_version")
-        flip.execute()
-        time.sleep(grace_s)
-        _drop_version(client, d.partitions, old)
-        pipe = client.pipeline(transaction=False)
-        for p in range(d.partitions):
-            pipe.unlink(keys.cutoff(p, new))
-        pipe.hdel(keys.META, "retiring")
-        pipe.execute()
+        retry.run(lambda: _retire(client, d.partitions, old, new, grace_s), before=lease.retake)
+    finally:
+        lease.release()
     return ReplaySummary(old, new, folder.stats, time.monotonic() - started)

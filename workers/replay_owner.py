@@ -4,9 +4,10 @@ version, while producers and workers keep running (the owner fence; see
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -24,7 +25,10 @@ from memstream.projections.ops import (
     rebuild_command,
 )
 
-from .replay import Folder, ReplayError, ReplaySummary, read_deployment, run
+from .outage import OUTAGE_LIMIT_S, OutageRetry
+from .replay import Folder, ReplayError, ReplaySummary, read_deployment, run, where
+
+log = logging.getLogger("memstream.replay")
 
 
 @dataclass
@@ -81,9 +85,36 @@ def replay_owner(
     *,
     projections: Sequence[Projection] | None = None,
     max_attempts: int = 50,
+    outage_limit_s: float = OUTAGE_LIMIT_S,
 ) -> ReplaySummary:
     """Rebuild ``owner``'s projections in the active version, in place, while producers
     and workers keep running.
+
+    ``client`` is a blocking client, ``settings`` the planner's settings, ``projections``
+    defaults to the registered ones, ``max_attempts`` bounds the retries while the owner
+    keeps appending. A Redis outage is ridden out for up to ``outage_limit_s``: the
+    rebuild starts over from a fresh fold, which is safe because one rebuild call is
+    atomic and running it again leaves the same keys (see :func:`_rebuild`).
+    """
+    keys.check_id(owner)
+    retry = OutageRetry(
+        log, f"rebuilding owner {owner} in Redis at {where(client)}", limit_s=outage_limit_s
+    )
+    started = time.monotonic()
+    summary = retry.run(
+        lambda: _rebuild(client, owner, settings or Settings(), projections, max_attempts)
+    )
+    return replace(summary, seconds=time.monotonic() - started)
+
+
+def _rebuild(
+    client: redis.Redis,
+    owner: str,
+    settings: Settings,
+    projections: Sequence[Projection] | None,
+    max_attempts: int,
+) -> ReplaySummary:
+    """One rebuild of ``owner`` with the owner fence.
 
     One ``ms_rebuild_owner`` call checks that the owner's head is still the ``head`` the
     fold stopped at, deletes the owner's keys, runs the fold and sets the owner's fence to
