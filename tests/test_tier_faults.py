@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -163,8 +164,10 @@ async def test_wrong_checksum_on_read_back_is_never_trimmed(
 
 
 async def test_tier_loop_keeps_running_through_an_outage(
-    r: redis.Redis, deployed: str, proxy: FaultProxy, bucket: str
-) -> None:
+    r: redis.Redis, deployed: str, proxy: FaultProxy, bucket: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.INFO, logger="memstream.tier")
     before = await filled(deployed, r)
     proxy.set("drop")
     stop = threading.Event()
@@ -184,6 +187,10 @@ async def test_tier_loop_keeps_running_through_an_outage(
     finally:
         stop.set()
         thread.join(10)
+    # One warning for the whole outage, however many passes failed, then one recovery.
+    tier_logs = [rec for rec in caplog.records if rec.name == "memstream.tier"]
+    assert [rec.levelno for rec in tier_logs].count(logging.WARNING) == 1
+    assert any("works again" in rec.getMessage() for rec in tier_logs)
 
 
 async def test_missing_bucket_fails_at_start_naming_the_setting(

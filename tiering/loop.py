@@ -1,15 +1,15 @@
 """The tier process: a pass, then a pause, forever; it never dies of a failure.
 
 A pass that fails (Redis or the archive unreachable) is recorded in
-``keys.TIER_STATUS`` for ``memstream status`` and retried after a backoff that grows
-with each failure in a row; a pass that finds errors on some owners simply runs again
-at the next interval.
+``keys.TIER_STATUS`` for ``memstream status``; it, or a pass that finds errors on some
+owners, is retried after a backoff that grows with each failure in a row (capped at the
+interval), and the whole run of failures logs one warning (workers/resilience.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
+import logging
 import signal
 import sys
 import threading
@@ -20,15 +20,13 @@ from typing import Any, TextIO
 import redis
 
 from memstream.producers import keys
+from memstream.producers.errors import MemstreamError
+from memstream.workers.resilience import Backoff, Episode
 
 from .errors import ArchiveError
 from .tier import PassSummary, Tierer
 
-
-def backoff_s(failures: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
-    """Pause after ``failures`` failed passes in a row: capped exponential, with jitter."""
-    grown: float = base_s * 2.0 ** max(failures - 1, 0)
-    return min(cap_s, grown) * random.uniform(0.5, 1.0)
+log = logging.getLogger("memstream.tier")
 
 
 def _record_failure(client: redis.Redis, error: Exception) -> None:
@@ -45,18 +43,24 @@ def run_forever(
     stop: threading.Event,
     out: TextIO = sys.stderr,
 ) -> None:
-    failures = 0
+    """Run passes every ``interval_s`` until ``stop`` is set; each pass's summary goes to
+    ``out``. A pass that fails, or finds errors, is one retry of an outage, logged once:
+    WARNING on the first failure (with the retry number and the next delay), INFO on
+    recovery."""
+    outage = Episode(log, "a tier pass", Backoff(base=1.0, cap=60.0))
     while not stop.is_set():
         try:
             summary = tierer.run_pass()
-            print(summary.text(), file=out, flush=True)
-            failures = failures + 1 if summary.errors else 0
-        except (ArchiveError, redis.RedisError, OSError) as e:
-            failures += 1
-            print(f"tier pass failed: {e}", file=out, flush=True)
+        except (ArchiveError, redis.RedisError, MemstreamError, OSError) as e:
             _record_failure(tierer.client, e)
-        pause = backoff_s(failures) if failures else interval_s
-        stop.wait(min(pause, interval_s) if failures else pause)
+            stop.wait(min(outage.failed(e), interval_s))
+            continue
+        print(summary.text(), file=out, flush=True)
+        if summary.errors:  # the archive or some owners failed: the same outage goes on
+            stop.wait(min(outage.failed(str(summary.errors[0])), interval_s))
+            continue
+        outage.recovered()
+        stop.wait(interval_s)
 
 
 @contextlib.contextmanager
