@@ -17,12 +17,16 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, client: redis.Redis) -> int:
-    """``client`` is unused: the demo runs on its own embedded Redis, never on yours."""
+    """``client`` is used with ``--agents-only`` alone: otherwise the demo runs on its own
+    embedded Redis, never on yours."""
     from rich.console import Console
 
-    from .demo import run_demo
+    from .cli import settings_from
+    from .demo import run_agents, run_demo
 
     console = Console()
+    if args.agents_only:
+        return run_agents(client, settings_from(args).redis_url, console)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run_demo(Path(args.data_dir), console, workers=args.workers)
@@ -50,5 +54,17 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help="worker processes to start, 1 to 8 (default: %(default)s)",
     )
-    # No --redis-url: the demo never writes into a Redis it did not start.
-    p.set_defaults(handler=cmd_demo, redis_url=None)
+    p.add_argument(
+        "--agents-only",
+        action="store_true",
+        help="no private Redis and no workers: append one run of the three agents to the "
+        "deployment at $MEMSTREAM_REDIS_URL (or --redis-url), wait for its workers and "
+        "print what the agents read (the compose file's demo producer)",
+    )
+    # Only --agents-only writes into a Redis the demo did not start, and only when asked.
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help="with --agents-only: the deployment's Redis (default: $MEMSTREAM_REDIS_URL)",
+    )
+    p.set_defaults(handler=cmd_demo)

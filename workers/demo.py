@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import redis
 from rich.console import Console
 
 from memstream.producers import Producer, Receipt, keys
@@ -33,6 +34,7 @@ from memstream.projections.wait import WaitTimeoutError
 from .deploy import init
 from .embedded import EmbeddedRedis
 from .procs import stop_all
+from .replay import read_deployment
 from .status import gather, render
 
 WAIT_S = 30.0
@@ -184,13 +186,18 @@ def converse(producer: Producer, agent: Agent, run: int) -> list[Receipt]:
     return out
 
 
-def wait_all(reader: Reader, receipts: Sequence[Receipt], workers: WorkerProcesses) -> int:
-    """Wait for every receipt (read-your-writes); return how many were dead-lettered."""
+def wait_all(
+    reader: Reader, receipts: Sequence[Receipt], workers: WorkerProcesses | None = None
+) -> int:
+    """Wait for every receipt (read-your-writes); return how many were dead-lettered.
+    ``workers`` are the demo's own processes, checked when a wait times out."""
     dead = 0
     for receipt in receipts:
         try:
             result = reader.wait(receipt, timeout=WAIT_S)
         except WaitTimeoutError as e:
+            if workers is None:
+                raise DemoError(f"{e}; are `memstream worker` processes running?") from e
             workers.check()
             raise DemoError(f"{e}; see the worker logs in {workers.data_dir}") from e
         dead += not result.applied
@@ -266,4 +273,23 @@ def run_demo(data_dir: Path, console: Console, *, workers: int = 2) -> int:
         render(gather(client), console)
     say("stopped the workers and Redis", highlight=False)
     say(f"the data stays in {data_dir}: run the demo again to continue", highlight=False)
+    return 0
+
+
+def run_agents(client: redis.Redis, url: str, console: Console) -> int:
+    """The agents only, against a deployment someone else runs (``demo --agents-only``,
+    the compose file's demo producer): one run of appends, waited for through the
+    deployment's own workers, then what each agent reads back. ``client`` is the
+    command's client, ``url`` the same Redis for the producer and reader."""
+    partitions = read_deployment(client).partitions
+    with Producer.from_url(url) as producer, Reader.from_url(url) as reader:
+        run = next_run(reader)
+        started = time.monotonic()
+        receipts = [r for agent in AGENTS for r in converse(producer, agent, run)]
+        dead = wait_all(reader, receipts)
+        console.print(f"run {run}: {len(receipts)} events applied in "
+                      f"{time.monotonic() - started:.2f}s; dead-lettered: {dead}",
+                      highlight=False)  # fmt: skip
+        for agent in AGENTS:
+            report(reader, console, agent, run, partitions)
     return 0
