@@ -396,3 +396,13 @@ def test_cli_replay_without_yes_and_no_tty_refuses(
     assert main(["replay", "--redis-url", deployed]) == 2
     assert "--yes" in capsys.readouterr().err
     assert r.hget(keys.META, "version") == b"1"
+
+
+def test_owner_rebuild_names_a_head_written_by_hand(deployed: str, r: redis.Redis) -> None:
+    with Producer.from_url(deployed) as producer:
+        producer.append_message("alice", "s", "user", "hi")
+    p = keys.partition("alice", PARTITIONS)
+    r.hset(keys.heads(p), "alice", "garbage")
+    with pytest.raises(replay_mod.ReplayError, match=r"head in ms:\{\d+\}:heads is 'garbage'"):
+        replay_owner(r, "alice")
+    assert r.xlen(keys.log(p, "alice")) == 1  # nothing stored was touched

@@ -5,6 +5,7 @@ version, while producers and workers keep running (the owner fence; see
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -78,6 +79,22 @@ class _OwnerFold:
         return kept
 
 
+HEAD = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+def _checked_head(raw: bytes | None, p: int, owner: str) -> str:
+    """The owner's head as a stream id, or "" for none. Only ``ms_append`` writes heads;
+    anything else there was written by hand and would make every read of the log fail."""
+    head = raw.decode("utf-8", "replace") if raw else ""
+    if head and not HEAD.fullmatch(head):
+        raise ReplayError(
+            f"owner {owner}'s head in {keys.heads(p)} is {head[:40]!r}, not a stream id "
+            f"(written by hand?): set it to the id of the last entry of "
+            f"{keys.log(p, owner)} (XREVRANGE ... + - COUNT 1), then rebuild again"
+        )
+    return head
+
+
 def replay_owner(
     client: redis.Redis,
     owner: str,
@@ -147,7 +164,7 @@ def _rebuild(
             fold = _OwnerFold(Folder(client, settings, projections, d.version), p, owner)
             fold.scan(client)
             raw_head: Any = client.hget(keys.heads(p), owner)
-            head = raw_head.decode() if raw_head else ""
+            head = _checked_head(raw_head, p, owner)
         fold.extend(head)
         version = fold.folder.version
         fixed = RebuildKeys(keys.heads(fold.p), keys.fences(fold.p, version), keys.feed(fold.p))
