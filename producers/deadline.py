@@ -89,51 +89,58 @@ def _give_up(
     return error
 
 
+class _Tries:
+    """The retry bookkeeping :func:`call` and :func:`acall` share: count a failure, then
+    either say how long to sleep before the next try or raise what the caller sees."""
+
+    def __init__(self, settings: Settings, end: float) -> None:
+        self.settings, self.end = settings, end
+        self.started = time.monotonic()
+        self.failures = 0
+        self.previous: Exception | None = None
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def failed(self, cause: Exception) -> float:
+        """Seconds to sleep before the next try; raises the translated error instead
+        when it is not transient or the retries or the deadline are spent."""
+        from .driver import is_transient
+
+        error = _translate(cause, self.settings)
+        self.failures += 1
+        left = self.left()
+        if not is_transient(error) or self.failures > self.settings.retries or left <= 0:
+            took = time.monotonic() - self.started
+            raise _give_up(error, self.previous, self.settings, self.failures, took) from cause
+        self.previous = error
+        return min(backoff_s(self.settings, self.failures), left)
+
+
 def call(fn: Callable[[], T], settings: Settings, seconds: float) -> T:
     """Run ``fn`` (which talks to Redis) and retry it on transient errors until it
     succeeds, ``settings.retries`` retries are spent, or ``seconds`` have passed.
 
     Raises the :class:`MemstreamError` of the last try; other exceptions pass unchanged.
     """
-    from .driver import is_transient
-
-    started = time.monotonic()
     with deadline_scope(seconds) as end:
-        failures, previous = 0, None
+        tries = _Tries(settings, end)
         while True:
             try:
                 return fn()
             except (rx.RedisError, TimeoutError) as e:
-                error = _translate(e, settings)
-                cause: Exception = e
-            failures += 1
-            left = end - time.monotonic()
-            if not is_transient(error) or failures > settings.retries or left <= 0:
-                took = time.monotonic() - started
-                raise _give_up(error, previous, settings, failures, took) from cause
-            previous = error
-            time.sleep(min(backoff_s(settings, failures), left))
+                delay = tries.failed(e)
+            time.sleep(delay)
 
 
 async def acall(fn: Callable[[], Awaitable[T]], settings: Settings, seconds: float) -> T:
     """The asyncio twin of :func:`call`: the whole call runs under ``asyncio.timeout``."""
-    from .driver import is_transient
-
-    started = time.monotonic()
     with deadline_scope(seconds) as end:
-        failures, previous = 0, None
+        tries = _Tries(settings, end)
         while True:
-            left = end - time.monotonic()
             try:
-                async with asyncio.timeout(max(left, 0.0)):
+                async with asyncio.timeout(max(tries.left(), 0.0)):
                     return await fn()
             except (rx.RedisError, TimeoutError) as e:
-                error = _translate(e, settings)
-                cause: Exception = e
-            failures += 1
-            left = end - time.monotonic()
-            if not is_transient(error) or failures > settings.retries or left <= 0:
-                took = time.monotonic() - started
-                raise _give_up(error, previous, settings, failures, took) from cause
-            previous = error
-            await asyncio.sleep(min(backoff_s(settings, failures), left))
+                delay = tries.failed(e)
+            await asyncio.sleep(delay)
