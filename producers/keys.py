@@ -174,6 +174,13 @@ def fences(p: int, version: int) -> str:
     return f"{version_prefix(p, version)}fences"
 
 
+def suspects(p: int, version: int) -> str:
+    """Hash feed id -> ``consumer|deaths``: entries delivered too often, being applied
+    alone to tell a poison entry from one that was merely taken over (workers/suspects.py).
+    Under the version's prefix, like the group whose deliveries it judges."""
+    return f"{version_prefix(p, version)}suspects"
+
+
 REPLAY_LOCK = "ms:replay:lock"
 """Held (with a TTL, renewed) by the one full replay that may run at a time."""
 

@@ -38,7 +38,8 @@ ENV = {"MEMSTREAM_HISTORY_CAP": str(CAP)}
 ARGS = ("--claim-idle-ms", "3000", "--batch", "100")
 """Entries idle 3 s are taken over: quick enough for a storm of kills, yet a live worker
 starved of CPU on a crowded test machine is not robbed of its batch again and again
-(each take-over counts a delivery; past --max-deliveries an entry is dead-lettered)."""
+(each take-over counts a delivery; past --max-deliveries an entry is applied alone,
+workers/suspects.py, which costs a round trip per entry)."""
 
 
 @pytest.fixture

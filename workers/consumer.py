@@ -6,8 +6,9 @@ log entries a batch points at, plans the writes (off the event loop when heavy),
 sends one ack-gated ``ms_apply`` call; the next batch is planned while that call runs, so
 the worker's CPU and the server overlap, and applies stay one at a time, in order.
 
-A lane also takes over entries idle too long in other consumers (XAUTOCLAIM) and, at
-start and after every Redis outage, re-reads its own pending entries (a read reply lost
+A lane also takes over entries idle too long in other consumers (XAUTOCLAIM; an entry
+taken over too often is applied alone, to tell poison from bad luck: :mod:`.suspects`)
+and, at start and after every Redis outage, re-reads its own pending entries (a read reply lost
 in transit left them delivered to us but never seen; an ``ms_apply`` whose reply was lost
 may or may not have run). Both go through the same gate, so nothing applies twice.
 Every Redis call of a lane waits for the worker's shared ``limit`` (a semaphore), so the
@@ -41,6 +42,7 @@ from .metrics import Metrics
 from .options import WorkerOptions
 from .plan import FeedEntry, Outcome, Planner, Pointer, parse_pointer
 from .resilience import Kind, RedisGate, classify, is_nogroup, sleep_or_stop
+from .suspects import Suspects
 
 if TYPE_CHECKING:
     from .feeds import FeedReader
@@ -118,6 +120,10 @@ class PartitionLane:
         self._cost_per_event: float | None = None
         """Running average of planning time per event (s); None until the first batch,
         which goes to a thread (its cost is unknown) and sets it."""
+        self.suspects = Suspects(
+            client, self._call, partition=partition, version=version,
+            consumer=options.consumer, max_deliveries=planner.max_deliveries,
+        )  # fmt: skip
 
     def deliver(self, entries: list[FeedEntry]) -> None:
         """Called by the reader: a batch read for this lane (or [] just to wake it)."""
@@ -176,11 +182,22 @@ class PartitionLane:
             if self._recover_from is None and not self.inbox:
                 await self._wait(stop)
             return
+        entries = await self.suspects.screen(entries, self._apply_alone)
+        if not entries:
+            return
         batch = await self.prepare(entries)
         if self._applying is not None:
             task, self._applying = self._applying, None
             await task
         self._applying = asyncio.create_task(self.finish(batch))
+
+    async def _apply_alone(self, entry: FeedEntry) -> None:
+        """One entry in its own ``ms_apply``, after the apply in flight (order kept)."""
+        batch = await self.prepare([entry])
+        if self._applying is not None:
+            task, self._applying = self._applying, None
+            await task
+        await self.finish(batch)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         """Ask the reader for entries; wake on delivery, stop, or when a claim is due."""

@@ -43,6 +43,9 @@ class FeedEntry:
     feed_id: str
     fields: Fields
     deliveries: int = 1
+    poison: str | None = None
+    """Set by the lane (workers/suspects.py) once the entry is known to kill or fail
+    the workers that apply it alone: the planner dead-letters it with this reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +174,8 @@ class Planner:
     ) -> str | None:
         if isinstance(pointer, DecodeError):
             return f"bad feed pointer: {pointer}"
-        if entry.deliveries > self.max_deliveries:
-            return f"delivered {entry.deliveries} times (max {self.max_deliveries})"
+        if entry.poison is not None:
+            return entry.poison
         raw = logs.get(entry.feed_id)
         if raw is None:
             return f"log entry {pointer.log_id} of {pointer.owner} is missing"
