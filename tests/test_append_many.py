@@ -90,9 +90,7 @@ def test_hostile_values_are_capped_and_deep_data_refused_per_event(
         2, 6, "type", "state.saved", "data", "[" * depth + "]" * depth, "ct", "json",
         2, 6, "type", "state.saved", "data", '{"state":{}}', "ct", "json",
     ]  # fmt: skip
-    ids, refused = r.fcall(
-        "ms_append_many", 2, keys.feed(1), keys.log(1, owner), *groups
-    )
+    ids, refused = r.fcall("ms_append_many", 2, keys.feed(1), keys.log(1, owner), *groups)
     assert refused[0::2] == [0, 1, 2]
     assert all(len(x) < 400 for x in refused[1::2])
     assert [b"nest" in x for x in refused[1::2]] == [False, True, True]
