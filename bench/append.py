@@ -269,6 +269,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-redis-benchmark", action="store_true", help="skip the redis-benchmark context"
     )
+    parser.add_argument(
+        "--history",
+        default=None,
+        help="comma-separated session lengths: measure append and history(last=20) p50 "
+        "at each instead (bench/append_history.py)",
+    )
     args = parser.parse_args(argv)
     if args.n < 1 or args.latency_n < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--n, --latency-n and --rounds must be >= 1, --warmup >= 0")
@@ -375,7 +381,12 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_and_report(run, parse_args(argv))
+    args = parse_args(argv)
+    if args.history:
+        from bench.append_history import run_history
+
+        return run_and_report(run_history, args)
+    return run_and_report(run, args)
 
 
 if __name__ == "__main__":
