@@ -180,3 +180,23 @@ def test_more_than_1000_events_refused_whole(deployed: str, r: redis.Redis) -> N
     with pytest.raises(redis.ResponseError, match="takes 1 to 1000 events, got 1001"):
         many(r, [a], [(0, step("x"))] * 1001)
     assert r.xlen(keys.feed(P)) == 0
+
+
+@pytest.mark.parametrize("ct", ["json", "msgpack"])
+def test_depth_bound_is_exact_at_64(deployed: str, r: redis.Redis, ct: str) -> None:
+    # The run-skipping pre-count must let 64 levels through and still catch 65, with
+    # text around the containers (what the skip pattern jumps over).
+    (a,) = owners_of(P, 1)
+
+    def nested(depth: int) -> bytes:
+        if ct == "json":
+            return b'{"k":' + b"[" * (depth - 1) + b'"x[{"' + b"]" * (depth - 1) + b"}"
+        return b"\x81\xa1k" + b"\x91" * (depth - 1) + b"\xa3x\x91\x81"
+
+    ok = many(r, [a], [(0, ["type", "state.saved", "data", nested(64), "ct", ct])])
+    assert ok[1] == [] and ok[0][0] is not None
+    bad = many(r, [a], [(0, ["type", "state.saved", "data", nested(65), "ct", ct])])
+    assert bad[1][1] == b"data nests maps and lists deeper than 64 levels"
+    with pytest.raises(redis.ResponseError, match="deeper than 64"):
+        r.fcall("ms_append", 2, keys.log(P, a), keys.feed(P), "type", "state.saved",
+                "data", nested(65), "ct", ct)  # fmt: skip
