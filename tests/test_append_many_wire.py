@@ -38,7 +38,7 @@ def step(action: str, **extra: str) -> list[str]:
     return args
 
 
-def many(r: redis.Redis, owners: list[str], events: list[tuple[int, list[str]]]) -> Any:
+def many(r: redis.Redis, owners: list[str], events: list[tuple[int, list[Any]]]) -> Any:
     """Send one ms_append_many: ``events`` are (index into ``owners``, name/value args)."""
     args: list[Any] = []
     for i, pairs in events:
