@@ -25,21 +25,22 @@ class DecodeError(InvalidInputError):
 
 def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
     """Nesting depth of maps and lists in ``value`` (a scalar is 0), counted without
-    recursion; stops counting once past ``limit``."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, (list, tuple)):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, level + 1) for child in children)
-    return deepest
+    recursion, one level at a time; stops counting once past ``limit``."""
+    level = [value] if isinstance(value, _CONTAINERS) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        children: list[Any] = []
+        for item in level:
+            values = item.values() if isinstance(item, dict) else item
+            children += [c for c in values if isinstance(c, _CONTAINERS)]
+        level = children
+    return depth
+
+
+_CONTAINERS = (dict, list, tuple)
 
 
 def check_depth(value: Any, field: str = "data") -> None:

@@ -87,8 +87,8 @@ class AppendCore:
         """Validate, redact and encode; raise :class:`InvalidInputError` before any I/O."""
         return self.locate(prepare(item, self.redactor, self.ct))
 
-    def locate(self, prepared: Prepared) -> Planned:
-        """Check the size limit and aim the prepared append at its partition."""
+    def check_size(self, prepared: Prepared) -> None:
+        """Raise :class:`InvalidInputError` if the data is over ``max_event_bytes``."""
         size = len(prepared.args[DATA_AT])
         if size > self.deployment.max_event_bytes:
             raise InvalidInputError(
@@ -96,6 +96,10 @@ class AppendCore:
                 f"encoded event is {size} bytes, over max_event_bytes "
                 f"{self.deployment.max_event_bytes}",
             )
+
+    def locate(self, prepared: Prepared) -> Planned:
+        """Check the size limit and aim the prepared append at its partition."""
+        self.check_size(prepared)
         p = keys.partition(prepared.owner, self.deployment.partitions)
         return Planned(prepared.owner, p, command(prepared.owner, p, prepared.args), prepared.eid)
 

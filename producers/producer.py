@@ -1,6 +1,7 @@
 """``Producer`` and ``AsyncProducer``: the transports around :class:`AppendCore`.
 
-Appends are O(1): one ``FCALL ms_append`` each, pipelined for ``append_many``. Each call
+Appends are O(1): one ``FCALL ms_append`` each; ``append_many`` sends ``FCALL
+ms_append_many``, one call per partition and up to 250 events (:mod:`.many`). Each call
 runs within ``Settings.append_deadline_s`` (:mod:`.deadline`): connection errors and
 timeouts are retried with jittered backoff until it passes, and the ``eid`` made before
 the first try makes a retried append return the first ids instead of writing twice.
@@ -29,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.asyncio
 
-from . import keys
+from . import keys, many
 from .connection import async_client, sync_client
-from .core import Append, AppendCore, Planned, Prepared, prepare
+from .core import Append, AppendCore, Prepared, prepare
 from .deadline import acall, call
 from .errors import MemstreamError
 from .events import Event
@@ -147,35 +148,34 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
         return await acall(go, self.settings, self._deadline)
 
     async def append_many(self, items: ManyItems) -> list[Receipt]:
-        """Append many events, pipelined; every item is validated before anything is sent.
-        Each round trip of up to 1000 appends gets ``append_deadline_s``. With an outbox,
-        the items from the first round trip that cannot be sent on (all of them if the
-        batch names an owner with outboxed appends) are outboxed in order, pending."""
+        """Append many events: ``items`` are :class:`Append` or ``(owner, event[, session[,
+        eid]])`` tuples. Every item is validated before anything is sent, then the items
+        go by partition through ``FCALL ms_append_many`` (each owner's in order), up to
+        1000 a round trip, each trip within ``append_deadline_s``. Raises
+        :class:`AppendManyError` naming the refused items; the others are stored. With an
+        outbox, the items no trip could send (all of them if the batch names an owner with
+        outboxed appends) are outboxed in order, pending."""
         prepared = [prepare(as_append(i), self.redactor, self.ct) for i in items]
         outbox = self._outbox
         if outbox is not None:
             self._start_flusher()
-        plans: list[Planned] = []
-        replies: list[Any] = []
+        sent: dict[int, Any] = {}
         if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
             try:
-                core = await self.core()
-                plans = [core.locate(p) for p in prepared]
-                for start in range(0, len(plans), PIPELINE_CHUNK):
-                    chunk = plans[start : start + PIPELINE_CHUNK]
-                    send = functools.partial(self._send_chunk, chunk)
-                    replies += await acall(send, self.settings, self._deadline)
+                for trip in many.plan_calls(await self.core(), prepared):
+                    send = functools.partial(self._send_calls, trip)
+                    self._absorb(trip, await acall(send, self.settings, self._deadline), sent)
             except MemstreamError as e:
                 self._outbox_or_raise(e)
-        queued = prepared[len(replies) :]
+        queued = [p for i, p in enumerate(prepared) if i not in sent]
         if queued:
             await self._queue(queued, False)
-        return self._many_result(plans[: len(replies)], replies, queued)
+        return self._many_result(prepared, sent)
 
-    async def _send_chunk(self, plans: list[Planned]) -> list[Any]:
+    async def _send_calls(self, trip: list[many.Call]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for plan in plans:
-            pipe.execute_command(*plan.command)
+        for c in trip:
+            pipe.execute_command(*c.command)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
@@ -267,34 +267,33 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
         return call(go, self.settings, self._deadline)
 
     def append_many(self, items: ManyItems) -> list[Receipt]:
-        """Append many events, pipelined; every item is validated before anything is sent.
-        Each round trip of up to 1000 appends gets ``append_deadline_s``. With an outbox,
-        the items from the first round trip that cannot be sent on (all of them if the
-        batch names an owner with outboxed appends) are outboxed in order, pending."""
+        """Append many events: ``items`` are :class:`Append` or ``(owner, event[, session[,
+        eid]])`` tuples. Every item is validated before anything is sent, then the items
+        go by partition through ``FCALL ms_append_many`` (each owner's in order), up to
+        1000 a round trip, each trip within ``append_deadline_s``. Raises
+        :class:`AppendManyError` naming the refused items; the others are stored. With an
+        outbox, the items no trip could send (all of them if the batch names an owner with
+        outboxed appends) are outboxed in order, pending."""
         prepared = [prepare(as_append(i), self.redactor, self.ct) for i in items]
         outbox = self._outbox
-        plans: list[Planned] = []
-        replies: list[Any] = []
+        sent: dict[int, Any] = {}
         if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
             try:
-                core = self.core()
-                plans = [core.locate(p) for p in prepared]
-                for start in range(0, len(plans), PIPELINE_CHUNK):
-                    chunk = plans[start : start + PIPELINE_CHUNK]
-                    send_sync = functools.partial(self._send_chunk, chunk)
-                    replies += call(send_sync, self.settings, self._deadline)
+                for trip in many.plan_calls(self.core(), prepared):
+                    send = functools.partial(self._send_calls, trip)
+                    self._absorb(trip, call(send, self.settings, self._deadline), sent)
             except MemstreamError as e:
                 self._outbox_or_raise(e)
-        queued = prepared[len(replies) :]
+        queued = [p for i, p in enumerate(prepared) if i not in sent]
         assert outbox is not None or not queued
         for p in queued:
             outbox.store(p.owner, p.eid, p.args)  # type: ignore[union-attr]
-        return self._many_result(plans[: len(replies)], replies, queued)
+        return self._many_result(prepared, sent)
 
-    def _send_chunk(self, plans: list[Planned]) -> list[Any]:
+    def _send_calls(self, trip: list[many.Call]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for plan in plans:
-            pipe.execute_command(*plan.command)  # type: ignore[no-untyped-call]
+        for c in trip:
+            pipe.execute_command(*c.command)  # type: ignore[no-untyped-call]
         replies: list[Any] = pipe.execute(raise_on_error=False)
         return replies
 

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 import redis
 
-from . import keys
+from . import keys, many
 from .codec import ContentType
-from .core import Append, AppendCore, AppendManyError, Planned, Prepared, command
+from .core import Append, AppendCore, AppendManyError, Prepared, command
 from .deployment import DEFAULT_EID_TTL, Deployment
 from .driver import is_transient, translate_driver_error
 from .errors import ConfigError, MemstreamError
+from .many import Call
 from .receipt import Receipt
 from .redact import Redactor
 from .settings import Settings
@@ -40,20 +41,6 @@ def as_append(item: Append | tuple[Any, ...]) -> Append:
 
 def _default_redactor(settings: Settings) -> Redactor:
     return Redactor(emails=settings.redact_emails)
-
-
-def _collect(plans: Sequence[Planned], replies: Sequence[Any], settings: Settings) -> list[Receipt]:
-    receipts: list[Receipt | None] = []
-    errors: dict[int, MemstreamError] = {}
-    for i, (plan, reply) in enumerate(zip(plans, replies, strict=True)):
-        if isinstance(reply, redis.RedisError):
-            errors[i] = translate_driver_error(reply, settings)
-            receipts.append(None)
-        else:
-            receipts.append(AppendCore.receipt(plan, reply))
-    if errors:
-        raise AppendManyError(receipts, errors)
-    return [r for r in receipts if r is not None]
 
 
 def _settings_of(client: Any) -> Settings:
@@ -137,16 +124,33 @@ class ProducerBase:
         return Receipt(prepared.owner, p, "", "", prepared.eid, True, self.outbox_path)
 
     def _many_result(
-        self, plans: Sequence[Planned], replies: Sequence[Any], queued: Sequence[Prepared]
+        self, prepared: Sequence[Prepared], sent: dict[int, tuple[int, Any]]
     ) -> list[Receipt]:
-        """Receipts of the sent part (raising :class:`AppendManyError` if some were
-        refused) followed by the pending receipts of the outboxed part."""
-        try:
-            sent = _collect(plans, replies, self.settings)
-        except AppendManyError as e:
-            e.receipts.extend(self._pending(p) for p in queued)
-            raise
-        return sent + [self._pending(p) for p in queued]
+        """Receipts in call order: a sent item's from its ``(partition, reply)`` in
+        ``sent`` (raising :class:`AppendManyError` if some were refused), the others
+        pending (outboxed)."""
+        receipts: list[Receipt | None] = []
+        errors: dict[int, MemstreamError] = {}
+        for i, p in enumerate(prepared):
+            if i not in sent:
+                receipts.append(self._pending(p))
+                continue
+            partition, reply = sent[i]
+            if isinstance(reply, redis.RedisError):
+                errors[i] = translate_driver_error(reply, self.settings)
+                receipts.append(None)
+            else:
+                receipts.append(many.receipt(p, partition, reply))
+        if errors:
+            raise AppendManyError(receipts, errors)
+        return [r for r in receipts if r is not None]
+
+    @staticmethod
+    def _absorb(trip: Sequence[Call], replies: Sequence[Any], sent: dict[int, Any]) -> None:
+        """Record each event's reply of one round trip of ``ms_append_many`` calls."""
+        for c, reply in zip(trip, replies, strict=True):
+            for i, one in zip(c.indexes, many.spread(c, reply), strict=True):
+                sent[i] = (c.partition, one)
 
     def _outbox_or_raise(self, error: MemstreamError) -> None:
         """Raise ``error`` unless it is transient and there is an outbox to fall back to."""

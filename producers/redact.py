@@ -255,7 +255,52 @@ class Redactor:
         in it changed, else as the very same object; the input is never mutated. Other types
         (bytes, numbers, models) come back untouched.
         """
-        return self._scrub(value) if self._rules else value
+        if not self._rules:
+            return value
+        if isinstance(value, dict) and self._clean(value):
+            return value
+        return self._scrub(value)
+
+    def _clean(self, value: dict[Any, Any]) -> bool:
+        """True when no rule can fire anywhere in ``value``, so :meth:`_scrub` would return
+        it unchanged: one trigger check over all its strings joined, instead of one per
+        string. Joining only adds text, so a trigger absent from the join is absent from
+        every part; a trigger the join makes up (across a separator) costs the full walk."""
+        texts: list[str] = []
+        stack: list[Any] = [value]
+        while stack:
+            item = stack.pop()
+            children: Any
+            if isinstance(item, dict):
+                if not self._clean_keys(item):
+                    return False
+                children = item.values()
+            elif isinstance(item, (list, tuple)):
+                children = item
+            elif isinstance(item, str):
+                texts.append(item)
+                continue
+            else:
+                return False  # another type: let the walk decide what it does with it
+            for child in children:
+                if type(child) is str:
+                    texts.append(child)
+                elif type(child) not in _SCALARS:
+                    stack.append(child)
+        text = "\n".join(texts)
+        return self._gates.search(text) is None or _first(self._entries, text, None) < 0
+
+    def _clean_keys(self, item: dict[Any, Any]) -> bool:
+        """True when no str key of ``item`` changes or hides its value (other keys are
+        left alone by the walk too)."""
+        for key, child in item.items():
+            if isinstance(key, str):
+                scrubbed, secret = self._keys.get(key) or self._key(key)
+                if scrubbed is not None:
+                    return False
+                if secret and isinstance(child, str) and child and not child.startswith(self._done):
+                    return False
+        return True
 
     def _scrub(self, value: Any) -> Any:
         if type(value) in _SCALARS:

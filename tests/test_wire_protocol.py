@@ -323,3 +323,65 @@ def test_multi_fallback_and_fcall_race_on_one_log(
     assert len(log_ids) == 4 * rounds
     assert sorted(_feed_pointers(r, owner).values(), key=_split) == log_ids
     assert _head(r, owner) == log_ids[-1]
+
+
+MANY_SCRIPT = ROOT / "tests" / "wire_examples" / "append_many.sh"
+
+
+def test_append_many_cli_example_stores_two_and_names_the_third(
+    deployed: str, r: redis.Redis, redis_server: RedisServer
+) -> None:
+    assert MANY_SCRIPT.read_text() in DOC.read_text()
+    out = subprocess.run(
+        ["bash", str(MANY_SCRIPT)],
+        env={**os.environ, "REDIS_PORT": str(redis_server.port)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    first, second = _log(r, "cli-agent")
+    assert out[:5] == [first.log_id, first.log_id, second.log_id, second.log_id, ""]
+    assert out[5] == "2"
+    assert out[6].startswith("type must be 3 to 64 characters")
+    assert first.event == MessageAppended(role="user", content="one")
+    assert second.event == MessageAppended(role="assistant", content="two")
+    assert _head(r, "cli-agent") == second.log_id
+
+
+def _many_vectors() -> list[tuple[list[list[str]], list[int], list[Any]]]:
+    doc = DOC.read_text()
+    section = doc.split("## Appending many", 1)[1].split("### Test vectors", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        groups = [g.split(" ") for g in re.findall(r"`([^`]+)`", cells[0])]
+        if cells[0].endswith("twice"):
+            groups = groups * 2
+        stored = json.loads(re.findall(r"\[[^\]]*\]", cells[1])[0])
+        refused = json.loads(cells[2].strip("`"))
+        rows.append((groups, stored, refused))
+    return rows
+
+
+def test_append_many_doc_vectors_hold(deployed: str, r: redis.Redis) -> None:
+    vectors = _many_vectors()
+    assert len(vectors) >= 5
+    for groups, stored, refused in vectors:
+        r.delete(keys.log(3, "cli-agent"), keys.feed(3), keys.last_id(3))
+        for key in r.scan_iter("ms:{3}:eid:*"):
+            r.delete(key)
+        args = [x for g in groups for x in g]
+        ids, got = send(
+            r, "FCALL", "ms_append_many", 2, "ms:{3}:feed", "ms:{3}:log:cli-agent", *args
+        )
+        assert [i for i, x in enumerate(ids) if x is not None] == stored, groups
+        assert got[0::2] == refused[0::2], groups
+        for reason, expected in zip(got[1::2], refused[1::2], strict=True):
+            assert reason.decode().startswith(expected), (reason, expected)
+        if len(groups) == 2 and groups[0] == groups[1]:  # the "twice" row: deduplicated
+            assert ids[0] == ids[1]
+            assert len(_log(r, "cli-agent")) == 1

@@ -5,6 +5,8 @@
 --   FCALL ms_append 2 ms:{P}:log:<owner> ms:{P}:feed type <t> data <bytes>
 --         [ct json|msgpack] [eid <id>] [session <id>] [v <n>]
 --
+-- ms_append_many: the same for many events of one partition in one call (see below).
+--
 -- heads, conf and eid keys are derived here from the validated {P} tag rather than passed,
 -- because the contract fixes two declared keys; they share the slot, so Cluster accepts them.
 -- producers/keys.py builds the same strings and a test checks the two agree.
@@ -30,12 +32,14 @@ end
 
 local ARGS = { ct = true, eid = true, session = true, v = true, type = true, data = true }
 
-local function parse_args(args)
-  if #args % 2 ~= 0 then
+-- args[first..last] as name/value pairs (ms_append_many frames each event's pairs).
+local function parse_args(args, first, last)
+  first, last = first or 1, last or #args
+  if (last - first + 1) % 2 ~= 0 then
     return nil, 'arguments must be name/value pairs'
   end
   local out = {}
-  for i = 1, #args, 2 do
+  for i = first, last, 2 do
     local name = args[i]
     if not ARGS[name] then
       return nil, "unknown argument '" .. cap(name) .. "'"
@@ -56,25 +60,27 @@ end
 -- open a container (may_nest) shows the data might be that deep.
 local MAX_DEPTH = 64
 
--- True when `s` has more than MAX_DEPTH bytes of `class` (each find runs in C, and the
--- count stops there): fewer bytes that can open a container cannot nest that deep.
-local function may_nest(s, class)
-  local pos, n = 1, 0
+-- True when `s` has more than MAX_DEPTH bytes that can open a container: fewer cannot nest
+-- that deep. `skip` is an anchored pattern of a run of the other bytes: Lua matches a run in
+-- one tight loop, where finding a class byte restarts the matcher at every position (four
+-- times the cost, on every append).
+local function may_nest(s, skip)
+  local pos, n, len = 1, 0, #s
   while true do
-    local i = string.find(s, class, pos)
-    if i == nil then
+    local _, e = string.find(s, skip, pos)
+    if e >= len then
       return false
     end
-    n = n + 1
+    n = n + 1  -- the byte at e + 1 can open a container
     if n > MAX_DEPTH then
       return true
     end
-    pos = i + 1
+    pos = e + 2
   end
 end
 
 local function json_too_deep(s)
-  if not may_nest(s, '[%[{]') then
+  if not may_nest(s, '^[^%[{]*') then
     return false
   end
   local pos, depth = 1, 0
@@ -130,7 +136,7 @@ local MP_CONTAINER = {  -- type byte -> {count bytes, elements per count}
 }
 
 local function msgpack_too_deep(s)
-  if not may_nest(s, '[\128-\159\220-\223]') then
+  if not may_nest(s, '^[^\128-\159\220-\223]*') then
     return false
   end
   local pos, len, depth, left = 1, #s, 0, {}
@@ -225,79 +231,79 @@ local function next_id(now_ms, ms, seq)
   return string.format('%d-%d', ms, seq + 1)
 end
 
-local function ms_append(keys, args)
-  if #keys ~= 2 then
-    return fail('ms_append takes 2 keys: the log and the feed')
-  end
-  local p, owner = string.match(keys[1], '^ms:{(%d+)}:log:(.*)$')
-  if p == nil then
-    return fail('log key must look like ms:{P}:log:<owner>, got ' .. cap(keys[1]))
-  end
-  if not valid_id(owner) then
-    return fail('owner ' .. ID_RULE)
-  end
-  local tag = 'ms:{' .. p .. '}'
-  if keys[2] ~= tag .. ':feed' then
-    return fail('feed key must be ' .. tag .. ':feed, got ' .. cap(keys[2]))
-  end
-
-  local a, err = parse_args(args)
-  if a == nil then
-    return fail(err)
-  end
+-- The checks of one event's arguments that need no key read; fills in the defaults.
+local function check_fields(a)
   if a.type == nil then
-    return fail("field 'type' is required")
+    return nil, "field 'type' is required"
   end
   if a.data == nil then
-    return fail("field 'data' is required")
+    return nil, "field 'data' is required"
   end
   if #a.type > 64 or string.match(a.type, '^[a-z][a-z0-9_]*%.[a-z0-9_%.]*[a-z0-9_]$') == nil then
-    return fail("type must be 3 to 64 characters of a-z 0-9 _ . like 'message.appended', got '" .. cap(a.type) .. "'")
+    return nil, "type must be 3 to 64 characters of a-z 0-9 _ . like 'message.appended', got '" .. cap(a.type) .. "'"
   end
-  local ct = a.ct or 'msgpack'
-  if ct ~= 'msgpack' and ct ~= 'json' then
-    return fail("ct must be 'json' or 'msgpack', got '" .. cap(ct) .. "'")
+  a.ct = a.ct or 'msgpack'
+  if a.ct ~= 'msgpack' and a.ct ~= 'json' then
+    return nil, "ct must be 'json' or 'msgpack', got '" .. cap(a.ct) .. "'"
   end
-  local v = a.v or '1'
-  if string.match(v, '^[1-9]%d?%d?%d?$') == nil then
-    return fail("v must be an integer from 1 to 9999, got '" .. cap(v) .. "'")
+  a.v = a.v or '1'
+  if string.match(a.v, '^[1-9]%d?%d?%d?$') == nil then
+    return nil, "v must be an integer from 1 to 9999, got '" .. cap(a.v) .. "'"
   end
   if a.session ~= nil and not valid_id(a.session) then
-    return fail('session ' .. ID_RULE)
+    return nil, 'session ' .. ID_RULE
   end
   if a.eid ~= nil and not valid_id(a.eid) then
-    return fail('eid ' .. ID_RULE)
+    return nil, 'eid ' .. ID_RULE
   end
+  return a
+end
 
+local function read_conf(tag, p)
   local conf = redis.call('HMGET', tag .. ':conf', 'partitions', 'max_event_bytes', 'eid_ttl')
   local partitions = tonumber(conf[1])
   if partitions == nil then
-    return fail('deployment not initialised for partition ' .. p .. ': run memstream init, or check that ' .. p .. ' is below the partition count in ms:meta')
+    return nil, 'deployment not initialised for partition ' .. p .. ': run memstream init, or check that ' .. p .. ' is below the partition count in ms:meta'
   end
-  local expected = tonumber(string.sub(redis.sha1hex(owner), 1, 8), 16) % partitions
+  return { partitions = partitions, max_bytes = tonumber(conf[2]) or 1048576, eid_ttl = tonumber(conf[3]) or 86400 }
+end
+
+local function check_owner(owner, p, conf)
+  local expected = tonumber(string.sub(redis.sha1hex(owner), 1, 8), 16) % conf.partitions
   if tostring(expected) ~= p then
-    return fail('partition mismatch: owner ' .. owner .. ' belongs to partition ' .. expected .. ', keys name ' .. p)
+    return nil, 'partition mismatch: owner ' .. owner .. ' belongs to partition ' .. expected .. ', keys name ' .. p
   end
-  local max_bytes = tonumber(conf[2]) or 1048576
-  if #a.data > max_bytes then
-    return fail('data is ' .. #a.data .. ' bytes, over max_event_bytes ' .. max_bytes)
-  end
+  return true
+end
 
-  if (ct == 'json' and json_too_deep(a.data)) or (ct == 'msgpack' and msgpack_too_deep(a.data)) then
-    return fail('data nests maps and lists deeper than ' .. MAX_DEPTH .. ' levels')
+local function check_data(a, conf)
+  if #a.data > conf.max_bytes then
+    return nil, 'data is ' .. #a.data .. ' bytes, over max_event_bytes ' .. conf.max_bytes
   end
-
-  local eid_key
-  if a.eid ~= nil then
-    eid_key = tag .. ':eid:' .. owner .. ':' .. a.eid
-    local seen = redis.call('GET', eid_key)
-    if seen then
-      local log_id, feed_id = string.match(seen, '^(%S+) (%S+)$')
-      return { log_id, feed_id }
-    end
+  if (a.ct == 'json' and json_too_deep(a.data)) or (a.ct == 'msgpack' and msgpack_too_deep(a.data)) then
+    return nil, 'data nests maps and lists deeper than ' .. MAX_DEPTH .. ' levels'
   end
+  return true
+end
 
-  local fields = { 'type', a.type, 'v', v, 'ct', ct, 'data', a.data }
+-- The ids an earlier call with this eid stored, or nil.
+local function seen_ids(eid_key)
+  if eid_key == nil then
+    return nil
+  end
+  local seen = redis.call('GET', eid_key)
+  if seen then
+    local log_id, feed_id = string.match(seen, '^(%S+) (%S+)$')
+    return { log_id, feed_id }
+  end
+  return nil
+end
+
+-- Write one checked event: its pointer in the feed, then its signed log entry, with one
+-- shared id after `last` (the feed's last id as the caller knows it). Returns log_id and
+-- feed_id, or nil and the reason; every write is a pcall, so a batch can go on.
+local function write_event(log_key, feed_key, owner, a, now_ms, last)
+  local fields = { 'type', a.type, 'v', a.v, 'ct', a.ct, 'data', a.data }
   if a.session ~= nil then
     fields[#fields + 1] = 'session'
     fields[#fields + 1] = a.session
@@ -306,38 +312,38 @@ local function ms_append(keys, args)
     fields[#fields + 1] = 'eid'
     fields[#fields + 1] = a.eid
   end
-  local t = redis.call('TIME')
-  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   -- The id: the next one of the feed. Its last id is kept in ms:{P}:last by every append
   -- (a GET is a twentieth of XINFO STREAM); when that is behind (a pointer written by
   -- `dlq retry` or around ms_append), the feed refuses the id and XINFO gives the truth.
-  local last_key = tag .. ':last'
-  local feed_ms, feed_seq = parse_id(redis.call('GET', last_key) or '0-0')
+  local feed_ms, feed_seq = parse_id(last)
   local log_id = next_id(now_ms, feed_ms or 0, feed_seq or 0)
-  local feed_id = log_id and redis.pcall('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+  local feed_id = log_id and redis.pcall('XADD', feed_key, log_id, 'o', owner, 'l', log_id)
   if not feed_id or feed_id.err then
     local feed_err
-    feed_ms, feed_seq, feed_err = last_id(keys[2])
+    feed_ms, feed_seq, feed_err = last_id(feed_key)
     if feed_ms == nil then
-      return fail('feed ' .. keys[2] .. ' is not a stream: ' .. cap(feed_err))
+      return nil, 'feed ' .. feed_key .. ' is not a stream: ' .. cap(feed_err)
     end
     log_id = next_id(now_ms, feed_ms, feed_seq)
     if log_id == nil then
-      return fail('cannot append to the feed: its id space is exhausted')
+      return nil, 'cannot append to the feed: its id space is exhausted'
     end
-    feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+    feed_id = redis.pcall('XADD', feed_key, log_id, 'o', owner, 'l', log_id)
+    if feed_id.err then
+      return nil, 'cannot append to the feed: ' .. cap(feed_id.err)
+    end
   end
   local n = #fields
   fields[n + 1] = 'sig'
-  fields[n + 2] = signature(owner, log_id, a, v, ct)
-  local added = redis.pcall('XADD', keys[1], log_id, unpack(fields))
+  fields[n + 2] = signature(owner, log_id, a, a.v, a.ct)
+  local added = redis.pcall('XADD', log_key, log_id, unpack(fields))
   if added.err then
     -- The log is ahead of the feed (written around ms_append) or not a stream. The pointer
     -- just written stays: its entry can never exist (the log is past it), so workers
     -- dead-letter it as missing. Producers get no XDEL, which would let them delete others'.
-    local log_ms, log_seq, log_err = last_id(keys[1])
+    local log_ms, log_seq, log_err = last_id(log_key)
     if log_ms == nil then
-      return fail('log key is not a stream: ' .. cap(log_err))
+      return nil, 'log key is not a stream: ' .. cap(log_err)
     end
     local ms, seq = parse_id(log_id)
     if log_ms > ms or (log_ms == ms and log_seq > seq) then
@@ -345,21 +351,203 @@ local function ms_append(keys, args)
     end
     log_id = next_id(now_ms, ms, seq)
     if log_id == nil then
-      return fail('cannot append to the log: its id space is exhausted')
+      return nil, 'cannot append to the log: its id space is exhausted'
     end
-    fields[n + 2] = signature(owner, log_id, a, v, ct)
-    added = redis.pcall('XADD', keys[1], log_id, unpack(fields))
+    fields[n + 2] = signature(owner, log_id, a, a.v, a.ct)
+    added = redis.pcall('XADD', log_key, log_id, unpack(fields))
     if added.err then
-      return fail('cannot append to the log: ' .. cap(added.err))
+      return nil, 'cannot append to the log: ' .. cap(added.err)
     end
-    feed_id = redis.call('XADD', keys[2], log_id, 'o', owner, 'l', log_id)
+    feed_id = redis.pcall('XADD', feed_key, log_id, 'o', owner, 'l', log_id)
+    if feed_id.err then
+      return nil, 'cannot append to the feed: ' .. cap(feed_id.err)
+    end
+  end
+  return log_id, feed_id
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The owner of a log key of partition `p`, or nil and the reason.
+local function log_owner(key, p)
+  local kp, owner = string.match(key, '^ms:{(%d+)}:log:(.*)$')
+  if kp == nil then
+    return nil, 'log key must look like ms:{P}:log:<owner>, got ' .. cap(key)
+  end
+  if p ~= nil and kp ~= p then
+    return nil, 'log key is not in the partition of the feed ' .. p .. ', got ' .. cap(key)
+  end
+  if not valid_id(owner) then
+    return nil, 'owner ' .. ID_RULE
+  end
+  return owner, kp
+end
+
+local function ms_append(keys, args)
+  if #keys ~= 2 then
+    return fail('ms_append takes 2 keys: the log and the feed')
+  end
+  local owner, p = log_owner(keys[1], nil)
+  if owner == nil then
+    return fail(p)
+  end
+  local tag = 'ms:{' .. p .. '}'
+  if keys[2] ~= tag .. ':feed' then
+    return fail('feed key must be ' .. tag .. ':feed, got ' .. cap(keys[2]))
+  end
+  local a, err = parse_args(args)
+  if a == nil then
+    return fail(err)
+  end
+  a, err = check_fields(a)
+  if a == nil then
+    return fail(err)
+  end
+  local conf, ok
+  conf, err = read_conf(tag, p)
+  if conf == nil then
+    return fail(err)
+  end
+  ok, err = check_owner(owner, p, conf)
+  if ok then
+    ok, err = check_data(a, conf)
+  end
+  if not ok then
+    return fail(err)
+  end
+  local eid_key = a.eid and (tag .. ':eid:' .. owner .. ':' .. a.eid)
+  local seen = seen_ids(eid_key)
+  if seen then
+    return seen
+  end
+  local last_key = tag .. ':last'
+  local log_id, feed_id = write_event(keys[1], keys[2], owner, a, now_ms(), redis.call('GET', last_key) or '0-0')
+  if log_id == nil then
+    return fail(feed_id)
   end
   redis.call('SET', last_key, log_id)
   redis.call('HSET', tag .. ':heads', owner, log_id)
-  if eid_key ~= nil then
-    redis.call('SET', eid_key, log_id .. ' ' .. feed_id, 'EX', tonumber(conf[3]) or 86400)
+  if eid_key then
+    redis.call('SET', eid_key, log_id .. ' ' .. feed_id, 'EX', conf.eid_ttl)
   end
   return { log_id, feed_id }
 end
 
+-- ms_append_many: many events of one partition in one call (docs/wire-protocol.md).
+--
+--   FCALL ms_append_many <1+k> ms:{P}:feed ms:{P}:log:<o1> .. ms:{P}:log:<ok>
+--         <key#> <m> <m name/value args> ...   (one group per event)
+--
+-- <key#> is the position of the event's log key among KEYS (2 to 1+k). The conf is read
+-- once, each owner's key and partition checked once, each head and the feed's last id
+-- written once, and the clock read once. Each event is checked and deduplicated as
+-- ms_append does it; a refused one is skipped with its reason and the others are stored.
+-- Reply: { ids, refused }: ids[i] is {log_id, feed_id} or nil for the i-th event,
+-- refused is the flat list i0, reason0, i1, reason1, ... with 0-based event indexes.
+-- Only a malformed call (keys, framing, deployment) is refused whole, before any write.
+local MAX_MANY = 1000
+
+local function ms_append_many(keys, args)
+  local p = #keys >= 2 and string.match(keys[1], '^ms:{(%d+)}:feed$')
+  if not p then
+    return fail('ms_append_many takes the feed, then one or more log keys of its partition')
+  end
+  local tag = 'ms:{' .. p .. '}'
+  local conf, err = read_conf(tag, p)
+  if conf == nil then
+    return fail(err)
+  end
+  -- Frame first: a call whose framing is broken is refused before anything is written.
+  local frames, pos = {}, 1
+  while pos <= #args do
+    local k, m = tonumber(args[pos]), tonumber(args[pos + 1] or '')
+    if k == nil or k ~= math.floor(k) or k < 2 or k > #keys then
+      return fail('event #' .. #frames .. ': key# must be an integer from 2 to ' .. #keys .. ', got ' .. cap(args[pos]))
+    end
+    if m == nil or m ~= math.floor(m) or m < 0 or m > 12 or pos + 1 + m > #args then
+      return fail('event #' .. #frames .. ': argument count must be an integer from 0 to 12 within the call, got ' .. cap(args[pos + 1]))
+    end
+    frames[#frames + 1] = { k, pos + 2, pos + 1 + m }
+    pos = pos + 2 + m
+  end
+  if #frames == 0 or #frames > MAX_MANY then
+    return fail('ms_append_many takes 1 to ' .. MAX_MANY .. ' events, got ' .. #frames)
+  end
+  local owners = {}  -- key# -> owner, or false and its reason
+  local reasons = {}
+  local ids, refused, heads = {}, {}, {}
+  local last_key = tag .. ':last'
+  local last = redis.call('GET', last_key) or '0-0'
+  local moved = false
+  local clock = now_ms()
+  for i, f in ipairs(frames) do
+    local k = f[1]
+    if owners[k] == nil then
+      local owner, why = log_owner(keys[k], p)
+      if owner ~= nil then
+        local ok
+        ok, why = check_owner(owner, p, conf)
+        if not ok then
+          owner = nil
+        end
+      end
+      owners[k], reasons[k] = owner or false, why
+    end
+    local owner = owners[k]
+    local a, why = nil, reasons[k]
+    if owner then
+      a, why = parse_args(args, f[2], f[3])
+      if a ~= nil then
+        a, why = check_fields(a)
+      end
+      if a ~= nil then
+        local ok
+        ok, why = check_data(a, conf)
+        if not ok then
+          a = nil
+        end
+      end
+    end
+    if a == nil then
+      ids[i] = false
+      refused[#refused + 1] = i - 1
+      refused[#refused + 1] = why
+    else
+      local eid_key = a.eid and (tag .. ':eid:' .. owner .. ':' .. a.eid)
+      local seen = seen_ids(eid_key)
+      if seen then
+        ids[i] = seen
+      else
+        local log_id, feed_id = write_event(keys[k], keys[1], owner, a, clock, last)
+        if log_id == nil then
+          ids[i] = false
+          refused[#refused + 1] = i - 1
+          refused[#refused + 1] = feed_id
+        else
+          ids[i] = { log_id, feed_id }
+          last, moved = log_id, true
+          heads[owner] = log_id
+          if eid_key then
+            redis.call('SET', eid_key, log_id .. ' ' .. feed_id, 'EX', conf.eid_ttl)
+          end
+        end
+      end
+    end
+  end
+  if moved then
+    redis.call('SET', last_key, last)
+    local hset = { tag .. ':heads' }
+    for owner, log_id in pairs(heads) do
+      hset[#hset + 1] = owner
+      hset[#hset + 1] = log_id
+    end
+    redis.call('HSET', unpack(hset))
+  end
+  return { ids, refused }
+end
+
 redis.register_function('ms_append', ms_append)
+redis.register_function('ms_append_many', ms_append_many)

@@ -1,0 +1,95 @@
+"""``bench/append.py --history 10,1000,100000``: append and read cost against session length.
+
+Each session is filled to its length with ``append_many`` (not timed) and applied by a
+``memstream worker`` process; then ``Producer.append_message`` and
+``Reader.history(last=20)`` are timed, interleaved call by call, on every session in
+turn. Both should be flat: an append writes one log entry and a read takes the newest
+20 members of the session's sorted set, whatever the session's length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.append import OWNER, message
+from bench.common import BenchRedis, Report, Target, fmt_us, note, percentile
+from bench.peers import timed
+from bench.workers import Workers
+from memstream.producers import Append, Producer
+from memstream.projections.reader import Reader
+from memstream.workers.deploy import init
+
+FLAT_TARGET = 1.1
+
+
+def run_history(args: argparse.Namespace) -> tuple[Report, list[Target]]:
+    lengths = [int(x) for x in args.history.split(",") if x]
+    n = args.latency_n
+    events = [message(i) for i in range(64)]
+    res: dict[int, dict[str, float]] = {}
+    with BenchRedis() as server, tempfile.TemporaryDirectory() as logdir:
+        client = server.client()
+        init(client, partitions=16)
+        workers = Workers(server.url, 1, Path(logdir), "history")
+        try:
+            with Producer.from_url(server.url) as producer, Reader.from_url(server.url) as reader:
+                for length in lengths:
+                    note(f"filling a session of {length:,} messages")
+                    session = f"h-{length}"
+                    items = [Append(OWNER, events[i % 64], session) for i in range(length)]
+                    last: Any = None
+                    for start in range(0, length, 1000):
+                        last = producer.append_many(items[start : start + 1000])[-1]
+                    workers.check()
+                    reader.wait(last, timeout=900)
+
+                for length in lengths:
+                    session = f"h-{length}"
+
+                    def append(i: int, session: str = session) -> object:
+                        e = events[i % 64]
+                        return producer.append_message(
+                            OWNER, session, e.role, e.content, meta=e.meta
+                        )
+
+                    def read(i: int, session: str = session) -> object:
+                        return reader.history(OWNER, session, last=20)
+
+                    a, r = timed([append, read], n)
+                    res[length] = {
+                        "append_p50": percentile(a, 50),
+                        "append_p99": percentile(a, 99),
+                        "history_p50": percentile(r, 50),
+                        "history_p99": percentile(r, 99),
+                    }
+        finally:
+            workers.stop()
+        version = server.version
+    rep = Report(
+        f"append and history(last=20) against session length, redis-server {version}, "
+        f"{n} calls each",
+        ("session length", "append p50", "append p99", "history p50", "history p99"),
+    )
+    for length, row in res.items():
+        rep.row(
+            f"{length:,}",
+            fmt_us(row["append_p50"]),
+            fmt_us(row["append_p99"]),
+            fmt_us(row["history_p50"]),
+            fmt_us(row["history_p99"]),
+        )
+    lo, hi = min(lengths), max(lengths)
+    targets = [
+        Target(
+            f"{what} p50 at {hi:,} / at {lo:,}",
+            res[hi][f"{what}_p50"] / res[lo][f"{what}_p50"],
+            FLAT_TARGET,
+            False,
+        )
+        for what in ("append", "history")
+    ]
+    rep.data = {"results": {str(k): v for k, v in res.items()}, "n": n}
+    return rep, targets

@@ -1,0 +1,95 @@
+"""``append_many`` on the wire: prepared appends grouped into ``FCALL ms_append_many``.
+
+Sans-I/O like :mod:`.core`: the producers only send the round trips this module plans and
+hand the replies back. Appends are grouped by partition (the call takes one partition's
+keys), in call order within a partition, so every owner's events keep their order; a call
+carries at most :data:`PER_CALL` events and a round trip at most :data:`PER_TRIP`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from . import keys
+from .core import AppendCore, Prepared
+from .receipt import Receipt
+
+PER_CALL = 250
+"""Events per ``ms_append_many`` call: the call blocks Redis while it runs (about 3 ms at
+this size on a small machine), and more per call saves little more."""
+
+PER_TRIP = 1000
+"""Events per pipelined round trip, each trip with its own ``append_deadline_s``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One ``ms_append_many`` command and the indexes (into the batch) of its events."""
+
+    partition: int
+    indexes: list[int]
+    command: tuple[Any, ...]
+
+
+def plan_calls(core: AppendCore, prepared: Sequence[Prepared]) -> list[list[Call]]:
+    """Round trips of calls covering every prepared append; raises
+    :class:`InvalidInputError` (before any I/O) for an append over ``max_event_bytes``."""
+    n = core.deployment.partitions
+    by_partition: dict[int, list[int]] = {}
+    for i, p in enumerate(prepared):
+        core.check_size(p)
+        by_partition.setdefault(keys.partition(p.owner, n), []).append(i)
+    calls = []
+    for partition, indexes in by_partition.items():
+        for start in range(0, len(indexes), PER_CALL):
+            chunk = indexes[start : start + PER_CALL]
+            calls.append(Call(partition, chunk, _command(partition, chunk, prepared)))
+    trips: list[list[Call]] = []
+    size = PER_TRIP
+    for call in calls:
+        if size + len(call.indexes) > PER_TRIP:
+            trips.append([])
+            size = 0
+        trips[-1].append(call)
+        size += len(call.indexes)
+    return trips
+
+
+def _command(partition: int, chunk: list[int], prepared: Sequence[Prepared]) -> tuple[Any, ...]:
+    positions: dict[str, int] = {}  # owner -> position of its log key among KEYS
+    groups: list[Any] = []
+    for i in chunk:
+        p = prepared[i]
+        k = positions.setdefault(p.owner, len(positions) + 2)
+        groups += (k, len(p.args), *p.args)
+    logs = [keys.log(partition, owner) for owner in positions]
+    return ("FCALL", "ms_append_many", 1 + len(logs), keys.feed(partition), *logs, *groups)
+
+
+def spread(call: Call, reply: Any) -> list[Any]:
+    """Per-event replies of one call, in ``call.indexes`` order: ``(log_id, feed_id)``,
+    or the :class:`redis.ResponseError` ``ms_append`` would have answered for it."""
+    if isinstance(reply, redis.RedisError):
+        return [reply] * len(call.indexes)
+    ids, refused = reply
+    out: list[Any] = list(ids)
+    for at, reason in zip(refused[0::2], refused[1::2], strict=True):
+        text = reason.decode() if isinstance(reason, bytes) else str(reason)
+        out[int(at)] = redis.ResponseError(f"memstream: {text}")
+    return out
+
+
+def receipt(prepared: Prepared, partition: int, reply: Any) -> Receipt:
+    """The receipt of one stored event of a call."""
+    log_id, feed_id = reply
+    return Receipt(
+        owner=prepared.owner,
+        partition=partition,
+        log_id=log_id.decode() if isinstance(log_id, bytes) else str(log_id),
+        feed_id=feed_id.decode() if isinstance(feed_id, bytes) else str(feed_id),
+        eid=prepared.eid,
+    )
