@@ -106,9 +106,9 @@ async def test_abatch_reads_see_earlier_writes(store: MemstreamStore) -> None:
         PutOp(ns, "a", None), GetOp(ns, "a"), SearchOp(ns), ListNamespacesOp(),
     ])  # fmt: skip
     assert results[:2] == [None, None]
-    assert results[2] is not None and results[2].value == {"v": 1}  # type: ignore[union-attr]
+    assert results[2] is not None and results[2].value == {"v": 1}
     assert results[4] is None
-    assert [i.key for i in results[5]] == ["b"]  # type: ignore[union-attr]
+    assert [i.key for i in results[5]] == ["b"]
     assert results[6] == [("u3",)]
     await store.aclose()
 
