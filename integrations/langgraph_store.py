@@ -51,6 +51,7 @@ from memstream.producers.core import Append
 from memstream.producers.errors import MemstreamError
 from memstream.producers.events import Event
 from memstream.producers.events_store import StoreDeleted, StorePut, StoreRefreshed
+from memstream.producers.helpers import make
 from memstream.producers.producer import AsyncProducer
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
@@ -143,10 +144,11 @@ class MemstreamStore(BaseStore):
     def _write_event(self, op: PutOp) -> Event:
         ns = list(op.namespace)
         if op.value is None:
-            return StoreDeleted(namespace=ns, key=op.key)
+            return make(StoreDeleted, namespace=ns, key=op.key)
         index = self.index_fields if op.index is None else op.index
         ttl_s = None if op.ttl is None else op.ttl * 60  # LangGraph's TTLs are in minutes
-        return StorePut(namespace=ns, key=op.key, value=dict(op.value), index=index, ttl_s=ttl_s)
+        return make(StorePut, namespace=ns, key=op.key, value=dict(op.value), index=index,
+                    ttl_s=ttl_s)  # fmt: skip
 
     async def _flush(self, events: list[Event]) -> None:
         if events:

@@ -24,7 +24,9 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from memstream.producers.errors import InvalidInputError
 from memstream.producers.events import MessageAppended
+from memstream.producers.helpers import make
 
 ROLES: tuple[tuple[type[BaseMessage], str], ...] = (
     (HumanMessage, "user"),
@@ -52,10 +54,12 @@ LC_META = "langchain"
 
 
 def to_event(message: BaseMessage) -> MessageAppended:
-    """One LangChain message as a ``message.appended`` v2 event (chunks as their type)."""
+    """One LangChain message as a ``message.appended`` v2 event (chunks as their type);
+    :class:`InvalidInputError` (naming the field) when it breaks the event's rules."""
     role = next((r for cls, r in ROLES if isinstance(message, cls)), None)
     if role is None:
-        raise ValueError(f"cannot store a LangChain message of type {message.type!r}")
+        raise InvalidInputError("message", "is not a LangChain message type memstream maps",
+                                message.type)  # fmt: skip
     content, str_parts = _content_in(message.content)
     extra: dict[str, Any] = {}
     fields = type(message).model_fields
@@ -70,16 +74,19 @@ def to_event(message: BaseMessage) -> MessageAppended:
         {"name": c["name"], "arguments": c["args"], "id": c.get("id")}
         for c in getattr(message, "tool_calls", None) or []
     ]
-    return MessageAppended(
+    event = make(
+        MessageAppended,
         role=role,
         content=content,
         name=message.name,
         id=message.id,
-        tool_calls=calls,  # type: ignore[arg-type]  # pydantic validates the dicts
+        tool_calls=calls,
         tool_call_id=getattr(message, "tool_call_id", None),
         additional_kwargs=dict(message.additional_kwargs),
         meta={LC_META: extra} if extra else {},
     )
+    assert isinstance(event, MessageAppended)
+    return event
 
 
 def from_body(body: Mapping[str, Any]) -> BaseMessage:

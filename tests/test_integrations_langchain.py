@@ -153,3 +153,12 @@ def test_read_without_a_worker_times_out_as_documented(deployed: str) -> None:
             _ = history.messages
     finally:
         history.close()
+
+
+def test_a_message_the_event_refuses_names_the_field() -> None:
+    from memstream.integrations.lc_messages import to_event
+    from memstream.producers.errors import InvalidInputError
+
+    bad = AIMessage("", tool_calls=[{"name": "", "args": {}, "id": "c1"}])
+    with pytest.raises(InvalidInputError, match="tool_calls"):
+        to_event(bad)

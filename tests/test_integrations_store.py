@@ -176,3 +176,14 @@ def test_forget_removes_the_store(r: redis.Redis, store: MemstreamStore) -> None
     forget_owner(r, OWNER)
     assert [k for k in r.scan_iter(match=pattern) if b":st" in k] == []
     assert store.get(("u1",), "a") is None
+
+
+def test_a_key_the_event_refuses_is_our_error(deployed: str) -> None:
+    from memstream.producers.errors import InvalidInputError
+
+    store = MemstreamStore.from_url(deployed, OWNER)
+    try:
+        with pytest.raises(InvalidInputError, match="key"):
+            store.put(("u1",), "line\nbreak", {"v": 1})
+    finally:
+        store.close()
