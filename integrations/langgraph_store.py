@@ -19,17 +19,16 @@ fold from them. Requires ``pip install 'memstream[langgraph]'``.
 - Read-your-writes: a batch first waits until this store's earlier appends are applied,
   at most ``wait_timeout`` seconds (default 5; ``WaitTimeoutError`` after that).
 
-The implementation is async (``abatch``); ``batch`` runs it on a private event loop.
+The implementation is async and runs on the store's private event loop thread, for
+``batch`` and ``abatch`` alike (its clients live there); ``close()`` stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 from langgraph.store.base import (
@@ -37,7 +36,6 @@ from langgraph.store.base import (
     GetOp,
     Item,
     ListNamespacesOp,
-    MatchCondition,
     Op,
     PutOp,
     Result,
@@ -59,12 +57,13 @@ from memstream.projections.reader import AsyncReader
 from memstream.projections.store import read_items, read_refs, ref_of, split_ref
 from memstream.projections.tokenize import tokens
 
+from .store_query import bm25, item_fields, matches, ns_matches
+
 __all__ = ["MemstreamStore"]
 
 T = TypeVar("T")
 WAIT_TIMEOUT_S = 5.0
 SCAN_LIMIT = 10_000
-K1, B = 1.2, 0.75
 
 
 class MemstreamStore(BaseStore):
@@ -103,6 +102,7 @@ class MemstreamStore(BaseStore):
         self._unseen: list[Receipt] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, owner: str, **options: Any) -> MemstreamStore:
@@ -113,11 +113,18 @@ class MemstreamStore(BaseStore):
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run ``ops`` in order (blocking); see :meth:`abatch`."""
-        return self._call(self.abatch(list(ops)))
+        return self._call(self._batch(list(ops)))
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """Run ``ops``: reads see every write earlier in the batch (and this store's
-        earlier writes); the writes between two reads go in one pipelined append."""
+        """Run ``ops`` in order: reads see every write earlier in the batch (and this
+        store's earlier writes); the writes between two reads go in one pipelined append.
+
+        It runs on the store's private loop (as :meth:`batch` does), so one store serves
+        sync and async callers, and callers on several event loops, alike."""
+        future = asyncio.run_coroutine_threadsafe(self._batch(list(ops)), self._private_loop())
+        return await asyncio.wrap_future(future)
+
+    async def _batch(self, ops: list[Op]) -> list[Result]:
         results: list[Result] = []
         writes: list[Event] = []
         for op in ops:
@@ -187,7 +194,7 @@ class MemstreamStore(BaseStore):
 
     async def _get(self, op: GetOp) -> Item | None:
         item = (await self._items([ref_of(op.namespace, op.key)], op.refresh_ttl))[0]
-        return None if item is None else Item(**_fields(item))
+        return None if item is None else Item(**item_fields(item))
 
     async def _search(self, op: SearchOp) -> list[SearchItem]:
         pk = await self._pk()
@@ -196,17 +203,17 @@ class MemstreamStore(BaseStore):
         )
         items = [i for i in await self._items(refs, False) if i is not None]
         if op.filter:
-            items = [i for i in items if _matches(i["value"], op.filter)]
+            items = [i for i in items if matches(i["value"], op.filter)]
         scored: list[tuple[float | None, dict[str, Any]]]
         if op.query:
-            scored = [(s, i) for s, i in _bm25(tokens(op.query), items) if s > 0]
+            scored = [(s, i) for s, i in bm25(tokens(op.query), items) if s > 0]
             scored.sort(key=lambda si: -(si[0] or 0))
         else:
             scored = [(None, i) for i in sorted(items, key=lambda i: -i["updated_at"])]
         page = scored[op.offset : op.offset + op.limit]
         if op.refresh_ttl:
             await self._items([ref_of(i["namespace"], i["key"]) for _, i in page], True)
-        return [SearchItem(score=s, **_fields(i)) for s, i in page]
+        return [SearchItem(score=s, **item_fields(i)) for s, i in page]
 
     async def _namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         pk = await self._pk()
@@ -214,7 +221,7 @@ class MemstreamStore(BaseStore):
         found: set[tuple[str, ...]] = set()
         for ref in refs:
             ns = split_ref(ref)[0]
-            if all(_ns_matches(c, ns) for c in op.match_conditions or ()):
+            if all(ns_matches(c, ns) for c in op.match_conditions or ()):
                 found.add(ns if op.max_depth is None else ns[: op.max_depth])  # match first
         return sorted(found)[op.offset : op.offset + op.limit]
 
@@ -236,84 +243,34 @@ class MemstreamStore(BaseStore):
             self._made.append(self._reader)
         return self._reader
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-            self._thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+    def _private_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+                self._thread.start()
+            return self._loop
 
-    async def aclose(self) -> None:
-        """Close the clients this store made (from the loop that used them)."""
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._private_loop()).result()
+
+    async def _close_clients(self) -> None:
         for client in self._made:
             await client.aclose()
         self._made, self._producer, self._reader = [], None, None
 
     def close(self) -> None:
-        """Close the clients this store made and stop its private loop (sync use)."""
-        if self._loop is None:
+        """Close the clients this store made and stop its private loop."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None:
             return
-        self._call(self.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._loop.close()
-        self._loop = self._thread = None
+        asyncio.run_coroutine_threadsafe(self._close_clients(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5)
+        loop.close()
 
-
-def _fields(item: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "namespace": tuple(item["namespace"]), "key": item["key"], "value": item["value"],
-        "created_at": datetime.fromtimestamp(item["created_at"] / 1000, UTC),
-        "updated_at": datetime.fromtimestamp(item["updated_at"] / 1000, UTC),
-    }  # fmt: skip
-
-
-def _ns_matches(condition: MatchCondition, ns: tuple[str, ...]) -> bool:
-    path = tuple(condition.path)
-    if len(ns) < len(path):
-        return False
-    part = ns[: len(path)] if condition.match_type == "prefix" else ns[len(ns) - len(path) :]
-    return all(want in ("*", have) for have, want in zip(part, path, strict=True))
-
-
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "$eq": lambda a, b: a == b,
-    "$ne": lambda a, b: a != b,
-    "$gt": lambda a, b: a is not None and float(a) > float(b),
-    "$gte": lambda a, b: a is not None and float(a) >= float(b),
-    "$lt": lambda a, b: a is not None and float(a) < float(b),
-    "$lte": lambda a, b: a is not None and float(a) <= float(b),
-}
-
-
-def _matches(value: Any, want: Any) -> bool:
-    """``value`` against a LangGraph filter: nested dicts, operators, else equality."""
-    if isinstance(want, dict):
-        if any(isinstance(k, str) and k.startswith("$") for k in want):
-            unknown = [k for k in want if k not in _OPS]
-            if unknown:
-                raise ValueError(f"unsupported filter operator {unknown[0]!r}")
-            return all(_OPS[k](value, v) for k, v in want.items())
-        return isinstance(value, dict) and all(_matches(value.get(k), v) for k, v in want.items())
-    return bool(value == want)
-
-
-def _bm25(query: list[str], items: list[dict[str, Any]]) -> list[tuple[float, dict[str, Any]]]:
-    """BM25 over the candidate items (idf from them): the same shape of score as
-    ``Reader.search``, over the store's own term counts."""
-    docs = [i.get("terms") or {} for i in items]
-    n = len(docs)
-    avg = (sum(sum(d.values()) for d in docs) / n) if n else 0.0
-    out = []
-    for item, terms in zip(items, docs, strict=True):
-        length = sum(terms.values())
-        score = 0.0
-        for term in set(query):
-            tf = terms.get(term, 0)
-            if tf:
-                df = sum(1 for d in docs if term in d)
-                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-                score += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / (avg or 1)))
-        out.append((score, item))
-    return out
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the caller's event loop."""
+        await asyncio.to_thread(self.close)

@@ -3,6 +3,7 @@ StateGraph reads and writes it against a real server and a real worker process."
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
@@ -164,6 +165,12 @@ def test_state_graph_reads_and_writes_the_store(deployed: str, worker: object) -
         hit = other.get(("ada", "facts"), str(len("I like tea")))
         assert hit is not None and hit.value == {"text": "I like tea"}
         other.close()
+        # The same store from async callers on two event loops, and the async graph API.
+        asyncio.run(store.aput(("ada", "facts"), "x", {"text": "the night train"}))
+        found = asyncio.run(store.asearch(("ada",), query="train"))
+        assert {i.key for i in found} == {"x", str(len("I take the train"))}
+        out = asyncio.run(graph.ainvoke({"user": "ada", "said": "hello", "reply": ""}))
+        assert "the night train" in out["reply"]
     finally:
         store.close()
 
