@@ -29,3 +29,10 @@ def test_importing_integrations_pulls_in_no_framework() -> None:
     loaded = json.loads(out.stdout)
     assert "memstream.integrations" in loaded
     assert [m for m in loaded if m.startswith(("langchain", "langchain_core", "langgraph"))] == []
+
+
+def test_integrations_load_their_adapter_on_first_access() -> None:
+    import memstream.integrations as integrations
+
+    for name in integrations.__all__:
+        assert getattr(integrations, name).__name__ == name
