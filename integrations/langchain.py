@@ -112,13 +112,13 @@ class MemstreamChatMessageHistory(BaseChatMessageHistory):
 
     def close(self) -> None:
         """Close the sync clients this instance made (``aclose`` closes the async ones)."""
-        for client in self._made:
-            if isinstance(client, (Producer, Reader)):
-                client.close()
-        if self._producer in self._made:
-            self._producer = None
-        if self._reader in self._made:
-            self._reader = None
+        for client in [c for c in self._made if isinstance(c, (Producer, Reader))]:
+            client.close()
+            self._made.remove(client)
+            if client is self._producer:
+                self._producer = None
+            if client is self._reader:
+                self._reader = None
 
     # --- async ----------------------------------------------------------------------
 
@@ -153,13 +153,13 @@ class MemstreamChatMessageHistory(BaseChatMessageHistory):
 
     async def aclose(self) -> None:
         """Close the async clients this instance made (``close`` closes the sync ones)."""
-        for client in self._made:
-            if isinstance(client, (AsyncProducer, AsyncReader)):
-                await client.aclose()
-        if self._aproducer in self._made:
-            self._aproducer = None
-        if self._areader in self._made:
-            self._areader = None
+        for client in [c for c in self._made if isinstance(c, (AsyncProducer, AsyncReader))]:
+            await client.aclose()
+            self._made.remove(client)
+            if client is self._aproducer:
+                self._aproducer = None
+            if client is self._areader:
+                self._areader = None
 
     # --- clients, made on first use ----------------------------------------------------
 
