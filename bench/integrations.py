@@ -28,6 +28,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from bench.common import (
     BenchRedis,
     Report,
+    Target,
     environment,
     fmt_us,
     note,
@@ -128,7 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> tuple[Report, list[object]]:
+def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     report = Report("integrations", ["figure", "memstream", "baseline", "ratio"])
     with BenchRedis() as server:
         init(server.client(), partitions=16)
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> tuple[Report, list[object]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_and_report(run, parse_args(argv))  # type: ignore[arg-type]
+    return run_and_report(run, parse_args(argv))
 
 
 if __name__ == "__main__":
