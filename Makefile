@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.memstream-installed
-PKGS   := producers workers projections tiering
+PKGS   := producers workers projections tiering integrations
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup demo test test-all lint bench redis-server node-deps typecheck-tree clean

@@ -14,6 +14,7 @@ from .search_index import SearchIndex
 from .sessions import Sessions
 from .skills import Skills
 from .state import State
+from .store import Store
 from .tensors import Tensors
 from .working import Working
 from .world import World
@@ -24,6 +25,7 @@ def default_projections() -> list[Projection]:
         History(), State(), Sessions(), Working(),
         Episodes(), Knowledge(), Skills(), Patterns(), SearchIndex(),
         World(), Exploration(), Tensors(),
+        Store(),
     ]  # fmt: skip
 
 

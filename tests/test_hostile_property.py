@@ -45,6 +45,13 @@ BASE: dict[str, dict[str, Any]] = {
     "ttl.extended": {"seconds": 60},
     "world.configured": {"scenario": "sc", "variables": {"v": ["x", "y"]}, "levels": 1},
     "exploration.recorded": {"trigger": "curiosity", "pattern": "p", "success": True},
+    "store.put": {"namespace": ["n"], "key": "k", "value": {"text": "t"}, "ttl_s": 60},
+    "store.refreshed": {
+        "namespace": ["n"],
+        "key": "k",
+        "of": "1700000000000-0000000000",
+        "ttl_s": 1,
+    },
 }
 """A valid payload of every event type that has a numeric field."""
 LISTS = {("tensor.recorded", "shape"), ("world.configured", "ttl_s")}
