@@ -12,13 +12,14 @@ from typing import Any, TypedDict
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore, GetOp, ListNamespacesOp, PutOp, SearchOp
 
 from memstream.integrations.langgraph_store import MemstreamStore
 from memstream.producers import keys
+from memstream.producers.entry import StoredEvent
 from memstream.producers.events_store import StoreDeleted, StorePut, StoreRefreshed
 from memstream.projections.store import Store
 from memstream.projections.testing import check_convergence, event_streams, with_deliveries
@@ -42,6 +43,21 @@ PAYLOADS: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _put_delete_put() -> Any:
+    """A put, a delete and a re-put of one item, then a refresh of the first version,
+    delivered newest first with a duplicate: the creation time must restart at the re-put."""
+    ns, t = ["u1"], NOW - 10_000
+    made = [
+        StorePut(namespace=ns, key="k1", value={"text": "a"}, ttl_s=5.0),
+        StoreDeleted(namespace=ns, key="k1"),
+        StorePut(namespace=ns, key="k1", value={"text": "b"}),
+        StoreRefreshed(namespace=ns, key="k1", of=f"{t:013d}-0000000000", ttl_s=60.0),
+    ]
+    events = [StoredEvent("alice", f"{t + i}-0", e.TYPE, e.VERSION, e) for i, e in enumerate(made)]
+    return events, ([3, 2, 1, 0], [1], [1])
+
+
+@example(case=_put_delete_put())
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(case=with_deliveries(event_streams(
