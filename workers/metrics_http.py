@@ -9,14 +9,19 @@ follow Prometheus conventions: ``memstream_`` prefix, ``_total`` counters, secon
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from memstream.producers import keys
 
-from .metrics import Metrics
+from .metrics import Histogram, Metrics
+
+if TYPE_CHECKING:
+    from memstream.tiering.tier import PassSummary
 
 log = logging.getLogger("memstream.metrics")
 
@@ -54,8 +59,8 @@ def worker_families(m: Metrics) -> Iterator[Any]:
                               "or an outage."),
         "batches": ("batches", "Batches applied (one ms_apply call each)."),
     }  # fmt: skip
-    for name, (field, doc) in simple.items():
-        yield CounterMetricFamily(f"memstream_{name}", doc, value=snap[field])
+    for name, (key, doc) in simple.items():
+        yield CounterMetricFamily(f"memstream_{name}", doc, value=snap[key])
     yield _histogram("memstream_batch_size_entries", "Entries per applied batch.",
                      snap["batch_sizes"], snap["batch_sizes_sum"])  # fmt: skip
     yield _histogram("memstream_apply_duration_seconds", "Round trip of one ms_apply call.",
@@ -113,6 +118,54 @@ def redis_families(client: redis.Redis) -> Iterator[Any]:
     yield from (up, lag, pending, dlq)
 
 
+@dataclass
+class TierMetrics:
+    """What ``memstream tier`` passes did, summed (one pass's summary at a time)."""
+
+    passes: int = 0
+    failed: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+    seconds: Histogram = field(default_factory=lambda: Histogram(PASS_BUCKETS_S))
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def on_pass(self, summary: PassSummary | None, seconds: float) -> None:
+        """Count one pass of ``seconds``; ``summary`` None (or with errors) is a failure."""
+        with self.lock:
+            self.passes += 1
+            self.failed += summary is None or bool(summary.errors)
+            self.seconds.observe(seconds)
+            for name in TIER_FIELDS:
+                value = 0 if summary is None else int(getattr(summary, name))
+                self.totals[name] = self.totals.get(name, 0) + value
+
+    def families(self) -> Iterator[Any]:
+        """The tier's counters and pass-duration histogram as metric families."""
+        from prometheus_client.core import CounterMetricFamily
+
+        with self.lock:
+            totals, passes, failed = dict(self.totals), self.passes, self.failed
+            buckets, total_s = self.seconds.cumulative(), self.seconds.sum
+        yield CounterMetricFamily("memstream_tier_passes", "Tier passes run.", value=passes)
+        yield CounterMetricFamily(
+            "memstream_tier_pass_failures", "Passes that failed or met errors.", value=failed
+        )
+        for name, (metric, doc) in TIER_FIELDS.items():
+            yield CounterMetricFamily(metric, doc, value=totals.get(name, 0))
+        yield _histogram("memstream_tier_pass_duration_seconds", "Wall time of one tier pass.",
+                         buckets, total_s)  # fmt: skip
+
+
+TIER_FIELDS = {
+    "segments": ("memstream_tier_segments_archived", "Log segments archived."),
+    "entries": ("memstream_tier_entries_archived", "Log entries archived."),
+    "raw_bytes": ("memstream_tier_raw_bytes", "msgpack bytes archived, before compression."),
+    "stored_bytes": ("memstream_tier_stored_bytes", "Bytes written to the archive."),
+    "lost_races": ("memstream_tier_lost_races", "Segments another process archived first."),
+    "cold_values": ("memstream_tier_cold_values", "Projection values moved to the archive."),
+}
+PASS_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+
 class _Collector:
     def __init__(self, produce: Callable[[], Iterator[Any]]) -> None:
         self.produce = produce
@@ -121,7 +174,11 @@ class _Collector:
         yield from self.produce()
 
 
-def serve_metrics(port: int, produce: Callable[[], Iterator[Any]], addr: str = "") -> Any:
+def serve_metrics(
+    port: int,
+    produce: Callable[[], Iterator[Any]],
+    addr: str = "0.0.0.0",  # noqa: S104  (a scrape target: Prometheus runs elsewhere)
+) -> Any:
     """Serve ``/metrics`` on ``addr:port`` in a daemon thread, from what ``produce``
     yields at each scrape; returns the server (``shutdown()`` stops it)."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -138,6 +195,16 @@ def serve_worker_metrics(port: int, metrics: Metrics, client: redis.Redis) -> An
 
     def produce() -> Iterator[Any]:
         yield from worker_families(metrics)
+        yield from redis_families(client)
+
+    return serve_metrics(port, produce)
+
+
+def serve_tier_metrics(port: int, tier: TierMetrics, client: redis.Redis) -> Any:
+    """``/metrics`` for ``memstream tier``: ``tier``'s passes and ``client``'s DLQ, lag."""
+
+    def produce() -> Iterator[Any]:
+        yield from tier.families()
         yield from redis_families(client)
 
     return serve_metrics(port, produce)
