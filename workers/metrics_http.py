@@ -118,6 +118,17 @@ def redis_families(client: redis.Redis) -> Iterator[Any]:
     yield from (up, lag, pending, dlq)
 
 
+TIER_FIELDS = {
+    "segments": ("memstream_tier_segments_archived", "Log segments archived."),
+    "entries": ("memstream_tier_entries_archived", "Log entries archived."),
+    "raw_bytes": ("memstream_tier_raw_bytes", "msgpack bytes archived, before compression."),
+    "stored_bytes": ("memstream_tier_stored_bytes", "Bytes written to the archive."),
+    "lost_races": ("memstream_tier_lost_races", "Segments another process archived first."),
+    "cold_values": ("memstream_tier_cold_values", "Projection values moved to the archive."),
+}
+PASS_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+
 @dataclass
 class TierMetrics:
     """What ``memstream tier`` passes did, summed (one pass's summary at a time)."""
@@ -153,17 +164,6 @@ class TierMetrics:
             yield CounterMetricFamily(metric, doc, value=totals.get(name, 0))
         yield _histogram("memstream_tier_pass_duration_seconds", "Wall time of one tier pass.",
                          buckets, total_s)  # fmt: skip
-
-
-TIER_FIELDS = {
-    "segments": ("memstream_tier_segments_archived", "Log segments archived."),
-    "entries": ("memstream_tier_entries_archived", "Log entries archived."),
-    "raw_bytes": ("memstream_tier_raw_bytes", "msgpack bytes archived, before compression."),
-    "stored_bytes": ("memstream_tier_stored_bytes", "Bytes written to the archive."),
-    "lost_races": ("memstream_tier_lost_races", "Segments another process archived first."),
-    "cold_values": ("memstream_tier_cold_values", "Projection values moved to the archive."),
-}
-PASS_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
 class _Collector:
