@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from memstream.producers import Producer, keys
 from memstream.producers.entry import StoredEvent
@@ -20,7 +22,7 @@ from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.codec import pack, split_versioned
 from memstream.projections.ops import Writes, sortable
 from memstream.projections.registry import load, stats_types, with_extra
-from memstream.projections.testing import check_convergence
+from memstream.projections.testing import check_convergence, event_streams, with_deliveries
 from tests.workers_util import spawn_worker, stop_worker, wait_until
 
 SPEC = "tests.test_custom_projection:Pins"
@@ -60,16 +62,19 @@ def pins(r: redis.Redis, owner: str) -> dict[str, str]:
     return {k.decode(): split_versioned(v)[1] for k, v in raw.items()}
 
 
-def test_it_converges_with_the_shipped_harness(deployed: str, r: redis.Redis) -> None:
-    now = int(time.time() * 1000) + 3_600_000
-    texts = ["draft", "second", "final", "other"]
-    events = [
-        StoredEvent("agent.pin", f"{now - 10_000 + i}-0", NotePinned.TYPE, 1,
-                    NotePinned(note_id="n1" if i < 3 else "n2", text=t))
-        for i, t in enumerate(texts)
-    ]  # fmt: skip
-    check_convergence(r, [Pins()], events, order=[3, 2, 0, 1], duplicates=[2, 0],
-                      batch_sizes=[2, 1], now_ms=now)  # fmt: skip
+NOW = int(time.time() * 1000) + 3_600_000  # ahead of the Redis clock (see the harness)
+PINS = st.builds(NotePinned, note_id=st.sampled_from(["n1", "n2"]), text=st.text(max_size=8))
+
+
+@settings(
+    deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(with_deliveries(event_streams(kinds=["note.pinned"], payloads={"note.pinned": PINS},
+                                     start_ms=NOW - 60_000)))  # fmt: skip
+def test_it_converges_with_the_shipped_harness(deployed: str, r: redis.Redis, case: Any) -> None:
+    events, (order, duplicates, batch_sizes) = case
+    check_convergence(r, [Pins()], events, order=order, duplicates=duplicates,
+                      batch_sizes=batch_sizes, now_ms=NOW)  # fmt: skip
 
 
 def test_the_registry_derives_stats_and_checks_clashes() -> None:
