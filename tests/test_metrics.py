@@ -114,3 +114,20 @@ async def test_the_tier_process_serves_its_metrics(
     passes = sample(families, "memstream_tier_passes_total")
     assert sample(families, "memstream_tier_pass_duration_seconds_count") == passes
     assert sample(families, "memstream_redis_up") == 1
+
+
+def test_a_taken_port_is_one_line(deployed: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "memstream.workers.cli", "worker", "--redis-url", deployed,
+             "--metrics-port", str(port)],
+            check=False, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert out.returncode != 0
+    assert f"cannot serve metrics on 0.0.0.0:{port}" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from memstream.producers import keys
+from memstream.producers.errors import ConfigError
 
 from .metrics import Histogram, Metrics
 
@@ -185,7 +186,10 @@ def serve_metrics(
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(produce))
-    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as e:  # port taken, or not ours to bind: say so before any work starts
+        raise ConfigError(f"cannot serve metrics on {addr}:{port}: {e.strerror or e}") from e
     log.info("serving Prometheus metrics on port %s", port)
     return server
 
