@@ -56,6 +56,19 @@ from .redact import Redactor
 from .settings import Settings
 from .world import AsyncWorld, World, WorldConfig, record_exploration
 
+
+def _version() -> str:
+    # importlib.metadata is stdlib and light: the installed distribution's version.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("memstream")
+    except PackageNotFoundError:  # pragma: no cover - only from a bare checkout
+        return "0+unknown"
+
+
+__version__ = _version()
+
 __all__ = [
     "Append",
     "AppendManyError",
@@ -105,6 +118,7 @@ __all__ = [
     "World",
     "WorldConfig",
     "WorldConfigured",
+    "__version__",
     "check_id",
     "decode_entry",
     "partition",

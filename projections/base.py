@@ -11,13 +11,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.settings import Settings
 
 from .ops import Writes
+
+if TYPE_CHECKING:
+    from .context import ContextSection
 
 T = TypeVar("T")
 
@@ -41,6 +44,14 @@ class Projection(ABC):
 
     name: ClassVar[str]
     handles: ClassVar[frozenset[str]]
+    """The event types it folds (the worker routes only these to ``apply``)."""
+    key_names: ClassVar[frozenset[str]] = frozenset()
+    """The name of every key it writes (``pk.key(name, owner, ...)``): ``memstream stats``
+    reports those keys under :attr:`stats_type`."""
+    stats_type: ClassVar[str] = ""
+    """The memory type its keys count towards in ``memstream stats`` (default: ``name``)."""
+    context: ClassVar[ContextSection | None] = None
+    """Its section of ``Reader.context``, if it has one (see :mod:`.context`)."""
 
     @abstractmethod
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:

@@ -1,8 +1,10 @@
 """``Reader.context``: a prompt-ready context from working memory and search, within a
 character budget, as structured data and as text.
 
-Sections, in this order: recent working steps (the owner's own, never shared), the most
-relevant episodes, matching skills with their success rates, and knowledge. Lines are
+Each projection declares its section (:class:`ContextSection`: the key of its items, a
+title, how one item becomes a line, and its rank); the built-in ones, in this order: recent
+working steps (the owner's own, never shared), the most relevant episodes, matching
+skills with their success rates, and knowledge. Lines are
 taken round-robin across sections (best first within each), so a long section cannot
 crowd the others out; a line that does not fit is shortened with an ellipsis, or left
 out when not even its start fits. The text never exceeds ``budget_chars``.
@@ -10,6 +12,9 @@ out when not even its start fits. The text never exceeds ``budget_chars``.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from memstream.producers.errors import InvalidInputError
@@ -17,12 +22,17 @@ from memstream.producers.errors import InvalidInputError
 LINE_CHARS = 400
 """One item never takes more than this: many short items beat one long one."""
 MIN_LINE = 24
-SECTIONS = (
-    ("working", "Recent steps"),
-    ("episodes", "Relevant episodes"),
-    ("skills", "Skills"),
-    ("knowledge", "Knowledge"),
-)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextSection:
+    """A projection's part of the context: ``name`` keys its items, ``title`` heads it,
+    ``line`` renders one item, and sections appear by ascending ``rank``."""
+
+    name: str
+    title: str
+    line: Callable[[dict[str, Any]], str]
+    rank: int = 100
 
 
 def check_budget(budget_chars: int) -> int:
@@ -65,17 +75,31 @@ def knowledge_line(k: dict[str, Any]) -> str:
     return f"({k['kind']}, confidence {k['confidence']:.2f}) {k['description']}"
 
 
-LINES = {"working": step_line, "episodes": episode_line, "skills": skill_line,
-         "knowledge": knowledge_line}  # fmt: skip
+@functools.cache
+def default_sections() -> tuple[ContextSection, ...]:
+    """The sections the registered projections declare, by rank."""
+    from .registry import context_sections, default_projections  # the registry imports us
+
+    return tuple(context_sections(default_projections()))
 
 
-def compose(items: dict[str, list[dict[str, Any]]], budget_chars: int) -> dict[str, Any]:
-    """Pick lines round-robin within the budget; return the chosen items and the text."""
-    chosen: dict[str, list[tuple[dict[str, Any], str]]] = {name: [] for name, _ in SECTIONS}
+def compose(
+    items: dict[str, list[dict[str, Any]]],
+    budget_chars: int,
+    sections: Sequence[ContextSection] | None = None,
+) -> dict[str, Any]:
+    """Pick lines round-robin within the budget; return the chosen items and the text.
+
+    ``items`` maps a section's name to its items, best first; ``budget_chars`` caps the
+    text; ``sections`` defaults to the registered projections' (:func:`default_sections`).
+    """
+    shown = default_sections() if sections is None else tuple(sections)
+    chosen: dict[str, list[tuple[dict[str, Any], str]]] = {sec.name: [] for sec in shown}
     used, depth = 0, 0
     while True:
         progressed = False
-        for name, title in SECTIONS:
+        for sec in shown:
+            name, title = sec.name, sec.title
             if depth >= len(items.get(name, [])):
                 continue
             progressed = True
@@ -84,18 +108,19 @@ def compose(items: dict[str, list[dict[str, Any]]], budget_chars: int) -> dict[s
             if room < MIN_LINE:
                 continue
             item = items[name][depth]
-            line = _clip(LINES[name](item), room)
+            line = _clip(sec.line(item), room)
             chosen[name].append((item, line))
             used += header + len(line) + 3
         depth += 1
         if not progressed:
             break
     blocks = []
-    for name, title in SECTIONS:
-        if chosen[name]:
-            blocks.append(f"## {title}\n" + "".join(f"- {line}\n" for _, line in chosen[name]))
+    for sec in shown:
+        if chosen[sec.name]:
+            lines = "".join(f"- {line}\n" for _, line in chosen[sec.name])
+            blocks.append(f"## {sec.title}\n" + lines)
     text = "\n".join(blocks)
     assert len(text) <= budget_chars, (len(text), budget_chars)
-    out: dict[str, Any] = {name: [item for item, _ in chosen[name]] for name, _ in SECTIONS}
+    out: dict[str, Any] = {sec.name: [item for item, _ in chosen[sec.name]] for sec in shown}
     out["text"] = text
     return out

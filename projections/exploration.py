@@ -35,6 +35,7 @@ def last_key(pk: keys.Projection, owner: str, trigger: str) -> str:
 
 class Exploration(Projection):
     name: ClassVar[str] = "exploration"
+    key_names: ClassVar[frozenset[str]] = frozenset({"explore", "explore_last"})
     handles: ClassVar[frozenset[str]] = frozenset({"exploration.recorded"})
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:

@@ -55,6 +55,7 @@ def message_body(msg: MessageAppended, ts_ms: int) -> dict[str, Any]:
 
 class History(Projection):
     name: ClassVar[str] = "history"
+    key_names: ClassVar[frozenset[str]] = frozenset({"hist", "wm"})
     handles: ClassVar[frozenset[str]] = frozenset(
         {"message.appended", "history.cleared", "ttl.extended"}
     )

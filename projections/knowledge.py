@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .context import ContextSection, knowledge_line
 from .episodes import ItemProjection
 
 
 class Knowledge(ItemProjection):
     name: ClassVar[str] = "knowledge"
+    context: ClassVar[ContextSection | None] = ContextSection(
+        "knowledge", "Knowledge", knowledge_line, 3
+    )
     kind: ClassVar[str] = "knowledge"
     handles: ClassVar[frozenset[str]] = frozenset({"knowledge.learned", "memory.deleted"})

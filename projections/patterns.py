@@ -53,6 +53,9 @@ def learning_key(pk: keys.Projection, owner: str) -> str:
 
 class Patterns(Projection):
     name: ClassVar[str] = "patterns"
+    key_names: ClassVar[frozenset[str]] = frozenset(
+        {"pat_freq", "pat_kind", "pat_last", "pat_fixc", "pat_fixes", "pat_learn"}
+    )
     handles: ClassVar[frozenset[str]] = frozenset(
         {"pattern.observed", "fix.outcome", "learning.recorded"}
     )

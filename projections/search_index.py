@@ -57,6 +57,7 @@ def ref(kind: str, item_id: str) -> str:
 
 class SearchIndex(Projection):
     name: ClassVar[str] = "search"
+    key_names: ClassVar[frozenset[str]] = frozenset({"ix", "ix_meta", "ix_live", "ix_stat"})
     handles: ClassVar[frozenset[str]] = frozenset(
         {"episode.saved", "knowledge.learned", "skill.defined", "memory.deleted"}
     )

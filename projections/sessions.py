@@ -40,6 +40,9 @@ def chain_key(pk: keys.Projection, owner: str) -> str:
 
 class Sessions(Projection):
     name: ClassVar[str] = "sessions"
+    key_names: ClassVar[frozenset[str]] = frozenset(
+        {"sess_created", "sess_active", "sess_data", "sess_chain"}
+    )
     handles: ClassVar[frozenset[str]] = frozenset(
         {"session.started", "session.data_set", "message.appended", "history.cleared",
          "step.recorded", "ttl.extended"}

@@ -16,6 +16,7 @@ from memstream.producers.events import SkillExecuted
 
 from .base import ApplyContext, Query
 from .codec import pack, split_versioned
+from .context import ContextSection, skill_line
 from .episodes import ItemProjection
 from .ops import Writes, sortable
 
@@ -35,6 +36,9 @@ def runs_key(pk: keys.Projection, owner: str, name: str) -> str:
 
 class Skills(ItemProjection):
     name: ClassVar[str] = "skills"
+    key_names: ClassVar[frozenset[str]] = frozenset({"skill_stats", "skill_runs"})
+    stats_type: ClassVar[str] = "skills"
+    context: ClassVar[ContextSection | None] = ContextSection("skills", "Skills", skill_line, 2)
     kind: ClassVar[str] = "skill"
     handles: ClassVar[frozenset[str]] = frozenset(
         {"skill.defined", "skill.executed", "memory.deleted"}

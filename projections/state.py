@@ -19,6 +19,7 @@ def state_key(pk: keys.Projection, owner: str) -> str:
 
 class State(Projection):
     name: ClassVar[str] = "state"
+    key_names: ClassVar[frozenset[str]] = frozenset({"state"})
     handles: ClassVar[frozenset[str]] = frozenset({"state.saved"})
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:

@@ -17,6 +17,7 @@ from memstream.producers.events_live import TtlExtended
 
 from .base import ApplyContext, Projection, Query
 from .codec import pack, split_versioned
+from .context import ContextSection, step_line
 from .ops import Writes, sortable
 
 
@@ -26,6 +27,10 @@ def working_key(pk: keys.Projection, owner: str) -> str:
 
 class Working(Projection):
     name: ClassVar[str] = "working"
+    key_names: ClassVar[frozenset[str]] = frozenset({"working"})
+    context: ClassVar[ContextSection | None] = ContextSection(
+        "working", "Recent steps", step_line, 0
+    )
     handles: ClassVar[frozenset[str]] = frozenset({"step.recorded", "ttl.extended"})
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:

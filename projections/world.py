@@ -47,6 +47,7 @@ def index_key(pk: keys.Projection, owner: str, scenario: str) -> str:
 
 class World(Projection):
     name: ClassVar[str] = "world"
+    key_names: ClassVar[frozenset[str]] = frozenset({"world", "world_nodes"})
     handles: ClassVar[frozenset[str]] = frozenset({"world.configured", "evidence.observed"})
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:

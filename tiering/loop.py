@@ -42,19 +42,26 @@ def run_forever(
     interval_s: float,
     stop: threading.Event,
     out: TextIO = sys.stderr,
+    on_pass: Callable[[PassSummary | None, float], None] | None = None,
 ) -> None:
     """Run passes every ``interval_s`` until ``stop`` is set; each pass's summary goes to
     ``out``. A pass that fails, or finds errors, is one retry of an outage, logged once:
     WARNING on the first failure (with the retry number and the next delay), INFO on
-    recovery."""
+    recovery. ``on_pass`` (metrics) hears of every pass: its summary (None when it
+    failed) and its seconds."""
     outage = Episode(log, "a tier pass", Backoff(base=1.0, cap=60.0))
     while not stop.is_set():
+        started = time.monotonic()
         try:
             summary = tierer.run_pass()
         except (ArchiveError, redis.RedisError, MemstreamError, OSError) as e:
+            if on_pass is not None:
+                on_pass(None, time.monotonic() - started)
             _record_failure(tierer.client, e)
             stop.wait(min(outage.failed(e), interval_s))
             continue
+        if on_pass is not None:
+            on_pass(summary, time.monotonic() - started)
         print(summary.text(), file=out, flush=True)
         if summary.errors:  # the archive or some owners failed: the same outage goes on
             stop.wait(min(outage.failed(str(summary.errors[0])), interval_s))

@@ -76,6 +76,8 @@ def cmd_worker(args: argparse.Namespace, client: redis.Redis) -> int:
         claim_idle_ms=args.claim_idle_ms,
         max_deliveries=args.max_deliveries,
         connections=args.connections,
+        projections=tuple(args.projections),
+        metrics_port=args.metrics_port,
     )
     tune_gc()
     asyncio.run(serve(settings_from(args), options))
@@ -128,6 +130,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "--connections", type=int, default=16,
         help="Redis calls in flight at once, whatever the partition count (default: 16)",
     )  # fmt: skip
+    add_projections_option(p)
+    add_metrics_option(p)
     p.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"],
         help="log level (default: info)",
@@ -137,3 +141,20 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="text, or one JSON object per line (default: text)",
     )  # fmt: skip
     p.set_defaults(handler=cmd_worker)
+
+
+def add_projections_option(p: argparse.ArgumentParser) -> None:
+    """``--projections pkg.mod:attr`` (repeatable): fold these besides the built-in ones."""
+    p.add_argument(
+        "--projections", action="append", default=[], metavar="MODULE:ATTR",
+        help="also fold this projection (a Projection class, instance or list of them); "
+        "repeatable; give the same ones to every worker and to replay (docs/extending.md)",
+    )  # fmt: skip
+
+
+def add_metrics_option(p: argparse.ArgumentParser) -> None:
+    """``--metrics-port N``: serve Prometheus /metrics on port N."""
+    p.add_argument(
+        "--metrics-port", type=int, default=None, metavar="N",
+        help="serve Prometheus metrics on http://0.0.0.0:N/metrics (default: none)",
+    )  # fmt: skip

@@ -8,6 +8,8 @@ from typing import Any
 
 import redis
 
+from .cmd_basic import add_projections_option
+
 
 def _confirmed(args: argparse.Namespace) -> bool | None:
     """True to go on, False if the operator said no, None when nobody can be asked."""
@@ -21,6 +23,8 @@ def _confirmed(args: argparse.Namespace) -> bool | None:
 
 
 def cmd_replay(args: argparse.Namespace, client: redis.Redis) -> int:
+    from memstream.projections.registry import with_extra
+
     from .cli import settings_from
     from .replay import replay_all
     from .replay_owner import replay_owner
@@ -37,13 +41,16 @@ def cmd_replay(args: argparse.Namespace, client: redis.Redis) -> int:
         print("replay cancelled", file=sys.stderr)
         return 1
     settings = settings_from(args)
+    projections = with_extra(args.projections)  # a bad spec fails before any work
     if args.owner:
-        summary = replay_owner(client, args.owner, settings)
+        summary = replay_owner(client, args.owner, settings, projections=projections)
     else:
         # Unset tuning options keep replay's own defaults (one place defines them).
         names = ("grace_s", "catchup_timeout_s")
         tuning = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-        summary = replay_all(client, settings, show_progress=True, **tuning)
+        summary = replay_all(
+            client, settings, projections=projections, show_progress=True, **tuning
+        )
     print(summary.text())
     return 0
 
@@ -69,4 +76,5 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="give up when live workers have not caught up by then (default: 300)",
     )
+    add_projections_option(p)
     p.set_defaults(handler=cmd_replay)

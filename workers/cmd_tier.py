@@ -8,6 +8,8 @@ from typing import Any
 
 import redis
 
+from .cmd_basic import add_metrics_option
+
 
 def cmd_tier(args: argparse.Namespace, client: redis.Redis) -> int:
     from memstream.tiering import Policy, Tierer, open_archive
@@ -27,8 +29,15 @@ def cmd_tier(args: argparse.Namespace, client: redis.Redis) -> int:
             summary = once(tierer, d.partitions, show=sys.stderr.isatty() or args.progress)
             print(summary.text())
             return 1 if summary.errors else 0
+        on_pass = None
+        if args.metrics_port is not None:
+            from .metrics_http import TierMetrics, serve_tier_metrics
+
+            tier_metrics = TierMetrics()
+            serve_tier_metrics(args.metrics_port, tier_metrics, client)
+            on_pass = tier_metrics.on_pass
         with stop_on_signals() as stop:
-            run_forever(tierer, args.interval_s, stop)
+            run_forever(tierer, args.interval_s, stop, on_pass=on_pass)
         return 0
     finally:
         archive.close()
@@ -54,4 +63,5 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--interval-s", type=float, default=60.0, help="pause between passes")
     p.add_argument("--progress", action="store_true", help="show the bar without a terminal")
+    add_metrics_option(p)
     p.set_defaults(handler=cmd_tier)

@@ -310,9 +310,11 @@ class PartitionLane:
     async def finish(self, batch: Prepared) -> None:
         """Send a planned batch's ``ms_apply`` call, then run the forgets it filed."""
         outcome, command, started = batch
+        sent = time.perf_counter()
         applied = await self._call(self.client.execute_command, *command)
         self.gate.missing.recovered()
-        self.metrics.record(outcome, int(applied), time.perf_counter() - started)
+        done = time.perf_counter()
+        self.metrics.record(outcome, int(applied), done - started, apply_s=done - sent)
         if outcome.forgets:
             await asyncio.to_thread(self._run_forgets)
 
@@ -339,6 +341,7 @@ class PartitionLane:
         cost = self._cost_per_event
         inline = cost is not None and cost * n < INLINE_BUDGET_S
         outcome, command, cpu = job() if inline else await asyncio.to_thread(job)
+        self.metrics.observe_plan(cpu)
         sample = cpu / max(n, 1)
         # The first sample is taken as is: averaged in from a high guess, it took dozens
         # of batches to come down, and every one of them paid for the thread hop.

@@ -20,3 +20,8 @@ class WorkerOptions:
     """Redis calls the apply lanes may have in flight at once (fetch, apply, claim): with
     the readers (one per version) and a few housekeeping calls, this bounds the
     connections a worker holds, whatever the partition count."""
+    projections: tuple[str, ...] = ()
+    """Extra projections to fold besides the built-in ones, each ``package.module:attr``
+    (:func:`memstream.projections.registry.load`)."""
+    metrics_port: int | None = None
+    """Serve Prometheus ``/metrics`` on this port (:mod:`.metrics_http`); None: no server."""

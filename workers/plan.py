@@ -67,6 +67,9 @@ class Outcome:
     forgets: int = 0
     """``owner.forgotten`` events in the batch: the worker runs the filed forgets after
     the call (the deletion needs a keyspace scan, which cannot run inside ms_apply)."""
+    by_type: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(event type, "applied" | "dead" | "unknown") -> count, for the Prometheus metrics;
+    an entry dead-lettered before its type was read counts under type ``""``."""
 
 
 def parse_pointer(p: int, partitions: int, fields: Fields) -> Pointer:
@@ -135,6 +138,7 @@ class Planner:
         for entry in entries:
             fid = entry.feed_id
             pointer = pointers[fid]
+            etype, result = "", "applied"
             reason = self._reason(entry, pointer, logs)
             if reason is None:
                 assert isinstance(pointer, Pointer)
@@ -142,6 +146,7 @@ class Planner:
                 assert raw is not None
                 try:
                     event = decode_entry(pointer.owner, pointer.log_id, raw)
+                    etype = event.type[:64]
                     if event.known:
                         ops = self.event_writes(event, ctx).ops
                         out.owners[fid] = (event.owner, sortable(event.log_id))
@@ -153,6 +158,7 @@ class Planner:
                         counted.hincr(stats, f"unknown:{event.type[:64]}", 1)
                         ops = counted.ops
                         out.unknown += 1
+                        result = "unknown"
                     if not own_pointer(fid, pointer):
                         ops = [pointer_check(ctx, fid, pointer), *ops]
                     if UNSIGNED in raw:
@@ -166,6 +172,8 @@ class Planner:
             if reason is not None:
                 ops = self._dead_letter(ctx, group, entry, pointer, reason).ops
                 out.dead += 1
+                result = "dead"
+            out.by_type[etype, result] = out.by_type.get((etype, result), 0) + 1
             out.entries.append((fid, ops))
         return out
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -21,20 +21,33 @@ from memstream.tiering.hooks import owner_cold, stats_lines
 
 from .replay import read_deployment
 
-MEMORY_TYPES = {
-    "hist": "history", "wm": "history", "state": "state", "working": "working",
-    "sess_created": "sessions", "sess_active": "sessions", "sess_data": "sessions",
-    "sess_chain": "sessions",
-}  # fmt: skip
-"""Projection key names -> memory type; other names (episodes, skills, ... built by their
-own modules) are reported under their own name."""
+if TYPE_CHECKING:
+    from memstream.projections.base import Projection
+
+
+def memory_types(projections: Sequence[Projection] | None = None) -> dict[str, str]:
+    """Projection key names -> memory type, as each projection declares them
+    (``key_names``, ``stats_type``); a key no projection claims is reported under its name."""
+    from memstream.projections.registry import default_projections, stats_types
+
+    return stats_types(default_projections() if projections is None else projections)
+
 
 _COUNT = {"zset": "ZCARD", "hash": "HLEN", "stream": "XLEN", "set": "SCARD", "list": "LLEN"}
 
 
-def owner_stats(client: redis.Redis, owner: str, *, sample: int = 64) -> dict[str, Any]:
-    """Per memory type: ``keys``, ``entries``, ``bytes`` (sampled), TTL range in seconds."""
+def owner_stats(
+    client: redis.Redis,
+    owner: str,
+    *,
+    sample: int = 64,
+    projections: Sequence[Projection] | None = None,
+) -> dict[str, Any]:
+    """Per memory type of ``owner``: ``keys``, ``entries``, ``bytes`` (MEMORY USAGE of up to
+    ``sample`` keys per type, scaled), TTL range in seconds; types come from
+    ``projections`` (default: the registered ones)."""
     keys.check_id(owner)
+    types_of = memory_types(projections)
     d = read_deployment(client)
     p = keys.partition(owner, d.partitions)
     groups: dict[str, list[str]] = {}
@@ -42,7 +55,7 @@ def owner_stats(client: redis.Redis, owner: str, *, sample: int = 64) -> dict[st
         key = raw.decode()
         if keys.key_owner(key, p, d.version) == owner:
             name = key[len(keys.version_prefix(p, d.version)) :].split(":", 1)[0]
-            groups.setdefault(MEMORY_TYPES.get(name, name), []).append(key)
+            groups.setdefault(types_of.get(name, name), []).append(key)
     log = keys.log(p, owner)
     if client.exists(log):
         groups["log"] = [log]

@@ -29,7 +29,7 @@ from memstream.producers.driver import address
 from memstream.producers.errors import NotInitialisedError
 from memstream.producers.settings import Settings
 from memstream.projections.base import Projection
-from memstream.projections.registry import default_projections
+from memstream.projections.registry import with_extra
 
 from . import heartbeat
 from .feeds import VersionFeeds
@@ -74,7 +74,7 @@ class Worker:
         self.settings = settings
         self.options = options
         self.planner = Planner(
-            projections if projections is not None else default_projections(),
+            projections if projections is not None else with_extra(options.projections),
             settings,
             options.max_deliveries,
         )
@@ -263,6 +263,12 @@ class Worker:
 
 async def serve(settings: Settings, options: WorkerOptions) -> Metrics:
     worker = Worker.from_settings(settings, options)
+    if options.metrics_port is not None:
+        from memstream.producers.connection import sync_client
+
+        from .metrics_http import serve_worker_metrics
+
+        serve_worker_metrics(options.metrics_port, worker.metrics, sync_client(settings))
     worker.install_signal_handlers()
     try:
         await worker.run()

@@ -60,6 +60,7 @@ def fits(model: GroupedModel, groups: list[Group], size: int) -> bool:
 
 class Tensors(Projection):
     name: ClassVar[str] = "tensors"
+    key_names: ClassVar[frozenset[str]] = frozenset({"tensors", "tensor_kinds", "tensor_stats"})
     handles: ClassVar[frozenset[str]] = frozenset({"tensor.recorded"})
 
     def __init__(self, registry: ModelRegistry | None = None) -> None:
