@@ -4,6 +4,7 @@ it, and ``memstream replay --projections`` rebuilds it in the next version."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -18,9 +19,10 @@ from memstream.producers import Producer, keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.errors import ConfigError
 from memstream.producers.events import Event, register
-from memstream.projections.base import ApplyContext, Projection
+from memstream.projections.base import ApplyContext, Projection, Query
 from memstream.projections.codec import pack, split_versioned
 from memstream.projections.ops import Writes, sortable
+from memstream.projections.reader import AsyncReader
 from memstream.projections.registry import load, stats_types, with_extra
 from memstream.projections.testing import check_convergence, event_streams, with_deliveries
 from tests.workers_util import spawn_worker, stop_worker, wait_until
@@ -52,6 +54,23 @@ class Pins(Projection):
         # Last writer wins by log id: any delivery order gives the newest text.
         writes.lww(pins_key(ctx.keys, event.owner), pin.note_id, sortable(event.log_id),
                    pack(pin.text))  # fmt: skip
+
+
+def read_pins(pk: keys.Projection, owner: str) -> Query[dict[str, str]]:
+    key = pins_key(pk, owner)
+
+    def parse(replies: list[Any]) -> dict[str, str]:
+        return {k.decode(): split_versioned(v)[1] for k, v in replies[0].items()}
+
+    return Query([("HGETALL", key)], parse, (key,))
+
+
+async def pins_of(url: str, owner: str) -> dict[str, str]:
+    """The read docs/extending.md shows: a query plan run by the AsyncReader."""
+    async with AsyncReader.from_url(url) as reader:
+        d = await reader.deployment()
+        pk = keys.Projection(keys.partition(owner, d.partitions), d.version)
+        return await reader.run(read_pins(pk, owner))
 
 
 def pins(r: redis.Redis, owner: str) -> dict[str, str]:
@@ -119,6 +138,7 @@ def test_a_worker_process_folds_it_and_replay_rebuilds_it(
         assert out.returncode == 0, out.stderr
         assert int(r.hget(keys.META, "version")) == 2
         assert pins(r, owner) == wanted  # rebuilt in v2 from the log alone
+        assert asyncio.run(pins_of(deployed, owner)) == wanted
     finally:
         assert stop_worker(worker) == 0
     assert "Traceback" not in (tmp_path / "w.log").read_text()
