@@ -218,3 +218,46 @@ def _async_cluster(settings: Settings) -> Any:
         )
     except ValueError as e:
         raise ConfigError(f"invalid memstream setting redis_url: {e}") from e
+
+
+def subscriber_client(settings: Settings) -> redis.asyncio.Redis:
+    """An asyncio client for sharded pub/sub: no retries at all, so a lost subscription
+    is seen (and its missed messages accounted for) instead of silently resubscribed.
+    On a Cluster its ``pubsub()`` sends each SSUBSCRIBE to the shard owning the channel."""
+    from redis.asyncio.retry import Retry
+
+    if settings.cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        try:
+            return cast(
+                redis.asyncio.Redis,
+                RedisCluster.from_url(
+                    settings.node_url, retry=Retry(NoBackoff(), 0), **_cluster_options(settings)
+                ),
+            )
+        except ValueError as e:
+            raise ConfigError(f"invalid memstream setting redis_url: {e}") from e
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url, retry=Retry(NoBackoff(), 0), **client_options(settings)
+    )
+
+
+async def open_pubsub(client: redis.asyncio.Redis) -> Any:
+    """``client.pubsub()``, after a Cluster client has learnt the slot map: its pub/sub
+    routes each SSUBSCRIBE by the channel's slot, and a client that has sent nothing yet
+    knows no slot."""
+    if is_cluster(client):
+        await client.initialize()
+    return client.pubsub()
+
+
+async def next_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
+    """The next pub/sub message or None after ``timeout`` s. A Cluster's pub/sub keeps one
+    connection per shard and reads sharded messages with ``get_sharded_message``."""
+    sharded = getattr(pubsub, "get_sharded_message", None)
+    if sharded is not None:
+        message: Any = await sharded(timeout=timeout)
+    else:
+        message = await pubsub.get_message(timeout=timeout)
+    return cast("dict[str, Any] | None", message)
