@@ -87,10 +87,6 @@ class Settings(BaseModel):
     """Talk to a Redis Cluster (docs/operations.md, "Topologies"): ``MEMSTREAM_CLUSTER=1``
     with any node's URL, or a ``redis+cluster://`` (``rediss+cluster://``) URL, which sets
     it. The client discovers every node from the one named."""
-    wait_replicas: int = Field(default=0, ge=0, le=16)
-    """After each append, ``WAIT`` for this many replicas of the partition's primary to
-    acknowledge it (bounded by the append deadline). 0: do not wait; a primary that dies
-    before replicating loses its last acknowledged appends (docs/operations.md)."""
     profile: Profile = "development"
     redact_emails: bool = False
 

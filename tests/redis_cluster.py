@@ -26,7 +26,9 @@ test waits about a second and a half, not the 15 s Redis defaults to."""
 class RedisClusterNodes:
     """``primaries`` primaries with ``replicas`` replicas each, all slots assigned."""
 
-    def __init__(self, workdir: Path, *, primaries: int = 3, replicas: int = 0) -> None:
+    def __init__(
+        self, workdir: Path, *, primaries: int = 3, replicas: int = 0, aof: bool = True
+    ) -> None:
         cli = shutil.which("redis-cli")
         if cli is None:
             raise RuntimeError("redis-cli not found on PATH: run `make setup`")
