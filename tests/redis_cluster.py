@@ -69,7 +69,7 @@ class RedisClusterNodes:
         """Any node's URL names the whole cluster; the scheme turns cluster mode on."""
 
     def _wait_ok(self, timeout_s: float = 30) -> None:
-        """Until every live node says ``cluster_state:ok`` and knows every node."""
+        """Until every live node says ``cluster_state:ok`` and every replica has synced."""
         deadline = time.monotonic() + timeout_s
         while True:
             states = []
@@ -80,6 +80,8 @@ class RedisClusterNodes:
                     info = c.execute_command("CLUSTER INFO")
                     text = info.decode() if isinstance(info, bytes) else str(info)
                     states.append("cluster_state:ok" in text or "'cluster_state': 'ok'" in text)
+                    repl = c.info("replication")  # a replica that never synced cannot fail over
+                    states.append(repl["role"] != "slave" or repl["master_link_status"] == "up")
             if all(states):
                 return
             if time.monotonic() > deadline:
