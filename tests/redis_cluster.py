@@ -102,6 +102,35 @@ class RedisClusterNodes:
                     found.append(node)
         return found
 
+    def move_slot(self, slot: int, to_port: int) -> int:
+        """Move ``slot`` with its keys to the primary on ``to_port`` (the steps
+        ``redis-cli --cluster reshard`` takes: SETSLOT IMPORTING/MIGRATING, MIGRATE in
+        batches, SETSLOT NODE everywhere); returns the number of keys moved."""
+        owner_port = self._slot_owner(slot)
+        with redis.Redis(port=owner_port) as src, redis.Redis(port=to_port) as dst:
+            src_id = src.execute_command("CLUSTER MYID").decode()
+            dst_id = dst.execute_command("CLUSTER MYID").decode()
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            moved = 0
+            while True:
+                names = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 50)
+                if not names:
+                    break
+                src.execute_command("MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "KEYS", *names)
+                moved += len(names)
+            for node in self.primaries():
+                with redis.Redis(port=node.port) as c:
+                    c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        return moved
+
+    def _slot_owner(self, slot: int) -> int:
+        with redis.Redis(port=self.port) as c:
+            for start, end, *nodes in c.execute_command("CLUSTER SLOTS"):
+                if int(start) <= slot <= int(end):
+                    return int(nodes[0][1])
+        raise RuntimeError(f"slot {slot} has no owner")
+
     def flush(self) -> None:
         """Data and functions off every primary (a clean deployment per test)."""
         for node in self.primaries():
