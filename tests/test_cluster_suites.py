@@ -51,7 +51,11 @@ def _suite(module: types.ModuleType, names: list[str] | None = None) -> None:
 _suite(test_worker_basic, ["test_worker_folds_history_state_sessions_working"])
 # test_partition_mismatch_is_refused sends keys of two partitions on purpose: on a
 # Cluster redis-py refuses it before sending (two slots), which is the point of slots.
-_suite(test_append, [n for n in dir(test_append) if n != "test_partition_mismatch_is_refused"])
+# test_eight_threads_lose_nothing takes ~30 s on the cluster on 2 cores (eight threads
+# share one cluster client's per-node pools): left to the single-node run to keep
+# `make test` short.
+SKIPPED_APPENDS = {"test_partition_mismatch_is_refused", "test_eight_threads_lose_nothing"}
+_suite(test_append, [n for n in dir(test_append) if n not in SKIPPED_APPENDS])
 # test_forget_leaves_nothing_that_names_the_owner waits for a neighbour's apply as the
 # sign that a planted bad pointer was dead-lettered; the Cluster's per-feed reads do not
 # order the two, so that wait proves nothing there. The other forget tests run.
