@@ -14,7 +14,7 @@ cannot outlast it.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -114,7 +114,14 @@ CLIPPED: dict[type[Any], type[Any]] = {
 
 
 def sync_client(settings: Settings) -> redis.Redis:
-    """A blocking client without driver retries, whose timeouts honour deadlines."""
+    """A blocking client without driver retries, whose timeouts honour deadlines.
+
+    In cluster mode (``settings.cluster``) a :class:`redis.cluster.RedisCluster` built
+    from any node's URL: it serves the same command methods, routes each key to its
+    slot's primary, and runs the node-wide commands (FUNCTION LOAD, SCAN) on every
+    primary. It is typed as ``redis.Redis`` so every caller keeps one type."""
+    if settings.cluster:
+        return cast(redis.Redis, _sync_cluster(settings))
     try:
         pool = redis.ConnectionPool.from_url(
             settings.redis_url, retry=redis.retry.Retry(NoBackoff(), 0), **client_options(settings)
@@ -127,12 +134,130 @@ def sync_client(settings: Settings) -> redis.Redis:
 
 
 def async_client(settings: Settings) -> redis.asyncio.Redis:
-    """An asyncio client without driver retries; deadlines are ``asyncio.timeout`` scopes."""
+    """An asyncio client without driver retries; deadlines are ``asyncio.timeout`` scopes.
+
+    In cluster mode a :class:`redis.asyncio.cluster.RedisCluster` (see :func:`sync_client`)."""
     from redis.asyncio.retry import Retry
 
+    if settings.cluster:
+        return cast(redis.asyncio.Redis, _async_cluster(settings))
     try:
         return redis.asyncio.Redis.from_url(
             settings.redis_url, retry=Retry(NoBackoff(), 0), **client_options(settings)
         )
     except ValueError as e:
         raise ConfigError(f"invalid memstream setting redis_url: {e}") from e
+
+
+CLUSTER_RETRIES = 3
+"""Tries the cluster client itself makes after a connection error, each after refreshing
+the slot map from the nodes still up: that is how an append finds the replica promoted
+in place of a dead primary. The per-node connections keep redis-py's retries off, so
+these do not nest; memstream's deadline still bounds the whole call."""
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is a Redis Cluster client (sync or asyncio)."""
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+
+
+def _cluster_options(settings: Settings) -> dict[str, Any]:
+    options = client_options(settings)
+    # health checks would PING each node's idle connections on a timer of their own
+    options.pop("health_check_interval")
+    return options
+
+
+def _sync_cluster(settings: Settings) -> Any:
+    from redis.backoff import ExponentialBackoff
+    from redis.cluster import RedisCluster
+
+    options = _cluster_options(settings)
+    scheme_tls = settings.tls
+    try:
+        client = RedisCluster.from_url(
+            settings.node_url,
+            retry=redis.retry.Retry(ExponentialBackoff(cap=0.5, base=0.05), CLUSTER_RETRIES),
+            **options,
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid memstream setting redis_url: {e}") from e
+    except redis.RedisError as e:
+        from .driver import translate_driver_error
+
+        raise translate_driver_error(e, settings) from e
+    clipped = CLIPPED[redis.SSLConnection if scheme_tls else redis.Connection]
+    for node in client.get_nodes():  # type: ignore[no-untyped-call]
+        _clip_node(node, clipped)
+    client.nodes_manager.connection_kwargs["connection_class"] = clipped
+    client.nodes_manager.connection_kwargs["retry"] = redis.retry.Retry(NoBackoff(), 0)
+    return client
+
+
+def _clip_node(node: Any, clipped: type[Any]) -> None:
+    conn = getattr(node, "redis_connection", None)
+    if conn is not None:
+        pool = conn.connection_pool
+        pool.connection_class = clipped
+        pool.connection_kwargs["retry"] = redis.retry.Retry(NoBackoff(), 0)
+
+
+def _async_cluster(settings: Settings) -> Any:
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    try:
+        return RedisCluster.from_url(
+            settings.node_url,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), CLUSTER_RETRIES),
+            **_cluster_options(settings),
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid memstream setting redis_url: {e}") from e
+
+
+def subscriber_client(settings: Settings) -> redis.asyncio.Redis:
+    """An asyncio client for sharded pub/sub: no retries at all, so a lost subscription
+    is seen (and its missed messages accounted for) instead of silently resubscribed.
+    On a Cluster its ``pubsub()`` sends each SSUBSCRIBE to the shard owning the channel."""
+    from redis.asyncio.retry import Retry
+
+    if settings.cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        try:
+            return cast(
+                redis.asyncio.Redis,
+                RedisCluster.from_url(
+                    settings.node_url, retry=Retry(NoBackoff(), 0), **_cluster_options(settings)
+                ),
+            )
+        except ValueError as e:
+            raise ConfigError(f"invalid memstream setting redis_url: {e}") from e
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url, retry=Retry(NoBackoff(), 0), **client_options(settings)
+    )
+
+
+async def open_pubsub(client: redis.asyncio.Redis) -> Any:
+    """``client.pubsub()``, after a Cluster client has learnt the slot map: its pub/sub
+    routes each SSUBSCRIBE by the channel's slot, and a client that has sent nothing yet
+    knows no slot."""
+    if is_cluster(client):
+        await client.initialize()
+    return client.pubsub()
+
+
+async def next_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
+    """The next pub/sub message or None after ``timeout`` s. A Cluster's pub/sub keeps one
+    connection per shard and reads sharded messages with ``get_sharded_message``."""
+    sharded = getattr(pubsub, "get_sharded_message", None)
+    if sharded is not None:
+        message: Any = await sharded(timeout=timeout)
+    else:
+        message = await pubsub.get_message(timeout=timeout)
+    return cast("dict[str, Any] | None", message)

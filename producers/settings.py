@@ -34,6 +34,7 @@ DEFAULT_URL = "redis://localhost:6379/0"
 ENV_PREFIX = "MEMSTREAM_"
 
 Profile = Literal["development", "production"]
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 class Settings(BaseModel):
@@ -83,6 +84,9 @@ class Settings(BaseModel):
     back a waiting flusher notices."""
     max_connections: int = Field(default=64, ge=1)
     cluster: bool = False
+    """Talk to a Redis Cluster (docs/operations.md, "Topologies"): ``MEMSTREAM_CLUSTER=1``
+    with any node's URL, or a ``redis+cluster://`` (``rediss+cluster://``) URL, which sets
+    it. The client discovers every node from the one named."""
     profile: Profile = "development"
     redact_emails: bool = False
 
@@ -146,17 +150,35 @@ class Settings(BaseModel):
         out["redis_url"] = redacted_url(url, drop=True)
         return out
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_scheme(cls, data: Any) -> Any:
+        """``redis+cluster://`` turns ``cluster`` on; the URL keeps its scheme."""
+        if not isinstance(data, dict) or not isinstance(data.get("redis_url"), str):
+            return data
+        if urlsplit(data["redis_url"]).scheme in CLUSTER_SCHEMES:
+            return {**data, "cluster": True}
+        return data
+
     @field_validator("redis_url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
         scheme = urlsplit(url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if scheme not in ("redis", "rediss", "unix", *CLUSTER_SCHEMES):
+            raise ValueError(
+                "must start with redis://, rediss://, unix:// or redis+cluster:// "
+                "(rediss+cluster://)"
+            )
         return url
 
     @property
     def tls(self) -> bool:
-        return urlsplit(self.redis_url).scheme == "rediss"
+        return urlsplit(self.redis_url).scheme in ("rediss", "rediss+cluster")
+
+    @property
+    def node_url(self) -> str:
+        """``redis_url`` with ``+cluster`` dropped from its scheme: what redis-py parses."""
+        return self.redis_url.replace("+cluster://", "://", 1)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Settings:

@@ -32,13 +32,10 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from memstream.producers import keys
-from memstream.producers.connection import client_options
+from memstream.producers.connection import next_message, open_pubsub, subscriber_client
 from memstream.producers.settings import Settings
 
 from .base import Query
@@ -199,12 +196,10 @@ class Invalidator:
     """
 
     RECONNECT_S = 0.2
+    IDLE_S = 0.01
 
     def __init__(self, settings: Settings, cache: ReadCache) -> None:
-        options = client_options(settings)
-        self.client = redis.asyncio.Redis.from_url(
-            settings.redis_url, retry=Retry(NoBackoff(), 0), **options
-        )
+        self.client = subscriber_client(settings)
         self.cache = cache
         self._wanted: set[int] = set()
         self._confirmed: set[int] = set()
@@ -235,12 +230,18 @@ class Invalidator:
 
     async def _run(self) -> None:
         while True:
-            self._pubsub = self.client.pubsub()
+            try:
+                self._pubsub = await open_pubsub(self.client)
+            except (RedisError, OSError):
+                await asyncio.sleep(self.RECONNECT_S)
+                continue
             try:
                 await self._subscribe(sorted(self._wanted))
                 while True:
-                    message = await self._pubsub.get_message(timeout=1.0)
-                    if message is not None:
+                    message = await next_message(self._pubsub, 1.0)
+                    if message is None and not self._confirmed:
+                        await asyncio.sleep(self.IDLE_S)  # a Cluster's, before a subscription
+                    elif message is not None:
                         self._handle(message)
             except (RedisError, OSError) as e:
                 log.warning("change subscription lost (%s); cache cleared", e)

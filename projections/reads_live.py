@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import redis.asyncio
 
 from memstream.producers import keys
+from memstream.producers.connection import next_message, open_pubsub
 from memstream.producers.deployment import Deployment
 from memstream.producers.errors import InvalidInputError
 
@@ -54,11 +55,11 @@ class Subscription:
         n = (await self._reader.deployment()).partitions
         partitions = {keys.partition(owner, n) for owner in self.owners}
         channels = {keys.changes(p).encode() for p in partitions}
-        self._pubsub = self._reader.client.pubsub()
+        self._pubsub = await open_pubsub(self._reader.client)
         await self._pubsub.ssubscribe(*channels)
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
             while channels:
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await next_message(self._pubsub, 1.0)
                 if message is None:
                     continue
                 if message["type"] == "ssubscribe":
@@ -81,7 +82,7 @@ class Subscription:
     async def __anext__(self) -> Change:
         await self.start()
         while not self._early:
-            message = await self._pubsub.get_message(timeout=1.0)
+            message = await next_message(self._pubsub, 1.0)
             if message is not None:
                 self._keep(message)
         return self._early.popleft()

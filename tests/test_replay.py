@@ -19,7 +19,7 @@ import redis
 
 from memstream.producers import AsyncProducer, Producer, Settings, keys
 from memstream.producers.codec import DecodeError
-from memstream.producers.connection import async_client
+from memstream.producers.connection import async_client, sync_client
 from memstream.producers.entry import StoredEvent, decode_entry
 from memstream.producers.events import MessageAppended, StateSaved
 from memstream.projections.base import ApplyContext, Projection
@@ -176,7 +176,7 @@ async def replay_under_load(url: str, r: redis.Redis, expect_from: int) -> repla
     stop = asyncio.Event()
     producer = asyncio.create_task(produce(url, stop, OWNERS, seed=expect_from))
     await asyncio.sleep(0.3)  # appends are flowing before the replay begins
-    with redis.Redis.from_url(url) as client:
+    with sync_client(Settings.from_url(url)) as client:
         summary = await asyncio.to_thread(
             replay_all, client, Settings.from_url(url), grace_s=0.3, catchup_timeout_s=60
         )
@@ -254,7 +254,7 @@ async def test_owner_rebuild_in_place_under_live_appends(deployed: str, r: redis
         stop = asyncio.Event()
         appends = asyncio.create_task(produce(deployed, stop, [owner]))
         await asyncio.sleep(0.2)
-        with redis.Redis.from_url(deployed) as client:
+        with sync_client(Settings.from_url(deployed)) as client:
             summary = await asyncio.to_thread(replay_owner, client, owner, Settings())
         await asyncio.sleep(0.2)
         stop.set()

@@ -41,7 +41,9 @@ def _ids(raw: Any) -> str:
 
 
 def _rows(page: Any) -> list[Entry]:
-    return [(_ids(i), dict(f)) for i, f in page]
+    # A Cluster's MULTI leaves raw XRANGE replies unparsed: fields as a flat list.
+    return [(_ids(i), dict(zip(f[::2], f[1::2], strict=True)) if isinstance(f, list) else dict(f))
+            for i, f in page]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

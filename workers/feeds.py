@@ -1,8 +1,8 @@
 """Reading every partition feed of a version with one connection, whatever the count.
 
 One blocking ``XREADGROUP GROUP v<N> <consumer> COUNT c BLOCK ms STREAMS feed_a ... >``
-covers every lane that is waiting for entries (:func:`read_feeds`; on a Cluster it will
-be one call per node, which is why the grouping lives in that one function). Each lane
+covers every lane that is waiting for entries (:func:`read_feeds`; on a Cluster, where a
+command names one slot's keys only, one pipelined call per feed, grouped by node). Each lane
 gets its own entries and applies them in order; a lane that is still busy is left out
 of the read, so entries are only taken when a lane can start on them soon, and other
 worker processes get the rest.
@@ -25,7 +25,7 @@ import redis.asyncio
 from redis.exceptions import NoPermissionError
 
 from memstream.producers import keys
-from memstream.producers.connection import async_client
+from memstream.producers.connection import async_client, is_cluster
 from memstream.producers.settings import Settings
 
 from .consumer import PartitionLane, settle
@@ -60,17 +60,44 @@ async def read_feeds(
 ) -> dict[str, list[FeedEntry]]:
     """New entries of ``feeds`` for ``consumer`` of ``group``: feed -> entries.
 
-    ``client`` is one connection; every feed lives on it (one node). A Cluster version
-    would split ``feeds`` by node here and read each node's share on its own connection.
+    ``count`` bounds the entries per feed; ``block_ms`` how long to wait when none is new.
+    On one node ``client`` is one connection and a single blocking XREADGROUP covers
+    every feed. On a Cluster a command may name keys of one slot only, so each feed is
+    its own non-blocking XREADGROUP; the cluster pipeline sends each node its share on
+    one of that node's connections (grouped by node, at most ``max_connections`` each),
+    and an empty round waits ``block_ms`` before the next (the reader keeps it short).
     """
+    if is_cluster(client):
+        return await _read_cluster_feeds(
+            client, group, consumer, feeds, count=count, block_ms=block_ms
+        )
     reply: Any = await client.xreadgroup(
         group, consumer, dict.fromkeys(feeds, ">"), count=count, block=block_ms
     )
+    return _found(reply or [])
+
+
+def _found(reply: Any) -> dict[str, list[FeedEntry]]:
     found: dict[str, list[FeedEntry]] = {}
-    for raw_feed, rows in reply or []:
+    for raw_feed, rows in reply:
         entries = [FeedEntry(_text(i), f) for i, f in rows if f is not None]
         if entries:
             found[_text(raw_feed)] = entries
+    return found
+
+
+async def _read_cluster_feeds(
+    client: Any, group: str, consumer: str, feeds: Sequence[str], *, count: int, block_ms: int
+) -> dict[str, list[FeedEntry]]:
+    pipe = client.pipeline(transaction=False)
+    for feed in feeds:
+        pipe.xreadgroup(group, consumer, {feed: ">"}, count=count)
+    replies: list[Any] = await pipe.execute(raise_on_error=True)
+    found: dict[str, list[FeedEntry]] = {}
+    for reply in replies:
+        found.update(_found(reply or []))
+    if not found:
+        await asyncio.sleep(block_ms / 1000)
     return found
 
 
@@ -99,7 +126,8 @@ class FeedReader:
         """Sequence number of the read in flight (0: none)."""
         self._seq = 0
         self._conn_id: int | None = None
-        self._can_unblock = True
+        self._can_unblock = not is_cluster(conn)
+        """On a Cluster the reads do not block (see :func:`read_feeds`): none to unblock."""
         self._unblocker: asyncio.Task[None] | None = None
         self._failures = 0
 
@@ -161,7 +189,7 @@ class FeedReader:
         await settle(self._unblocker)
 
     async def _read(self, feeds: list[str]) -> dict[str, list[FeedEntry]]:
-        if self._conn_id is None:
+        if self._conn_id is None and self._can_unblock:
             self._conn_id = int(await self.conn.client_id())
         count = max(MIN_COUNT, min(self.options.batch, READ_BUDGET // len(feeds)))
         block = self.options.block_ms if self._can_unblock else FALLBACK_BLOCK_MS
@@ -239,7 +267,8 @@ class VersionFeeds:
             )
         )
         self._base = base
-        self.reader = FeedReader(base.client(), client, keys.group(version), options, gate)
+        conn = base if is_cluster(base) else base.client()
+        self.reader = FeedReader(conn, client, keys.group(version), options, gate)
         self.lanes = [
             PartitionLane(
                 client,

@@ -207,7 +207,10 @@ def read_deployment(client: redis.Redis) -> Deployment:
 
 def where(client: redis.Redis) -> str:
     """``host:port`` of a client's pool, for log lines (never its credentials)."""
-    kw = client.connection_pool.connection_kwargs
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a Cluster client: any node names it
+        return f"cluster via {client.get_default_node().name}"  # type: ignore[attr-defined]
+    kw = pool.connection_kwargs
     return str(kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}")
 
 

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from memstream.producers import keys
+from memstream.producers.connection import is_cluster
 from memstream.producers.deployment import Deployment
 from memstream.tiering.hooks import deployment_cold, status_lines
 
@@ -79,10 +80,16 @@ def gather(client: redis.Redis) -> Status:
         pipe.xlen(keys.feed(p))
         pipe.xinfo_groups(keys.feed(p))
         pipe.xlen(keys.dlq(p))
-    pipe.info("server")
-    pipe.info("memory")
+    # a Cluster pipeline carries keyed commands only; INFO then goes to one node
+    node_wide = is_cluster(client)
+    if not node_wide:
+        pipe.info("server")
+        pipe.info("memory")
     replies = pipe.execute(raise_on_error=False)
-    server, memory = replies[-2], replies[-1]
+    if node_wide:
+        server, memory = client.info("server"), client.info("memory")
+    else:
+        server, memory = replies[-2], replies[-1]
 
     partitions: list[dict[str, Any]] = []
     for p in parts:
