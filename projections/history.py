@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from msgpack import unpackb
+
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.events import MessageAppended
 from memstream.producers.events_live import TtlExtended
 
 from .base import ApplyContext, Projection, Query
-from .codec import pack, split_versioned
-from .ops import Writes, sortable
+from .codec import pack
+from .ops import VERSION_LEN, Writes, sortable
 
 
 def history_key(pk: keys.Projection, owner: str, session: str) -> str:
@@ -96,10 +98,13 @@ def read_history(
     key = history_key(pk, owner, session)
 
     def parse(replies: list[Any]) -> list[dict[str, Any]]:
+        # split_versioned inlined: this runs for every message of every history read.
+        # A member is b"<ms:013d>-<seq:010d><msgpack>"; int() reads the digits as bytes.
         out = []
         for raw in replies[0]:
-            log_id, body = split_versioned(raw)
-            out.append({"log_id": log_id, **body})
+            item: dict[str, Any] = {"log_id": f"{int(raw[:13])}-{int(raw[14:VERSION_LEN])}"}
+            item.update(unpackb(raw[VERSION_LEN:], raw=False))
+            out.append(item)
         return out
 
     return Query([("ZRANGE", key, -last, -1)], parse, (key,))

@@ -1,7 +1,9 @@
 """``AsyncReader`` and ``Reader``: what agents read, always from the active version.
 
-Reads are :class:`Query` plans built by the projection modules; the async reader runs
-them and the sync reader is a thin wrapper that runs the async one on a private loop.
+Reads are :class:`Query` plans built by the projection modules. The async reader runs
+them; the sync reader runs the hot ones (history, state, sessions, working memory,
+``wait``) on its own blocking client (:mod:`.reader_sync`) and the others through the
+async one on a private loop.
 
 Every call is bounded by ``Settings.read_deadline_s`` (retries of transient errors
 included, see :mod:`memstream.producers.deadline`) and every driver error reaches the
@@ -20,7 +22,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from memstream.producers import keys
-from memstream.producers.connection import async_client
+from memstream.producers.connection import async_client, sync_client
 from memstream.producers.deadline import acall, deadline_scope
 from memstream.producers.deployment import Deployment
 from memstream.producers.driver import is_transient, translate_driver_error
@@ -31,6 +33,8 @@ from memstream.producers.settings import Settings
 from .base import Query
 from .cache import Invalidator, ReadCache, entry_deadline, expiry_commands, now_ms
 from .history import read_history
+from .reader_sync import VERSION_TTL_S as _VERSION_TTL_S
+from .reader_sync import BlockingCore, BlockingReads
 from .reads_live import AsyncLiveReads, LiveReads
 from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
@@ -44,9 +48,9 @@ from .working import read_working
 
 T = TypeVar("T")
 
-VERSION_TTL_S = 0.5
-"""How long a reader trusts its cached active version. Replay keeps the old version for
-longer than this after the flip, so a reader never reads a deleted version."""
+VERSION_TTL_S = _VERSION_TTL_S
+"""How long a reader trusts its cached active version (one value for both readers,
+defined in :mod:`.reader_sync`; replay reads it from here)."""
 
 
 class AsyncReader(
@@ -282,8 +286,14 @@ def _cursor(before: str | None) -> str | None:
     return check_cursor(before, "before")
 
 
-class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads, VectorReads):
-    """Blocking reader: a thin wrapper running :class:`AsyncReader` on a private loop."""
+class Reader(BlockingReads, MemoryReads, WorldReads, LiveReads, LogReads, TensorReads,
+             VectorReads):  # fmt: skip
+    """Blocking reader. The hot reads run on its own blocking client in the caller's
+    thread (:class:`~.reader_sync.BlockingReads`); the others, and every read when a
+    read cache is on, run :class:`AsyncReader` on a private loop.
+
+    ``settings``: where and how to connect; ``shared``: namespaces that searches made
+    for an agent also cover; ``cache``: an in-process read cache (see :mod:`.cache`)."""
 
     def __init__(
         self, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False
@@ -293,6 +303,8 @@ class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads, VectorRe
         self._thread.start()
         self._settings = settings
         self._async = self._call(self._make(settings, tuple(shared), cache))
+        self._core = BlockingCore(sync_client(settings), settings)
+        self._cached = self._async.read_cache is not None
 
     @staticmethod
     async def _make(
@@ -304,6 +316,7 @@ class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads, VectorRe
     def from_settings(
         cls, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False
     ) -> Reader:
+        """A reader for ``settings``; ``shared`` and ``cache`` as in :class:`Reader`."""
         return cls(settings, shared=shared, cache=cache)
 
     @classmethod
@@ -311,6 +324,8 @@ class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads, VectorRe
         cls, url: str, *, shared: Sequence[str] = (), cache: ReadCache | bool = False,
         **options: Any,
     ) -> Reader:  # fmt: skip
+        """A reader for the Redis at ``url``, other settings from ``options``; ``shared``
+        and ``cache`` as in :class:`Reader`."""
         return cls(Settings.from_url(url, **options), shared=shared, cache=cache)
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -319,30 +334,9 @@ class Reader(MemoryReads, WorldReads, LiveReads, LogReads, TensorReads, VectorRe
         except RedisError as e:  # a driver error that no inner boundary turned into ours
             raise translate_driver_error(e, self._settings) from e
 
-    def history(
-        self, owner: str, session: str, *, last: int = 20, before: str | None = None
-    ) -> list[dict[str, Any]]:
-        return self._call(self._async.history(owner, session, last=last, before=before))
-
-    def state(self, owner: str) -> dict[str, Any] | None:
-        return self._call(self._async.state(owner))
-
-    def sessions(self, owner: str) -> list[dict[str, Any]]:
-        return self._call(self._async.sessions(owner))
-
-    def session_data(self, owner: str, session: str) -> dict[str, Any]:
-        return self._call(self._async.session_data(owner, session))
-
-    def session_chain(self, owner: str, session: str) -> list[str]:
-        return self._call(self._async.session_chain(owner, session))
-
-    def working(self, owner: str, *, last: int = 20) -> list[dict[str, Any]]:
-        return self._call(self._async.working(owner, last=last))
-
-    def wait(self, receipt: Receipt, timeout: float = 5.0) -> WaitResult:
-        return self._call(self._async.wait(receipt, timeout))
-
     def close(self) -> None:
+        """Close both clients and stop the private loop."""
+        self._core.close()
         self._call(self._async.aclose())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)

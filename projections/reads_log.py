@@ -162,15 +162,28 @@ COLD = "$cold"
 """Marks a projection value kept in the archive (see ``memstream.tiering.cold``)."""
 
 
+_CONTAINERS = (dict, list)
+
+
 def _has_cold(value: Any, depth: int = 0) -> bool:
+    # Every read pays this walk: a plain loop that stops at the first pointer, not
+    # nested generators (a third of a history(last=20) read's client time otherwise).
     if isinstance(value, dict):
-        return COLD in value or (
-            depth < 4
-            and any(_has_cold(v, depth + 1) for v in value.values() if isinstance(v, dict | list))
-        )
-    if isinstance(value, list):
-        return depth < 4 and any(_has_cold(v, depth + 1) for v in value
-                                 if isinstance(v, dict | list))  # fmt: skip
+        if COLD in value:
+            return True
+        if depth >= 4:
+            return False
+        children: Any = value.values()
+    elif isinstance(value, list):
+        if depth >= 4:
+            return False
+        children = value
+    else:
+        return False
+    below = depth + 1
+    for v in children:  # noqa: SIM110 (a generator costs a frame per item here)
+        if isinstance(v, _CONTAINERS) and _has_cold(v, below):
+            return True
     return False
 
 
