@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from .cache import CacheStats, ReadCache
     from .reader import AsyncReader, Reader
     from .registry import default_projections
-    from .testing import ConvergenceError, check_convergence
+    from .testing import (
+        ConvergenceError,
+        check_convergence,
+        deliveries,
+        event_streams,
+        with_deliveries,
+    )
     from .wait import WaitResult, WaitTimeoutError
 
 _WHERE = {
@@ -29,6 +35,9 @@ _WHERE = {
     "WaitResult": ".wait",
     "WaitTimeoutError": ".wait",
     "check_convergence": ".testing",
+    "deliveries": ".testing",
+    "event_streams": ".testing",
+    "with_deliveries": ".testing",
     "default_projections": ".registry",
 }
 
@@ -45,6 +54,9 @@ __all__ = [
     "WaitTimeoutError",
     "check_convergence",
     "default_projections",
+    "deliveries",
+    "event_streams",
+    "with_deliveries",
 ]
 
 
