@@ -58,7 +58,9 @@ class Recorder:
         self._ready.wait()
         while not self._stop.is_set():
             try:
-                line: Any = conn.read_response()
+                # Keep the connection through an idle read: by default redis-py drops it
+                # on a timeout, and the next read would fail with "connection closed".
+                line: Any = conn.read_response(disconnect_on_error=False)
             except redis.TimeoutError:
                 continue
             raw = line if isinstance(line, bytes) else str(line).encode()
