@@ -79,7 +79,7 @@ async def test_an_entry_whose_appliers_died_alone_is_dead_lettered_alone(
         await _until(lambda: len(_dlq(r, p)) == 1 and len(_history(deployed)) == 4)
     (letter,) = _dlq(r, p)
     assert letter[b"feed_id"].decode() == ids[1]
-    assert b"workers died applying it alone" in letter[b"reason"]
+    assert b"applying it alone failed 2 times" in letter[b"reason"]
     assert _history(deployed) == ["m0", "m2", "m3", "m4"]
     assert not r.exists(keys.suspects(p, 1))
 

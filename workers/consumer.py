@@ -232,6 +232,10 @@ class PartitionLane:
             "redelivered: %s: %s", self.p, self.version, type(error).__name__, error,
         )  # fmt: skip
         await sleep_or_stop(self.gate.missing.backoff.delay(self._failures), stop)
+        # Retry our own pending entries now rather than after --claim-idle-ms: a driver
+        # error during a Cluster slot move passes; an entry that keeps failing goes past
+        # --max-deliveries and is then tried alone, then dead-lettered (.suspects).
+        self._recover_from = "0"
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
         async with self.limit:

@@ -12,9 +12,10 @@ with its reason. The count only matters for an entry that kills the worker apply
 is applied **alone**, under a marker ``consumer|deaths`` in :func:`keys.suspects`:
 
 - it applies: the marker goes, the entry was fine (the ack gate keeps it exactly once);
-- the worker dies meanwhile: the next consumer to get the entry finds the marker of a
-  consumer whose heartbeat has expired, counts one death and tries alone again;
-  at :data:`POISON_DEATHS` deaths it is dead-lettered, alone, with that reason;
+- the worker dies meanwhile (or the apply raises): the next consumer to get the entry
+  finds the marker of a consumer whose heartbeat has expired (or its own), counts one
+  failure and tries alone again;
+  at :data:`POISON_DEATHS` failures it is dead-lettered, alone, with that reason;
 - the marker's consumer is alive (still applying it, only slow): the entry is left
   pending for now and comes back later, so a slow worker is never taken for a dead one.
 """
@@ -78,7 +79,8 @@ class Suspects:
                 await self.call(self.client.hdel, self.key, entry.feed_id)
                 reason = (
                     f"delivered {entry.deliveries} times (max {self.max_deliveries}); "
-                    f"{deaths} workers died applying it alone"
+                    f"applying it alone failed {deaths} times (the worker died or the "
+                    "apply raised)"
                 )
                 batch.append(dataclasses.replace(entry, poison=reason))
                 continue
