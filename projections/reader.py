@@ -43,7 +43,14 @@ from .reads_vectors import AsyncVectorReads, VectorReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
-from .wait import WaitResult, WaitTimeoutError, dead_letter, progress, resolve_pending
+from .wait import (
+    WaitResult,
+    dead_letter,
+    next_delay,
+    progress,
+    resolve_pending,
+    timed_out,
+)
 from .working import read_working
 
 T = TypeVar("T")
@@ -221,18 +228,9 @@ class AsyncReader(
                     raise
                 failing = e
             if time.monotonic() >= deadline:
-                what = "flushed from the outbox" if receipt.pending else "applied"
-                why = f" ({failing})" if failing is not None else ""
-                raise WaitTimeoutError(
-                    f"entry {receipt.feed_id or receipt.eid} of {receipt.owner} not {what} "
-                    f"after {timeout}s{why}"
-                ) from failing
+                raise timed_out(receipt, timeout, failing) from failing
             await asyncio.sleep(delay)
-            # A low cap while waiting for a worker: each check is two cheap reads, and a
-            # coarse schedule would add its own wait to read-your-writes latency. Waiting
-            # for an outbox flush (or for Redis) is waiting for Redis to come back: poll
-            # gently.
-            delay = min(delay * 2, 0.05 if receipt.pending or failing else 0.002)
+            delay = next_delay(delay, receipt, failing)
 
     async def _check(self, receipt: Receipt) -> tuple[Receipt, WaitResult | None]:
         """One look: the receipt (resolved if it was pending) and the result, if done."""

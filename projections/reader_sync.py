@@ -30,7 +30,14 @@ from .history import read_history
 from .reads_log import _has_cold, resolve_cold
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
-from .wait import WaitResult, WaitTimeoutError, dead_letter, progress, resolve_pending
+from .wait import (
+    WaitResult,
+    dead_letter,
+    next_delay,
+    progress,
+    resolve_pending,
+    timed_out,
+)
 from .working import read_working
 
 T = TypeVar("T")
@@ -207,16 +214,9 @@ class BlockingReads:
                     raise
                 failing = e
             if time.monotonic() >= deadline:
-                what = "flushed from the outbox" if receipt.pending else "applied"
-                why = f" ({failing})" if failing is not None else ""
-                raise WaitTimeoutError(
-                    f"entry {receipt.feed_id or receipt.eid} of {receipt.owner} not {what} "
-                    f"after {timeout}s{why}"
-                ) from failing
+                raise timed_out(receipt, timeout, failing) from failing
             time.sleep(delay)
-            # The same schedule as AsyncReader.wait: tight while a worker applies, gentle
-            # while waiting for an outbox flush or for Redis to come back.
-            delay = min(delay * 2, 0.05 if receipt.pending or failing else 0.002)
+            delay = next_delay(delay, receipt, failing)
 
     def _check(self, receipt: Receipt) -> tuple[Receipt, WaitResult | None]:
         """One look: the receipt (resolved if it was pending) and the result, if done."""

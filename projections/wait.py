@@ -95,3 +95,22 @@ def dead_letter(receipt: Receipt, version: int, start: str | None = None) -> Que
         return WaitResult("applied")
 
     return Query([("XRANGE", dlq, first, "+", "COUNT", DLQ_PAGE)], parse)
+
+
+def timed_out(receipt: Receipt, timeout: float, failing: Exception | None) -> WaitTimeoutError:
+    """What ``Reader.wait`` and ``AsyncReader.wait`` raise when ``timeout`` passed;
+    ``failing`` is the transient error of the last look, if it failed."""
+    what = "flushed from the outbox" if receipt.pending else "applied"
+    why = f" ({failing})" if failing is not None else ""
+    return WaitTimeoutError(
+        f"entry {receipt.feed_id or receipt.eid} of {receipt.owner} not {what} "
+        f"after {timeout}s{why}"
+    )
+
+
+def next_delay(delay: float, receipt: Receipt, failing: Exception | None) -> float:
+    """The pause before the next look. A low cap while waiting for a worker: each look
+    is two cheap reads, and a coarse schedule would add its own wait to read-your-writes
+    latency. Waiting for an outbox flush (or for Redis) is waiting for Redis to come
+    back: poll gently."""
+    return min(delay * 2, 0.05 if receipt.pending or failing else 0.002)
