@@ -184,15 +184,17 @@ class _Lease:
         """After an outage: renew the lock if it is still ours, else take it again (it
         lapsed while Redis was away, or Redis restarted without it)."""
         if self.lock.owned():
-            self.lock.reacquire()
-            self._next = time.monotonic() + LOCK_TTL_S / 4
+            self._reacquire()
         else:
             self.take()
 
     def renew(self) -> None:
         if time.monotonic() >= self._next:
-            self.lock.reacquire()
-            self._next = time.monotonic() + LOCK_TTL_S / 4
+            self._reacquire()
+
+    def _reacquire(self) -> None:
+        self.lock.reacquire()
+        self._next = time.monotonic() + LOCK_TTL_S / 4
 
     def release(self) -> None:
         # Best effort: during an outage the lock simply expires after its TTL.
