@@ -47,7 +47,7 @@ import numpy as np
 
 from bench.common import BenchRedis, Report, Target, environment, note, run_and_report
 from memstream.producers import Append, Producer
-from memstream.producers.events import TensorRecorded
+from memstream.producers.events_tensors import TensorRecorded
 from memstream.producers.tensors import Group
 from memstream.projections.tensors.codec import encode_groups, lossless, relative_error
 from memstream.projections.tensors.model import SAFETY, GroupedModel

@@ -49,7 +49,7 @@ from bench.common import (
     run_and_report,
 )
 from memstream.producers import Append, Producer, keys
-from memstream.producers.events import MessageAppended
+from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 from memstream.tiering import ColdLog, Policy, SegmentCache, Tierer
 from memstream.tiering.local import LocalArchive

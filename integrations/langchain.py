@@ -23,7 +23,7 @@ from langchain_core.messages import BaseMessage
 from memstream.producers import keys
 from memstream.producers.core import Append
 from memstream.producers.errors import MemstreamError
-from memstream.producers.events import HistoryCleared
+from memstream.producers.events_messages import HistoryCleared
 from memstream.producers.producer import AsyncProducer, Producer
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings

@@ -25,7 +25,7 @@ from langchain_core.messages import (
 )
 
 from memstream.producers.errors import InvalidInputError
-from memstream.producers.events import MessageAppended
+from memstream.producers.events_messages import MessageAppended
 from memstream.producers.helpers import make
 
 ROLES: tuple[tuple[type[BaseMessage], str], ...] = (

@@ -31,9 +31,7 @@ from .events import (
     EvidenceObserved,
     FixOutcome,
     GenericEvent,
-    HistoryCleared,
     KnowledgeLearned,
-    MessageAppended,
     OwnerForgotten,
     PatternObserved,
     SessionDataSet,
@@ -42,12 +40,13 @@ from .events import (
     SkillExecuted,
     StateSaved,
     StepRecorded,
-    TensorRecorded,
     register,
     upcaster,
 )
 from .events_live import TtlExtended
 from .events_memory import LearningRecorded, MemoryDeleted
+from .events_messages import HistoryCleared, MessageAppended
+from .events_tensors import TensorRecorded
 from .events_world import ExplorationRecorded, WorldConfigured
 from .keys import OwnerKeys, check_id, partition
 from .producer import AsyncProducer, Producer

@@ -13,16 +13,9 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .core import invalid_from_pydantic
-from .events import (
-    Event,
-    HistoryCleared,
-    MessageAppended,
-    SessionDataSet,
-    SessionStarted,
-    StateSaved,
-    StepRecorded,
-    TensorRecorded,
-)
+from .events import Event, SessionDataSet, SessionStarted, StateSaved, StepRecorded
+from .events_messages import HistoryCleared, MessageAppended
+from .events_tensors import TensorRecorded
 from .tensors import layout, read_array, split_groups
 
 R = TypeVar("R")

@@ -14,8 +14,8 @@ from msgpack import unpackb
 
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
-from memstream.producers.events import MessageAppended
 from memstream.producers.events_live import TtlExtended
+from memstream.producers.events_messages import MessageAppended
 
 from .base import ApplyContext, Projection, Query
 from .codec import pack

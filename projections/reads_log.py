@@ -21,7 +21,7 @@ from memstream.producers import keys
 from memstream.producers.codec import DecodeError
 from memstream.producers.entry import decode_entry
 from memstream.producers.errors import InvalidInputError
-from memstream.producers.events import HistoryCleared, MessageAppended
+from memstream.producers.events_messages import HistoryCleared, MessageAppended
 from memstream.producers.settings import Settings
 
 from .base import Query, SyncRunner

@@ -19,7 +19,7 @@ import msgpack
 from memstream.producers import keys
 from memstream.producers.entry import decode_entry
 from memstream.producers.errors import InvalidInputError, MemstreamError
-from memstream.producers.events import TensorModelPublished
+from memstream.producers.events_tensors import TensorModelPublished
 
 from .base import AsyncRunner, Query, SyncRunner
 from .ops import log_id_of, sortable

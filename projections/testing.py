@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from memstream.producers import events as ev
+from memstream.producers import events_messages as em
 from memstream.producers import keys
 from memstream.producers.deployment import Deployment
 from memstream.producers.entry import StoredEvent
@@ -54,7 +55,7 @@ SCRATCH_VERSIONS = (900_000, 999_999)
 CLOCK_MARGIN_MS = 60_000
 FEED = "harness_feed"
 DEFAULT_START_MS = 1_700_000_000_000
-_BUILTIN_MODELS = (ev.MessageAppended, ev.HistoryCleared, ev.StateSaved, ev.SessionStarted,
+_BUILTIN_MODELS = (em.MessageAppended, em.HistoryCleared, ev.StateSaved, ev.SessionStarted,
                    ev.SessionDataSet, ev.StepRecorded)  # fmt: skip
 BUILTIN_KINDS = tuple(m.TYPE for m in _BUILTIN_MODELS)
 _READS = {"string": ("GET",), "hash": ("HGETALL",), "zset": ("ZRANGE", 0, -1, "WITHSCORES"),
@@ -310,10 +311,10 @@ def _builtin_payloads(sessions: Sequence[str]) -> dict[str, SearchStrategy[ev.Ev
     maybe_session = st.none() | st.sampled_from(sessions)
     return {
         "message.appended": st.builds(
-            ev.MessageAppended, role=st.sampled_from(["user", "assistant", "tool"]), content=words,
+            em.MessageAppended, role=st.sampled_from(["user", "assistant", "tool"]), content=words,
             name=st.none() | st.just("bot"),
             meta=st.just({}) | st.dictionaries(st.just("k"), small, min_size=1)),
-        "history.cleared": st.just(ev.HistoryCleared()),
+        "history.cleared": st.just(em.HistoryCleared()),
         "state.saved": st.builds(ev.StateSaved, state=st.dictionaries(letters, small)),
         "session.started": st.builds(ev.SessionStarted, previous=maybe_session),
         "session.data_set": st.builds(

@@ -15,7 +15,8 @@ from typing import Any
 
 from memstream.producers import Producer
 from memstream.producers.errors import MemstreamError
-from memstream.producers.events import MessageAppended, SkillExecuted, StateSaved
+from memstream.producers.events import SkillExecuted, StateSaved
+from memstream.producers.events_messages import MessageAppended
 from tests.test_crash import SKILLS
 
 

@@ -18,7 +18,8 @@ from memstream.producers import (
     decode_entry,
     keys,
 )
-from memstream.producers.events import MessageAppended, StateSaved, StepRecorded
+from memstream.producers.events import StateSaved, StepRecorded
+from memstream.producers.events_messages import MessageAppended
 from tests.proxy import DroppingProxy
 from tests.test_keys import BAD_IDS
 

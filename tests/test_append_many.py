@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from memstream.producers import AppendManyError, AsyncProducer, Producer, keys
-from memstream.producers.events import MessageAppended, SkillExecuted, StepRecorded
+from memstream.producers.events import SkillExecuted, StepRecorded
+from memstream.producers.events_messages import MessageAppended
 from memstream.projections.reader import AsyncReader
 from memstream.workers.deploy import init
 from memstream.workers.signing import Verifier, signature

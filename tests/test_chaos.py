@@ -23,7 +23,8 @@ import redis
 
 from memstream.producers import Producer, keys
 from memstream.producers.errors import MemstreamError
-from memstream.producers.events import MessageAppended, SkillExecuted, StateSaved
+from memstream.producers.events import SkillExecuted, StateSaved
+from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 from memstream.projections.reader import Reader
 from memstream.workers.deploy import init

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
-from memstream.producers.events import HistoryCleared, MessageAppended, StepRecorded
+from memstream.producers.events import StepRecorded
+from memstream.producers.events_messages import HistoryCleared, MessageAppended
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.history import History

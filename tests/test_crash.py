@@ -17,13 +17,8 @@ import pytest
 import redis
 
 from memstream.producers import Producer, keys
-from memstream.producers.events import (
-    FixOutcome,
-    MessageAppended,
-    PatternObserved,
-    SkillExecuted,
-    StateSaved,
-)
+from memstream.producers.events import FixOutcome, PatternObserved, SkillExecuted, StateSaved
+from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 from memstream.projections.reader import Reader
 from memstream.workers.replay import replay_all

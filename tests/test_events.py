@@ -9,12 +9,9 @@ from pydantic import ValidationError
 from memstream.producers import events
 from memstream.producers.codec import DecodeError, decode, encode
 from memstream.producers.entry import decode_entry
-from memstream.producers.events import (
-    EvidenceObserved,
-    GenericEvent,
-    MessageAppended,
-    TensorRecorded,
-)
+from memstream.producers.events import EvidenceObserved, GenericEvent
+from memstream.producers.events_messages import MessageAppended
+from memstream.producers.events_tensors import TensorRecorded
 
 
 def _fields(event: events.Event, ct: str = "msgpack", **extra: bytes) -> dict[bytes, bytes]:

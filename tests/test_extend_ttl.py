@@ -57,7 +57,7 @@ def test_a_message_applied_after_the_extension_keeps_the_extended_life(
     r: redis.Redis, deployed: str
 ) -> None:
     """The order the floor exists for: extension first, the older message last."""
-    from memstream.producers.events import MessageAppended
+    from memstream.producers.events_messages import MessageAppended
 
     message = StoredEvent("alice", f"{NOW - 5000}-0", "message.appended", 1,
                           MessageAppended(role="user", content="hi"), session="s1")  # fmt: skip

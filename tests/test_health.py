@@ -12,7 +12,7 @@ import redis
 
 from memstream.producers import Producer, Settings, keys
 from memstream.producers.driver import address
-from memstream.producers.events import MessageAppended
+from memstream.producers.events_messages import MessageAppended
 from memstream.workers import health
 from memstream.workers.cli import main
 from tests.redis_server import free_port

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from memstream.producers import InvalidIdError, Producer, keys
-from memstream.producers.events import MessageAppended
+from memstream.producers.events_messages import MessageAppended
 
 BAD_IDS = ["", "a" * 201, "a{b", "a}b", "a:b", "a b", "caf\u00e9", ".lead", "-lead", "tab\t"]
 

@@ -11,7 +11,7 @@ import redis
 from memstream.producers import AsyncProducer, InvalidInputError
 from memstream.producers.codec import encode
 from memstream.producers.entry import StoredEvent, decode_entry
-from memstream.producers.events import MessageAppended, ToolCall
+from memstream.producers.events_messages import MessageAppended, ToolCall
 from memstream.producers.settings import Settings
 from memstream.projections.history import History
 from memstream.projections.reader import AsyncReader

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from memstream.producers import Producer, keys
-from memstream.producers.events import MessageAppended
+from memstream.producers.events_messages import MessageAppended
 from memstream.projections.reader import Reader
 from memstream.workers.deploy import init
 from memstream.workers.options import WorkerOptions

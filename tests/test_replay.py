@@ -21,7 +21,8 @@ from memstream.producers import AsyncProducer, Producer, Settings, keys
 from memstream.producers.codec import DecodeError
 from memstream.producers.connection import async_client, sync_client
 from memstream.producers.entry import StoredEvent, decode_entry
-from memstream.producers.events import MessageAppended, StateSaved
+from memstream.producers.events import StateSaved
+from memstream.producers.events_messages import MessageAppended
 from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.ops import RebuildKeys, Writes, rebuild_command, sortable, write_command
 from memstream.projections.registry import default_projections

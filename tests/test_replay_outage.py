@@ -23,7 +23,8 @@ from redis.retry import Retry
 
 from memstream.producers import Producer, Settings
 from memstream.producers.connection import sync_client
-from memstream.producers.events import MessageAppended, SkillExecuted
+from memstream.producers.events import SkillExecuted
+from memstream.producers.events_messages import MessageAppended
 from memstream.producers.keys import REPLAY_LOCK
 from memstream.workers.deploy import init
 from memstream.workers.outage import OutageRetry, OutageTooLongError

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from memstream.producers import Producer
-from memstream.producers.events import MessageAppended
+from memstream.producers.events_messages import MessageAppended
 from memstream.projections.reader import Reader
 from memstream.workers.deploy import init
 from tests.redis_server import RedisServer

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from memstream.producers import Producer, Receipt, keys
-from memstream.producers.events import MessageAppended
+from memstream.producers.events_messages import MessageAppended
 from memstream.projections.reader import Reader
 from memstream.workers.suspects import POISON_DEATHS
 from tests.workers_util import running_worker

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memstream.producers import Settings
-from memstream.producers import events as ev
+from memstream.producers import events_tensors as et
 from memstream.producers.entry import StoredEvent
 from memstream.producers.tensors import layout, split_groups
 from memstream.projections.tensors import Tensors
@@ -46,7 +46,7 @@ def _version(seed: int, scope: str | None, at_ms: int) -> Version:
     )
     config_json, blob, sha = serialise(config, weights)
     model = GroupedModel.load(sha, config_json, blob)
-    event = ev.TensorModelPublished(
+    event = et.TensorModelPublished(
         kind="state", scope=scope, version=sha[:16], sha256=sha, config=config
     )
     return Version((at_ms, 0), event, model)
@@ -61,9 +61,9 @@ def registry() -> ModelRegistry:
     )
 
 
-def _tensor(i: int, dtype: str, grouped: bool, kind: str) -> ev.TensorRecorded:
+def _tensor(i: int, dtype: str, grouped: bool, kind: str) -> et.TensorRecorded:
     data = POOL[i].astype(dtype)
-    return ev.TensorRecorded(
+    return et.TensorRecorded(
         shape=[50],
         dtype=dtype,
         data=data.tobytes(),
@@ -128,7 +128,7 @@ def test_the_log_decides_the_version(registry: ModelRegistry) -> None:
     assert registry.choose("obs", "alice", (START + 20_000, 0)) is None
 
 
-def _encoded(registry: ModelRegistry, event: ev.TensorRecorded, owner: str = "bob") -> Any:
+def _encoded(registry: ModelRegistry, event: et.TensorRecorded, owner: str = "bob") -> Any:
     import msgpack
 
     from memstream.producers import keys
@@ -148,11 +148,11 @@ def test_vectors_that_do_not_fit_the_model_are_stored_losslessly(
     # Without groups, the model's own groups (and bounds) are used.
     default, _, _, _ = _encoded(registry, _tensor(0, "float32", False, "state"))
     assert default["model"] == fits["model"] and [g[0] for g in default["groups"]] == list(GROUPS)
-    shorter = ev.TensorRecorded(shape=[40], data=POOL[0][:40].tobytes())
+    shorter = et.TensorRecorded(shape=[40], data=POOL[0][:40].tobytes())
     record, raw, payload, fallbacks = _encoded(registry, shorter)
     assert (raw, payload) == (160, len(record["groups"][0][5]))
     assert record["model"] is None and "do not match" in record["note"] and fallbacks == 1
-    other = ev.TensorRecorded(shape=[50], data=POOL[0].tobytes(), groups={"a": [0, 25]})
+    other = et.TensorRecorded(shape=[50], data=POOL[0].tobytes(), groups={"a": [0, 25]})
     record, *_ = _encoded(registry, other)
     assert record["model"] is None and "do not match" in record["note"]
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from memstream.producers import InvalidInputError
-from memstream.producers.events import Event, TensorRecorded
+from memstream.producers.events import Event
+from memstream.producers.events_tensors import TensorRecorded
 from memstream.producers.helpers import AppendHelpers
 from memstream.producers.tensors import REST, layout, read_array
 from tests.tensor_util import GROUPS

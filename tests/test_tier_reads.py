@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from memstream.producers import Append, Producer, Settings, keys
-from memstream.producers.events import HistoryCleared, MessageAppended
+from memstream.producers.events_messages import HistoryCleared, MessageAppended
 from memstream.projections.reader import AsyncReader, Reader
 from memstream.tiering import ColdLog, SegmentCache
 from memstream.workers.tail import tail

@@ -23,7 +23,8 @@ import pytest
 import redis
 
 from memstream.producers import StoredEvent, decode_entry, keys
-from memstream.producers.events import MessageAppended, StateSaved, StepRecorded
+from memstream.producers.events import StateSaved, StepRecorded
+from memstream.producers.events_messages import MessageAppended
 from tests.redis_server import RedisServer
 from tests.test_keys import _doc_vectors
 

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from memstream.producers import Append, Producer, Settings, keys
-from memstream.producers.events import MessageAppended
+from memstream.producers.events_messages import MessageAppended
 from memstream.tiering import ColdLog, Tierer, open_archive
 from memstream.tiering.archive import Archive
 from memstream.tiering.policy import Policy

@@ -21,7 +21,7 @@ import numpy as np
 
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
-from memstream.producers.events import TensorRecorded
+from memstream.producers.events_tensors import TensorRecorded
 from memstream.producers.tensors import Group, layout
 
 from ..base import ApplyContext, Projection

@@ -17,7 +17,7 @@ import redis
 
 from memstream.producers import keys
 from memstream.producers.entry import decode_entry
-from memstream.producers.events import TensorModelPublished, TensorRecorded
+from memstream.producers.events_tensors import TensorModelPublished, TensorRecorded
 from memstream.producers.producer import Producer
 from memstream.producers.receipt import Receipt
 from memstream.producers.tensors import ITEMSIZE, Group, layout

@@ -31,7 +31,7 @@ from typing import Any
 
 from memstream.producers import keys
 from memstream.producers.entry import decode_entry
-from memstream.producers.events import TensorModelPublished
+from memstream.producers.events_tensors import TensorModelPublished
 from memstream.producers.settings import Settings
 
 from .model import GroupedModel, ModelError
