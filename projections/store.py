@@ -21,9 +21,10 @@ that first put is newer than the watermark (the item was never deleted, however 
 puts it had), else the oldest of ``st_c`` (exact while the item has had at most
 :data:`CREATED_CAP` puts since it was deleted and put again).
 
-An expiry (``store.expired``, appended by the store's TTL sweeper for a version it found
-expired) acts as a delete at :func:`after` that version: newer than it, older than any
-later put, so a put that lost the race with the sweep still wins.
+Versions are log ids with the sequence doubled (:func:`store_version`). An expiry
+(``store.expired``, appended by the store's TTL sweeper for a version it found expired)
+acts as a delete at the odd version right after it (:func:`after`): newer than that put,
+older than any later event, so it never ties with one, and a later put still wins.
 
 Convergence: every write is LWW, LWWZ, ZLOG/CLEAR under a watermark or HMAX, so any
 delivery order gives the same state. Expired items that no sweep has removed yet stay
@@ -47,7 +48,7 @@ from memstream.producers.events_store import (
 
 from .base import ApplyContext, Projection, Query
 from .codec import pack, split_versioned
-from .ops import VERSION_LEN, Writes, log_id_of, sortable
+from .ops import VERSION_LEN, Writes, log_id_of
 from .tokenize import term_counts
 
 CREATED_CAP = 64
@@ -55,7 +56,7 @@ CREATED_CAP = 64
 and put again (see the module docstring)."""
 NEVER, DEAD = "9" * 13, "0" * 13
 """Expiry suffixes in ``st_rf``: no TTL, and deleted or expired."""
-MAX_MS, MAX_SEQ = 10**13 - 1, 10**10 - 1
+MAX_MS, MAX_SEQ = 10**13 - 1, 10**10 - 1  # of sortable versions
 TOMBSTONE = pack(None)
 LABEL_END, KEY_START = "\x1f", "\x1e"
 
@@ -112,12 +113,19 @@ def complement(version: str) -> str:
     return f"{MAX_MS - int(ms):013d}-{MAX_SEQ - int(seq):010d}"
 
 
+def store_version(log_id: str) -> str:
+    """The item version of an event: its log id with the sequence doubled, so every
+    version has an odd neighbour just above it that no event has (see :func:`after`)."""
+    ms, _, seq = log_id.partition("-")
+    return f"{int(ms):013d}-{2 * int(seq or 0):010d}"
+
+
 def after(version: str) -> str:
-    """The version right after ``version``: where an expiry of it sits."""
+    """The odd version at or right after ``version``: where an expiry of it sits, newer
+    than that put and older than any later event (whose versions are even), so it never
+    ties with a put and any delivery order gives one state."""
     ms, _, seq = version.partition("-")
-    if int(seq) < MAX_SEQ:
-        return f"{ms}-{int(seq) + 1:010d}"
-    return f"{int(ms) + 1:013d}-{0:010d}"
+    return f"{ms}-{int(seq) | 1:010d}"
 
 
 def _texts(value: Any) -> Iterator[str]:
@@ -163,7 +171,7 @@ class Store(Projection):
             until = event.ts_ms + round(e.ttl_s * 1000)
             writes.hmax(refresh_key(pk, owner), ref, f"{e.of}{until:013d}")
             return
-        version = after(e.of) if isinstance(e, StoreExpired) else sortable(event.log_id)
+        version = after(e.of) if isinstance(e, StoreExpired) else store_version(event.log_id)
         ck, mark = created_key(pk, owner, ref), watermark(pk, owner, ref)
         if not isinstance(e, StorePut):  # a delete, or an expiry of the version it names
             writes.lwwz(docs_key(pk, owner), ref, version, TOMBSTONE,
