@@ -34,13 +34,7 @@ from memstream.producers.events_checkpoint import (
 )
 from memstream.producers.helpers import make
 from memstream.projections.base import Query
-from memstream.projections.checkpoints import (
-    Record,
-    read_records,
-    read_refs,
-    read_threads,
-    read_values,
-)
+from memstream.projections.checkpoints import Record, read_checkpoints, read_refs, read_threads
 
 R = TypeVar("R")
 Plan = Generator[Query[Any], Any, R]
@@ -237,13 +231,13 @@ def _load(
 ) -> Plan[list[CheckpointTuple]]:  # fmt: skip
     if not refs:
         return []
-    mark, records = yield read_records(pk, owner, thread, refs)
-    kept = [r for r in records if r is not None and _matches(_loads(serde, r.metadata), filter)]
-    kept = kept[:limit] if limit is not None else kept
-    if not kept:
-        return []
-    full = yield read_values(pk, owner, thread, kept, mark)
-    return [to_tuple(serde, thread, r) for r in full]
+
+    def keep(record: Record) -> bool:
+        return _matches(_loads(serde, record.metadata), filter)
+
+    found = yield read_checkpoints(pk, owner, thread, refs, keep=keep if filter else None,
+                                   limit=limit)  # fmt: skip
+    return [to_tuple(serde, thread, r) for r in found]
 
 
 def copy_plan(pk: keys.Projection, owner: str, source: str, target: str) -> Plan[list[Event]]:
@@ -252,9 +246,7 @@ def copy_plan(pk: keys.Projection, owner: str, source: str, target: str) -> Plan
     refs = yield read_refs(pk, owner, source, ns=None, before=None, count=1 << 30)
     if not refs:
         return []
-    mark, records = yield read_records(pk, owner, source, refs)
-    live = [r for r in records if r is not None]
-    full: list[Record] = (yield read_values(pk, owner, source, live, mark)) if live else []
+    full: list[Record] = yield read_checkpoints(pk, owner, source, refs)
     events: list[Event] = []
     for r in reversed(full):
         events.append(CheckpointPut(

@@ -23,7 +23,7 @@ lookups and index members (names and ids, no values) until the owner is forgotte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -92,8 +92,10 @@ class Checkpoints(Projection):
         }  # fmt: skip
         writes.zlog(k["cp_d"], version, _member("c", record), watermark=mark)
         name = ns + SEP + e.checkpoint_id
-        writes.lwwz(k["cp_h"], "c" + SEP + name, version, b"c", zkey=k["cp_ix"], member=name,
-                    score="0")  # fmt: skip
+        # The lookup carries the channel versions, so a read asks for the values' lookups
+        # in the same round trip as the checkpoint itself.
+        writes.lwwz(k["cp_h"], "c" + SEP + name, version, b"c\0" + pack(e.versions),
+                    zkey=k["cp_ix"], member=name, score="0")  # fmt: skip
         for i, blob in enumerate(e.blobs):
             ref = f"b{i}"
             writes.zlog(k["cp_d"], version, _member(ref, [blob.type, blob.data]), watermark=mark)
@@ -119,7 +121,6 @@ class Record:
     checkpoint: tuple[str, bytes]
     metadata: tuple[str, bytes]
     versions: dict[str, str]
-    write_refs: list[bytes] = field(default_factory=list)
     values: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     writes: list[StoredWrite] = field(default_factory=list)
     """(task id, channel, value, task path, index), in ``writes_sort_key`` order."""
@@ -129,9 +130,16 @@ def _alive(lookup: bytes | None, mark: bytes | None) -> bool:
     return lookup is not None and (mark is None or lookup[:VERSION_LEN] > mark)
 
 
+def _pointer(lookup: bytes) -> bytes:
+    """A lookup's version and ref (what follows a ``\0``, if anything, is not)."""
+    end = lookup.find(b"\0", VERSION_LEN)
+    return lookup if end < 0 else lookup[:end]
+
+
 def _payload_range(cp_d: str, lookup: bytes) -> tuple[Any, ...]:
     """The payload a lookup points at: its version and ref, then ``\\0``."""
-    return ("ZRANGEBYLEX", cp_d, b"[" + lookup + b"\0", b"(" + lookup + b"\x01")
+    at = _pointer(lookup)
+    return ("ZRANGEBYLEX", cp_d, b"[" + at + b"\0", b"(" + at + b"\x01")
 
 
 def _one(members: list[bytes]) -> Any:
@@ -148,7 +156,7 @@ def read_refs(
     """Up to ``count`` (ns, checkpoint id) refs of the thread, newest id first, ids
     below ``before`` only; every namespace's when ``ns`` is None (then all refs are read:
     ``count`` applies after sorting). Dead refs are included: the caller checks them with
-    :func:`read_records`."""
+    :func:`read_checkpoints`."""
     k = _thread_keys(pk, owner, thread_id)
     if ns is None:
         scan: tuple[Any, ...] = ("ZRANGEBYLEX", k["cp_ix"], "-", "+")
@@ -171,11 +179,17 @@ def read_refs(
     return Query([scan], parse)
 
 
-def read_records(
-    pk: keys.Projection, owner: str, thread_id: str, refs: Sequence[tuple[str, str]]
-) -> Query[tuple[bytes | None, list[Record | None]]]:
-    """The thread's delete watermark, and the live checkpoints at ``refs`` (None where
-    there is none) with the refs of their pending writes; two round trips."""
+Keep = Callable[[Record], bool]
+
+
+def read_checkpoints(
+    pk: keys.Projection, owner: str, thread_id: str, refs: Sequence[tuple[str, str]], *,
+    keep: Keep | None = None, limit: int | None = None,
+) -> Query[list[Record]]:  # fmt: skip
+    """The live checkpoints at ``refs`` (in their order; deleted or absent ones left out)
+    that ``keep`` accepts, at most ``limit``, with their channel values and pending
+    writes (in LangGraph's ``writes_sort_key`` order). Three round trips: lookups, then
+    checkpoints with the lookups of their values and writes, then those payloads."""
     k = _thread_keys(pk, owner, thread_id)
     names = [ns + SEP + cid for ns, cid in refs]
     first: list[tuple[Any, ...]] = [
@@ -185,80 +199,93 @@ def read_records(
     first += [("ZRANGEBYLEX", k["cp_wx"], "[" + n + SEP, "(" + n + chr(ord(SEP) + 1))
               for n in names]  # fmt: skip
 
-    def parse(replies: list[Any]) -> Query[tuple[bytes | None, list[Record | None]]]:
+    def parse(replies: list[Any]) -> Query[list[Record]] | list[Record]:
         mark, lookups, write_names = replies[0], replies[1], replies[2:]
         live = [i for i, raw in enumerate(lookups) if _alive(raw, mark)]
+        if not live:
+            return []
+        versions = [_versions(lookups[i]) for i in live]
+        w_fields = [[b"w" + SEP.encode() + m for m in write_names[i] if m] for i in live]
+        b_fields = [[SEP.join(("b", refs[i][0], ch, ver)) for ch, ver in v.items()]
+                    for i, v in zip(live, versions, strict=True)]  # fmt: skip
         second: list[tuple[Any, ...]] = [_payload_range(k["cp_d"], lookups[i]) for i in live]
-        wanted = [[b"w" + SEP.encode() + m for m in write_names[i]] for i in live]
-        flat = [f for fields in wanted for f in fields]
-        if flat:
-            second.append(("HMGET", k["cp_h"], *flat))
-        return Query(second, lambda r: (mark, _records(refs, live, wanted, r, mark)))
+        flat_w = [f for fs in w_fields for f in fs]
+        flat_b = [f for fs in b_fields for f in fs]
+        # Reader roles may run only read commands: an empty HMGET is left out, not faked.
+        second += [("HMGET", k["cp_h"], *fs) for fs in (flat_w, flat_b) if fs]
+        plan = _Loaded(refs, live, w_fields, b_fields, mark, keep, limit)
+        return Query(second, lambda r: plan.payloads(k["cp_d"], r))
 
     return Query(first, parse)
 
 
-def _records(
-    refs: Sequence[tuple[str, str]], live: list[int], wanted: list[list[bytes]],
-    replies: list[Any], mark: bytes | None,
-) -> list[Record | None]:  # fmt: skip
-    out: list[Record | None] = [None] * len(refs)
-    write_lookups = iter(replies[len(live)] if len(replies) > len(live) else [])
-    for n, i in enumerate(live):
-        raw = _one(replies[n])
-        refs_of = [w for w in (next(write_lookups) for _ in wanted[n]) if _alive(w, mark)]
-        if raw is None:
-            continue  # cleared by a delete whose watermark this read did not see yet
-        ns, cid = refs[i]
-        out[i] = Record(ns, cid, raw["parent"], tuple(raw["ck"]), tuple(raw["md"]),
-                        dict(raw["versions"]), refs_of)  # fmt: skip
-    return out
+def _versions(lookup: bytes) -> dict[str, str]:
+    end = lookup.find(b"\0", VERSION_LEN)
+    found = unpack(lookup[end + 1 :]) if end >= 0 else {}
+    return dict(found) if isinstance(found, dict) else {}
 
 
-def read_values(
-    pk: keys.Projection, owner: str, thread_id: str, records: Sequence[Record],
-    mark: bytes | None,
-) -> Query[list[Record]]:  # fmt: skip
-    """``records`` with their channel values and pending writes filled in (writes in
-    LangGraph's ``writes_sort_key`` order); two round trips."""
-    k = _thread_keys(pk, owner, thread_id)
-    wanted = [
-        (r, ch, SEP.join(("b", r.ns, ch, ver))) for r in records for ch, ver in r.versions.items()
-    ]
-    writes = [(r, ref) for r in records for ref in r.write_refs]
-    first: list[tuple[Any, ...]] = [_payload_range(k["cp_d"], ref) for _, ref in writes]
-    if wanted:
-        first.append(("HMGET", k["cp_h"], *[f for _, _, f in wanted]))
-    if not first:
-        return Query([], lambda _: list(records))
+@dataclass(slots=True)
+class _Loaded:
+    """The second and third stages of :func:`read_checkpoints`."""
 
-    def parse(replies: list[Any]) -> Query[list[Record]]:
+    refs: Sequence[tuple[str, str]]
+    live: list[int]
+    w_fields: list[list[bytes]]
+    b_fields: list[list[str]]
+    mark: bytes | None
+    keep: Keep | None
+    limit: int | None
+    records: list[Record] = field(default_factory=list)
+    wanted: list[tuple[Record, str | None]] = field(default_factory=list)
+
+    def payloads(self, cp_d: str, replies: list[Any]) -> Query[list[Record]] | list[Record]:
+        extra = iter(replies[len(self.live) :])
+        w_lookups = iter(next(extra) if any(self.w_fields) else [])
+        b_lookups = iter(next(extra) if any(self.b_fields) else [])
+        third: list[tuple[Any, ...]] = []
+        for at, i in enumerate(self.live):
+            ws = [w for w in (next(w_lookups) for _ in self.w_fields[at]) if _alive(w, self.mark)]
+            bs = [(f, next(b_lookups)) for f in self.b_fields[at]]
+            raw = _one(replies[at])
+            if raw is None:
+                continue  # cleared by a delete whose watermark this read did not see yet
+            ns, cid = self.refs[i]
+            record = Record(ns, cid, raw["parent"], tuple(raw["ck"]), tuple(raw["md"]),
+                            dict(raw["versions"]))  # fmt: skip
+            if self.keep is not None and not self.keep(record):
+                continue
+            if self.limit is not None and len(self.records) >= self.limit:
+                break
+            self.records.append(record)
+            for w in ws:
+                third.append(_payload_range(cp_d, w))
+                self.wanted.append((record, None))
+            for f, b in bs:
+                if _alive(b, self.mark):
+                    third.append(_payload_range(cp_d, b))
+                    self.wanted.append((record, f.split(SEP)[2]))
+        if not third:
+            return self.records
+        return Query(third, self.fill)
+
+    def fill(self, replies: list[Any]) -> list[Record]:
         found: dict[int, list[tuple[tuple[str, str, int], StoredWrite]]] = {}
-        for (record, _), members in zip(writes, replies, strict=False):
-            w = _one(members)
-            if w is not None:
-                task, channel, kind, data, path, idx = w
-                stored = (task, channel, (kind, data), path, idx)
-                found.setdefault(id(record), []).append(((path, task, idx), stored))
-        for record in records:
+        for (record, channel), members in zip(self.wanted, replies, strict=True):
+            value = _one(members)
+            if value is None:
+                continue
+            if channel is not None:
+                if value[0] != "empty":
+                    record.values[channel] = (value[0], value[1])
+                continue
+            task, ch, kind, data, path, idx = value
+            found.setdefault(id(record), []).append(
+                ((path, task, idx), (task, ch, (kind, data), path, idx))
+            )
+        for record in self.records:
             record.writes = [w for _, w in sorted(found.get(id(record), []), key=lambda t: t[0])]
-        lookups = replies[len(writes)] if wanted else []
-        blobs = [(r, ch, raw) for (r, ch, _), raw in zip(wanted, lookups, strict=True)
-                 if _alive(raw, mark)]  # fmt: skip
-        return Query([_payload_range(k["cp_d"], raw) for _, _, raw in blobs],
-                     lambda r: _values(records, blobs, r))  # fmt: skip
-
-    return Query(first, parse)
-
-
-def _values(
-    records: Sequence[Record], blobs: list[tuple[Record, str, bytes]], replies: list[Any]
-) -> list[Record]:
-    for (record, channel, _), members in zip(blobs, replies, strict=True):
-        value = _one(members)
-        if value is not None and value[0] != "empty":
-            record.values[channel] = (value[0], value[1])
-    return list(records)
+        return self.records
 
 
 def read_threads(pk: keys.Projection, owner: str) -> Query[list[str]]:
