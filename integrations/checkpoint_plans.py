@@ -28,6 +28,8 @@ from memstream.producers.events import Event
 from memstream.producers.events_checkpoint import (
     ChannelBlob,
     CheckpointPut,
+    CheckpointRef,
+    CheckpointsRemoved,
     CheckpointWrites,
     PendingWrite,
     Typed,
@@ -269,3 +271,51 @@ def copy_plan(pk: keys.Projection, owner: str, source: str, target: str) -> Plan
 def _copied_blob(record: Record, channel: str, version: str) -> ChannelBlob:
     kind, data = record.values.get(channel, ("empty", b""))
     return ChannelBlob(channel=channel, version=version, type=kind, data=data)
+
+
+REMOVE_CHUNK = 500
+"""Checkpoints per ``checkpoint.removed`` event (each names its writes too)."""
+
+
+def removal_plan(
+    pk: keys.Projection, owner: str, serde: SerializerProtocol, threads: Sequence[str] | None,
+    *, run_ids: set[str] | None = None,
+) -> Plan[list[Event]]:  # fmt: skip
+    """The ``checkpoint.removed`` events of ``delete_for_runs(run_ids)`` (every thread,
+    ``threads`` None) or of ``prune(threads, "keep_latest")`` (``run_ids`` None: all but
+    the newest checkpoint of each namespace). Values are never fetched: the choice is
+    made on metadata and ids."""
+    if threads is None:
+        threads = yield read_threads(pk, owner)
+    events: list[Event] = []
+    for thread in threads:
+        refs = yield read_refs(pk, owner, thread, ns=None, before=None, count=1 << 30)
+        chooser = _Chooser(serde, run_ids)
+        if refs:
+            yield read_checkpoints(pk, owner, thread, refs, keep=chooser)
+        gone = chooser.gone
+        for at in range(0, len(gone), REMOVE_CHUNK):
+            chunk = gone[at : at + REMOVE_CHUNK]
+            events.append(CheckpointsRemoved(thread_id=thread, checkpoints=chunk))
+    return events
+
+
+class _Chooser:
+    """The ``keep`` of a removal read: notes the checkpoints to remove, loads none."""
+
+    def __init__(self, serde: SerializerProtocol, run_ids: set[str] | None) -> None:
+        self.serde, self.run_ids = serde, run_ids
+        self.gone: list[CheckpointRef] = []
+        self.newest: set[str] = set()
+
+    def __call__(self, record: Record) -> bool:
+        if self.run_ids is not None:
+            doomed = _loads(self.serde, record.metadata).get("run_id") in self.run_ids
+        else:
+            doomed = record.ns in self.newest  # refs come newest id first
+            self.newest.add(record.ns)
+        if doomed:
+            ref = CheckpointRef(checkpoint_ns=record.ns, checkpoint_id=record.checkpoint_id,
+                                writes=record.write_names)  # fmt: skip
+            self.gone.append(ref)
+        return False  # nothing to load

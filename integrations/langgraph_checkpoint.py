@@ -148,6 +148,33 @@ class MemstreamCheckpointSaver(BaseCheckpointSaver[int]):
         if events:
             self._append_sync(events)
 
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Remove every checkpoint (of every thread) whose metadata ``run_id`` is one of
+        ``run_ids``, with its writes."""
+        if run_ids:
+            self._remove_sync(None, {str(r) for r in run_ids})
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune ``thread_ids``: ``strategy`` ``"keep_latest"`` keeps the newest checkpoint
+        of each namespace (with its writes), ``"delete"`` deletes the threads."""
+        if strategy == "delete":
+            events: list[Event] = [CheckpointThreadDeleted(thread_id=str(t)) for t in thread_ids]
+            if events:
+                self._append_sync(events)
+        elif strategy == "keep_latest":
+            if thread_ids:
+                self._remove_sync([str(t) for t in thread_ids], None)
+        else:
+            raise InvalidInputError("strategy", "must be 'keep_latest' or 'delete'", strategy)
+
+    def _remove_sync(self, threads: Sequence[str] | None, run_ids: set[str] | None) -> None:
+        core = self._sync_core()
+        plan = plans.removal_plan(self._pk_sync(core), self.owner, self.serde, threads,
+                                  run_ids=run_ids)  # fmt: skip
+        events = plans.run_sync(plan, core.run)
+        if events:
+            self._append_sync(events)
+
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """``config``'s checkpoint (its ``checkpoint_id``, else the newest of its thread
         and namespace), or None."""
@@ -204,6 +231,33 @@ class MemstreamCheckpointSaver(BaseCheckpointSaver[int]):
         await self._settle_async(reader)
         plan = plans.copy_plan(await self._pk_async(reader), self.owner, str(source_thread_id),
                                str(target_thread_id))  # fmt: skip
+        events = await plans.run_async(plan, reader.run)
+        if events:
+            await self._append_async(events)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """:meth:`delete_for_runs` (``run_ids``) without blocking the event loop."""
+        if run_ids:
+            await self._remove_async(None, {str(r) for r in run_ids})
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """:meth:`prune` (``thread_ids``, ``strategy``) without blocking the event loop."""
+        if strategy == "delete":
+            events: list[Event] = [CheckpointThreadDeleted(thread_id=str(t)) for t in thread_ids]
+            if events:
+                await self._append_async(events)
+        elif strategy == "keep_latest":
+            if thread_ids:
+                await self._remove_async([str(t) for t in thread_ids], None)
+        else:
+            raise InvalidInputError("strategy", "must be 'keep_latest' or 'delete'", strategy)
+
+    async def _remove_async(self, threads: Sequence[str] | None, run_ids: set[str] | None) -> None:
+        reader = await self._async_clients(reader=True)
+        assert isinstance(reader, AsyncReader)
+        await self._settle_async(reader)
+        plan = plans.removal_plan(await self._pk_async(reader), self.owner, self.serde, threads,
+                                  run_ids=run_ids)  # fmt: skip
         events = await plans.run_async(plan, reader.run)
         if events:
             await self._append_async(events)

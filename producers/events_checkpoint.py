@@ -106,3 +106,34 @@ class CheckpointThreadDeleted(Event):
 
     TYPE: ClassVar[str] = "checkpoint.thread_deleted"
     thread_id: ThreadId
+
+
+def _write_name(value: str) -> str:
+    task, sep, idx = value.partition("\x1f")
+    if not sep or not task or _CONTROL.search(task) or re.fullmatch(r"-?\d{1,7}", idx) is None:
+        raise ValueError("must be a task id, \\x1f and a write index")
+    return value
+
+
+class CheckpointRef(BaseModel):
+    """One checkpoint of a thread, and the names of its pending writes
+    (``task␟idx``) to remove with it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    checkpoint_ns: Namespace = ""
+    checkpoint_id: Name
+    writes: list[Annotated[str, Field(max_length=2048), AfterValidator(_write_name)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+
+
+@register
+class CheckpointsRemoved(Event):
+    """Remove single checkpoints of a thread and their writes (LangGraph's ``prune`` and
+    ``delete_for_runs``): their lookups become tombstones, so a put of the same id that
+    is older stays removed and a newer one is kept. Their payload bytes stay until the
+    thread is deleted or the owner forgotten."""
+
+    TYPE: ClassVar[str] = "checkpoint.removed"
+    thread_id: ThreadId
+    checkpoints: list[CheckpointRef] = Field(min_length=1, max_length=1_000)

@@ -31,6 +31,7 @@ from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.events_checkpoint import (
     CheckpointPut,
+    CheckpointsRemoved,
     CheckpointThreadDeleted,
     CheckpointWrites,
 )
@@ -58,15 +59,18 @@ def _member(ref: str, payload: Any) -> bytes:
 class Checkpoints(Projection):
     name: ClassVar[str] = "checkpoints"
     handles: ClassVar[frozenset[str]] = frozenset(
-        {CheckpointPut.TYPE, CheckpointWrites.TYPE, CheckpointThreadDeleted.TYPE}
-    )
+        {CheckpointPut.TYPE, CheckpointWrites.TYPE, CheckpointThreadDeleted.TYPE,
+         CheckpointsRemoved.TYPE}
+    )  # fmt: skip
     key_names: ClassVar[frozenset[str]] = frozenset(
         keys.CHECKPOINT_THREAD_KEYS + keys.CHECKPOINT_OWNER_KEYS
     )
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
         e, pk, owner = event.event, ctx.keys, event.owner
-        if not isinstance(e, (CheckpointPut, CheckpointWrites, CheckpointThreadDeleted)):
+        if not isinstance(
+            e, (CheckpointPut, CheckpointWrites, CheckpointThreadDeleted, CheckpointsRemoved)
+        ):
             return
         version = sortable(event.log_id)
         k = _thread_keys(pk, owner, e.thread_id)
@@ -76,6 +80,16 @@ class Checkpoints(Projection):
             writes.clear(k["cp_d"], mark, version)
             writes.lwwz(threads, mark[1], version, TOMBSTONE, zkey=live, member=mark[1],
                         score=None)  # fmt: skip
+            return
+        if isinstance(e, CheckpointsRemoved):
+            for removed in e.checkpoints:
+                name = removed.checkpoint_ns + SEP + removed.checkpoint_id
+                writes.lwwz(k["cp_h"], "c" + SEP + name, version, TOMBSTONE, zkey=k["cp_ix"],
+                            member=name, score=None)  # fmt: skip
+                for task_idx in removed.writes:
+                    wname = name + SEP + task_idx
+                    writes.lwwz(k["cp_h"], "w" + SEP + wname, version, TOMBSTONE,
+                                zkey=k["cp_wx"], member=wname, score=None)  # fmt: skip
             return
         ns = e.checkpoint_ns
         if isinstance(e, CheckpointWrites):
@@ -123,11 +137,18 @@ class Record:
     versions: dict[str, str]
     values: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     writes: list[StoredWrite] = field(default_factory=list)
+    write_names: list[str] = field(default_factory=list)
+    """Its pending writes' names (``task␟idx``), for removing them with it."""
     """(task id, channel, value, task path, index), in ``writes_sort_key`` order."""
 
 
 def _alive(lookup: bytes | None, mark: bytes | None) -> bool:
-    return lookup is not None and (mark is None or lookup[:VERSION_LEN] > mark)
+    """A lookup newer than the thread's delete, and no tombstone (``checkpoint.removed``)."""
+    return (
+        lookup is not None
+        and (mark is None or lookup[:VERSION_LEN] > mark)
+        and lookup[VERSION_LEN:] != TOMBSTONE
+    )
 
 
 def _pointer(lookup: bytes) -> bytes:
@@ -219,6 +240,11 @@ def read_checkpoints(
     return Query(first, parse)
 
 
+def _write_name(lookup_field: bytes) -> str:
+    """``w␟ns␟id␟task␟idx`` -> ``task␟idx``."""
+    return SEP.join(lookup_field.decode().split(SEP)[3:])
+
+
 def _versions(lookup: bytes) -> dict[str, str]:
     end = lookup.find(b"\0", VERSION_LEN)
     found = unpack(lookup[end + 1 :]) if end >= 0 else {}
@@ -253,6 +279,7 @@ class _Loaded:
             ns, cid = self.refs[i]
             record = Record(ns, cid, raw["parent"], tuple(raw["ck"]), tuple(raw["md"]),
                             dict(raw["versions"]))  # fmt: skip
+            record.write_names = [_write_name(w) for w in self.w_fields[at]]
             if self.keep is not None and not self.keep(record):
                 continue
             if self.limit is not None and len(self.records) >= self.limit:

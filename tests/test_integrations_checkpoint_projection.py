@@ -23,6 +23,8 @@ from memstream.producers.errors import ConfigError, InvalidInputError
 from memstream.producers.events_checkpoint import (
     ChannelBlob,
     CheckpointPut,
+    CheckpointRef,
+    CheckpointsRemoved,
     CheckpointThreadDeleted,
     CheckpointWrites,
     PendingWrite,
@@ -55,6 +57,10 @@ PAYLOADS: dict[str, Any] = {
                                   idx=st.sampled_from([0, -1]), type=st.just("msgpack"),
                                   data=st.sampled_from([b"w", b"v"])), min_size=1, max_size=2)),
     "checkpoint.thread_deleted": st.builds(CheckpointThreadDeleted, thread_id=THREAD),
+    "checkpoint.removed": st.builds(
+        CheckpointsRemoved, thread_id=THREAD,
+        checkpoints=st.lists(st.builds(CheckpointRef, checkpoint_ns=NS, checkpoint_id=CID,
+                                       writes=st.just(["task1\x1f0"])), min_size=1, max_size=2)),
 }  # fmt: skip
 
 
