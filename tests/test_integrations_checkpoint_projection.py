@@ -107,9 +107,9 @@ def saver(deployed: str) -> Iterator[MemstreamCheckpointSaver]:
     made.close()
 
 
-def _checkpoint(cid: str, values: dict[str, Any]) -> Any:
+def _checkpoint(cid: str, values: dict[str, Any], version: int = 1) -> Any:
     return {"v": 1, "id": cid, "ts": "2026-01-01T00:00:00+00:00", "channel_values": values,
-            "channel_versions": {k: 1 for k in values}, "versions_seen": {},
+            "channel_versions": {k: version for k in values}, "versions_seen": {},
             "pending_sends": []}  # fmt: skip
 
 
@@ -206,3 +206,43 @@ def test_no_pickle_gets_in_or_out() -> None:
         MemstreamCheckpointSaver("app", serde=JsonPlusSerializer(pickle_fallback=True))
     with pytest.raises(ValueError, match="pickle"):
         Typed(type="pickle", data=b"\x80\x04")
+
+
+def test_pages_skip_deleted_and_removed_checkpoints(
+    deployed: str, worker: object, saver: MemstreamCheckpointSaver
+) -> None:
+    small = MemstreamCheckpointSaver.from_url(deployed, OWNER, page=2)
+    try:
+        parent = _config("paged")
+        for i in range(5):
+            parent = small.put(parent, _checkpoint(f"1ef-{5 + i}", {"i": i}), {"step": i,
+                               "even": i % 2 == 0}, {"i": 1})  # fmt: skip
+        got = [t.checkpoint["id"] for t in small.list(_config("paged"), limit=3)]
+        assert got == ["1ef-9", "1ef-8", "1ef-7"]
+        evens = small.list(_config("paged"), filter={"even": True}, before=_config("p", "1ef-9"))
+        assert [t.metadata["step"] for t in evens] == [2, 0]
+        only = list(small.list(_config("paged", "1ef-6")))
+        assert [t.checkpoint["id"] for t in only] == ["1ef-6"]
+        # Deleted, then used again with an id older than every deleted one: the newest
+        # read pages past the dead refs.
+        small.delete_thread("paged")
+        small.put(_config("paged"), _checkpoint("1ef-0", {"i": 0}), {"step": 0}, {"i": 1})
+        latest = small.get_tuple(_config("paged"))
+        assert latest is not None and latest.checkpoint["id"] == "1ef-0"
+        assert [t.checkpoint["id"] for t in small.list(_config("paged"))] == ["1ef-0"]
+        # keep_latest keeps the newest of each namespace with its value and its writes.
+        first = small.put(_config("pr"), _checkpoint("1ef-1", {"v": "a"}), {}, {"v": 1})
+        last = small.put(first, _checkpoint("1ef-2", {"v": "b"}, version=2), {}, {"v": 2})
+        small.put_writes(last, [("v", "c")], "task-9")
+        small.put(_config("pr", ns="child:1"), _checkpoint("1ef-3", {}), {}, {})
+        small.prune(["pr"])
+        left = [(t.config["configurable"]["checkpoint_ns"], t.checkpoint["id"])
+                for t in small.list({"configurable": {"thread_id": "pr"}})]  # fmt: skip
+        assert left == [("child:1", "1ef-3"), ("", "1ef-2")]  # newest id first
+        kept = small.get_tuple(_config("pr"))
+        assert kept is not None and kept.checkpoint["id"] == "1ef-2"
+        assert kept.checkpoint["channel_values"] == {"v": "b"}
+        assert kept.pending_writes == [("task-9", "v", "c")]
+        assert small.get_tuple(_config("pr", "1ef-1")) is None
+    finally:
+        small.close()
