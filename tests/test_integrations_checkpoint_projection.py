@@ -215,8 +215,8 @@ def test_pages_skip_deleted_and_removed_checkpoints(
     try:
         parent = _config("paged")
         for i in range(5):
-            parent = small.put(parent, _checkpoint(f"1ef-{5 + i}", {"i": i}), {"step": i,
-                               "even": i % 2 == 0}, {"i": 1})  # fmt: skip
+            meta: Any = {"step": i, "even": i % 2 == 0}  # a custom key, as graphs add them
+            parent = small.put(parent, _checkpoint(f"1ef-{5 + i}", {"i": i}), meta, {"i": 1})
         got = [t.checkpoint["id"] for t in small.list(_config("paged"), limit=3)]
         assert got == ["1ef-9", "1ef-8", "1ef-7"]
         evens = small.list(_config("paged"), filter={"even": True}, before=_config("p", "1ef-9"))
