@@ -34,6 +34,7 @@ from memstream.projections.checkpoints import Checkpoints
 from memstream.projections.testing import check_convergence, event_streams, with_deliveries
 from memstream.workers.forget import forget_owner
 from memstream.workers.replay import replay_all
+from memstream.workers.replay_owner import replay_owner
 from tests.workers_util import spawn_worker, stop_worker
 
 OWNER = "app.ckpt"
@@ -158,6 +159,9 @@ def test_replay_rebuilds_and_forget_removes(
     assert {k.split(":")[0] for k in before} == set(Checkpoints.key_names)
 
     replay_all(r, Settings.from_url(deployed), catchup_timeout_s=10, grace_s=0.0)
+    assert _cp_keys(r, 2) == before
+    r.delete(*[k for k in r.scan_iter(match=keys.version_pattern(2)) if b":cp_h:" in k])
+    replay_owner(r, OWNER, Settings.from_url(deployed))  # rebuilds the lost lookups in place
     assert _cp_keys(r, 2) == before
     rebuilt = MemstreamCheckpointSaver.from_url(deployed, OWNER)
     try:
