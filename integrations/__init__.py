@@ -1,4 +1,5 @@
-"""Framework adapters: LangChain chat history and LangGraph's store (docs/integrations.md).
+"""Framework adapters: LangChain chat history, LangGraph's store and checkpointer
+(docs/integrations.md).
 
 Each adapter lives in its own module behind its own extra (``memstream[langchain]``,
 ``memstream[langgraph]``) and imports its framework only when that module is imported:
@@ -13,11 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .langchain import MemstreamChatMessageHistory
+    from .langgraph_checkpoint import MemstreamCheckpointSaver
     from .langgraph_store import MemstreamStore
 
-__all__ = ["MemstreamChatMessageHistory", "MemstreamStore"]
+__all__ = ["MemstreamChatMessageHistory", "MemstreamCheckpointSaver", "MemstreamStore"]
 
-_MODULES = {"MemstreamChatMessageHistory": ".langchain", "MemstreamStore": ".langgraph_store"}
+_MODULES = {
+    "MemstreamChatMessageHistory": ".langchain",
+    "MemstreamCheckpointSaver": ".langgraph_checkpoint",
+    "MemstreamStore": ".langgraph_store",
+}
 
 
 def __getattr__(name: str) -> Any:

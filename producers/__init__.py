@@ -6,7 +6,13 @@ or worker runtime, so an agent process stays small.
 
 from __future__ import annotations
 
-from . import events_live, events_memory, events_store, events_world  # noqa: F401  (registers their event types)
+from . import (  # noqa: F401  (registers their event types)
+    events_checkpoint,
+    events_live,
+    events_memory,
+    events_store,
+    events_world,
+)
 from .codec import DecodeError
 from .core import Append, AppendManyError
 from .deployment import Deployment

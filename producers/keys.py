@@ -330,3 +330,31 @@ def log_pattern() -> str:
     """SCAN pattern for every owner's log (``memstream tensors train`` reads them all);
     callers confirm the owner part with :func:`check_id`."""
     return "ms:{*}:log:*"
+
+
+def thread_digest(thread_id: str) -> str:
+    """A LangGraph thread id (any string) as a key part: 32 hex digits of its sha256.
+    The id itself is never part of a key; the checkpointer's projection keeps it in
+    values (``projections/checkpoints.py``)."""
+    return hashlib.sha256(thread_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+CHECKPOINT_THREAD_KEYS = ("cp_d", "cp_h", "cp_ix", "cp_wx")
+"""Per-thread keys of the checkpointer: log-ordered payloads, lookups, checkpoint index,
+pending-write index (``projections/checkpoints.py``)."""
+CHECKPOINT_OWNER_KEYS = ("cp_wm", "cp_th", "cp_tx")
+"""Per-owner keys: thread-delete watermarks, thread ids, live threads."""
+
+
+def checkpoint_thread(pk: Projection, name: str, owner: str, thread_id: str) -> str:
+    """``name`` (one of :data:`CHECKPOINT_THREAD_KEYS`) of one thread of ``owner``."""
+    if name not in CHECKPOINT_THREAD_KEYS:
+        raise ValueError(f"not a checkpoint thread key: {name!r}")
+    return pk.key(name, owner, thread_digest(thread_id))
+
+
+def checkpoint_owner(pk: Projection, name: str, owner: str) -> str:
+    """``name`` (one of :data:`CHECKPOINT_OWNER_KEYS`) of ``owner``'s checkpoints."""
+    if name not in CHECKPOINT_OWNER_KEYS:
+        raise ValueError(f"not a checkpoint owner key: {name!r}")
+    return pk.key(name, owner)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from memstream.producers.errors import ConfigError
 
 from .base import Projection
+from .checkpoints import Checkpoints
 from .episodes import Episodes
 from .exploration import Exploration
 from .history import History
@@ -50,6 +51,7 @@ def default_projections() -> list[Projection]:
         Exploration(),
         Tensors(),
         Store(),
+        Checkpoints(),
     ]
 
 
