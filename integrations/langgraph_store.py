@@ -30,7 +30,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from langgraph.store.base import (
@@ -66,6 +66,7 @@ from memstream.projections.store import (
 )
 from memstream.projections.tokenize import tokens
 
+from .private_loop import PrivateLoop
 from .store_query import bm25, item_fields, matches, ns_matches
 from .store_sweeper import DEFAULT_INTERVAL_MIN, Sweeper, sweep
 
@@ -110,8 +111,7 @@ class MemstreamStore(BaseStore):
         self._producer, self._reader = producer, reader
         self._made: list[AsyncProducer | AsyncReader] = []
         self._unseen: list[Receipt] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runner = PrivateLoop()
         self._lock = threading.Lock()
         self._sweeper: Sweeper | None = None
 
@@ -124,7 +124,7 @@ class MemstreamStore(BaseStore):
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run ``ops`` in order (blocking); see :meth:`abatch`."""
-        return self._call(self._batch(list(ops)))
+        return self._runner.call(self._batch(list(ops)))
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Run ``ops`` in order: reads see every write earlier in the batch (and this
@@ -132,8 +132,7 @@ class MemstreamStore(BaseStore):
 
         It runs on the store's private loop (as :meth:`batch` does), so one store serves
         sync and async callers, and callers on several event loops, alike."""
-        future = asyncio.run_coroutine_threadsafe(self._batch(list(ops)), self._private_loop())
-        return await asyncio.wrap_future(future)
+        return await self._runner.acall(self._batch(list(ops)))
 
     async def _batch(self, ops: list[Op]) -> list[Result]:
         if self._sweeper is None and (self.ttl_config or {}).get("sweep_interval_minutes"):
@@ -245,12 +244,11 @@ class MemstreamStore(BaseStore):
     def sweep_ttl(self) -> int:
         """Remove the expired items now (blocking): append one ``store.expired`` event per
         expired item; return how many. A worker folds them (see :mod:`.store_sweeper`)."""
-        return self._call(self._sweep())
+        return self._runner.call(self._sweep())
 
     async def asweep_ttl(self) -> int:
         """:meth:`sweep_ttl` without blocking the caller's event loop."""
-        future = asyncio.run_coroutine_threadsafe(self._sweep(), self._private_loop())
-        return await asyncio.wrap_future(future)
+        return await self._runner.acall(self._sweep())
 
     async def _sweep(self) -> int:
         await self._settle()  # sweep what this store's own writes left, not an older state
@@ -268,7 +266,7 @@ class MemstreamStore(BaseStore):
         ) or DEFAULT_INTERVAL_MIN  # fmt: skip
         with self._lock:
             if self._sweeper is None:
-                self._sweeper = Sweeper(self._loop_locked(), self._sweep)
+                self._sweeper = Sweeper(self._runner.get(), self._sweep)
         return self._sweeper.start(float(interval))
 
     def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
@@ -294,20 +292,6 @@ class MemstreamStore(BaseStore):
             self._made.append(self._reader)
         return self._reader
 
-    def _private_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            return self._loop_locked()
-
-    def _loop_locked(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-            self._thread.start()
-        return self._loop
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._private_loop()).result()
-
     async def _close_clients(self) -> None:
         for client in self._made:
             await client.aclose()
@@ -316,16 +300,8 @@ class MemstreamStore(BaseStore):
     def close(self) -> None:
         """Stop the sweeper, close the clients this store made and stop its private loop."""
         self.stop_ttl_sweeper(timeout=5)
-        with self._lock:
-            self._sweeper = None
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._close_clients(), loop).result()
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=5)
-        loop.close()
+        self._sweeper = None
+        self._runner.stop(self._close_clients)
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the caller's event loop."""

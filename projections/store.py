@@ -167,11 +167,14 @@ class Store(Projection):
         if not isinstance(e, (StorePut, StoreDeleted, StoreRefreshed, StoreExpired)):
             return
         ref = ref_of(e.namespace, e.key)
+        own = store_version(event.log_id)
+        if isinstance(e, (StoreRefreshed, StoreExpired)) and e.of >= own:
+            return  # it names a version it cannot have read: one from after itself
         if isinstance(e, StoreRefreshed):
             until = event.ts_ms + round(e.ttl_s * 1000)
             writes.hmax(refresh_key(pk, owner), ref, f"{e.of}{until:013d}")
             return
-        version = after(e.of) if isinstance(e, StoreExpired) else store_version(event.log_id)
+        version = after(e.of) if isinstance(e, StoreExpired) else own
         ck, mark = created_key(pk, owner, ref), watermark(pk, owner, ref)
         if not isinstance(e, StorePut):  # a delete, or an expiry of the version it names
             writes.lwwz(docs_key(pk, owner), ref, version, TOMBSTONE,

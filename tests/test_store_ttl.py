@@ -17,8 +17,11 @@ from hypothesis import strategies as st
 from langgraph.store.base import PutOp
 
 from memstream.integrations.langgraph_store import MemstreamStore
-from memstream.producers import keys
+from memstream.producers import Settings, keys
+from memstream.producers.entry import StoredEvent
 from memstream.producers.events_store import StoreDeleted, StoreExpired, StorePut, StoreRefreshed
+from memstream.projections.base import ApplyContext
+from memstream.projections.ops import Writes
 from memstream.projections.store import Store, after, complement, ref_of, store_version
 from memstream.projections.testing import check_convergence, event_streams, with_deliveries
 from tests.workers_util import spawn_worker, stop_worker, wait_until
@@ -57,6 +60,21 @@ def test_versions_leave_room_for_expiries() -> None:
     put, next_put = store_version("1700000000000-7"), store_version("1700000000000-8")
     assert put < after(put) < next_put and after(after(put)) == after(put)
     assert complement(complement(put)) == put and complement(put) > complement(next_put)
+
+
+def test_an_expiry_or_refresh_of_a_later_version_writes_nothing() -> None:
+    ctx = ApplyContext(keys.Projection(0, 1), Settings(), NOW)
+    own = "1700000000000-5"
+    for made in (StoreExpired(namespace=["n"], key="k", of=store_version("1700000000000-5")),
+                 StoreRefreshed(namespace=["n"], key="k", of=store_version("1700000000001-0"),
+                                ttl_s=60.0)):  # fmt: skip
+        writes = Writes()
+        Store().apply(StoredEvent("alice", own, made.TYPE, made.VERSION, made), ctx, writes)
+        assert writes.ops == []
+    earlier = StoreExpired(namespace=["n"], key="k", of=store_version("1700000000000-4"))
+    writes = Writes()
+    Store().apply(StoredEvent("alice", own, earlier.TYPE, earlier.VERSION, earlier), ctx, writes)
+    assert [op[0] for op in writes.ops] == ["LWWZ", "HMAX", "CLEAR"]
 
 
 @pytest.fixture
