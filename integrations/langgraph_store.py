@@ -12,10 +12,11 @@ fold from them. Requires ``pip install 'memstream[langgraph]'``.
   ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``). A search scans at most ``scan_limit``
   items of the prefix.
 - TTL (``ttl_config``, LangGraph's ``TTLConfig``, minutes): an item with a TTL is left
-  out of every read once expired (``omit_expired`` is always on); a read with
-  ``refresh_ttl`` appends a ``store.refreshed`` event that extends the version it read.
-  Expired items stay stored until overwritten, deleted or forgotten (no sweeper:
-  ``sweep_interval_minutes`` is ignored).
+  out of every read once expired (``omit_expired`` is always on), ``list_namespaces``
+  included; a read with ``refresh_ttl`` appends a ``store.refreshed`` event that extends
+  the version it read. The sweeper (``sweep_ttl``, ``start_ttl_sweeper``, started on first
+  use when ``sweep_interval_minutes`` is set) appends a ``store.expired`` event per
+  expired item, which the worker folds into its removal (:mod:`.store_sweeper`).
 - Read-your-writes: a batch first waits until this store's earlier appends are applied,
   at most ``wait_timeout`` seconds (default 5; ``WaitTimeoutError`` after that).
 
@@ -26,6 +27,7 @@ The implementation is async and runs on the store's private event loop thread, f
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Coroutine, Iterable, Sequence
@@ -54,10 +56,18 @@ from memstream.producers.producer import AsyncProducer
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
 from memstream.projections.reader import AsyncReader
-from memstream.projections.store import read_items, read_refs, ref_of, split_ref
+from memstream.projections.store import (
+    is_live,
+    read_expiries,
+    read_items,
+    read_refs,
+    ref_of,
+    split_ref,
+)
 from memstream.projections.tokenize import tokens
 
 from .store_query import bm25, item_fields, matches, ns_matches
+from .store_sweeper import DEFAULT_INTERVAL_MIN, Sweeper, sweep
 
 __all__ = ["MemstreamStore"]
 
@@ -103,6 +113,7 @@ class MemstreamStore(BaseStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._sweeper: Sweeper | None = None
 
     @classmethod
     def from_url(cls, url: str, owner: str, **options: Any) -> MemstreamStore:
@@ -125,6 +136,8 @@ class MemstreamStore(BaseStore):
         return await asyncio.wrap_future(future)
 
     async def _batch(self, ops: list[Op]) -> list[Result]:
+        if self._sweeper is None and (self.ttl_config or {}).get("sweep_interval_minutes"):
+            self.start_ttl_sweeper()
         results: list[Result] = []
         writes: list[Event] = []
         for op in ops:
@@ -216,14 +229,52 @@ class MemstreamStore(BaseStore):
         return [SearchItem(score=s, **item_fields(i)) for s, i in page]
 
     async def _namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
-        pk = await self._pk()
-        refs = await self._async_reader().run(read_refs(pk, self.owner, (), self.scan_limit))
+        pk, reader = await self._pk(), self._async_reader()
+        refs = await reader.run(read_refs(pk, self.owner, (), self.scan_limit))
+        expiries = await reader.run(read_expiries(pk, self.owner, refs))
+        now = time.time() * 1000
         found: set[tuple[str, ...]] = set()
-        for ref in refs:
+        for ref, expiry in zip(refs, expiries, strict=True):
             ns = split_ref(ref)[0]
-            if all(ns_matches(c, ns) for c in op.match_conditions or ()):
+            if is_live(expiry, now) and all(ns_matches(c, ns) for c in op.match_conditions or ()):
                 found.add(ns if op.max_depth is None else ns[: op.max_depth])  # match first
         return sorted(found)[op.offset : op.offset + op.limit]
+
+    # --- TTL sweeper --------------------------------------------------------------------
+
+    def sweep_ttl(self) -> int:
+        """Remove the expired items now (blocking): append one ``store.expired`` event per
+        expired item; return how many. A worker folds them (see :mod:`.store_sweeper`)."""
+        return self._call(self._sweep())
+
+    async def asweep_ttl(self) -> int:
+        """:meth:`sweep_ttl` without blocking the caller's event loop."""
+        future = asyncio.run_coroutine_threadsafe(self._sweep(), self._private_loop())
+        return await asyncio.wrap_future(future)
+
+    async def _sweep(self) -> int:
+        await self._settle()  # sweep what this store's own writes left, not an older state
+        return await sweep(self._async_reader(), await self._pk(), self.owner, self._flush)
+
+    def start_ttl_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> concurrent.futures.Future[None]:
+        """Sweep every ``sweep_interval_minutes`` (default: the ``TTLConfig``'s, else 5)
+        on the store's private loop, the first sweep at once; return the sweeper's future
+        (it ends when :meth:`stop_ttl_sweeper` or :meth:`close` stops it). A running
+        sweeper is returned as it is."""
+        interval = sweep_interval_minutes or (self.ttl_config or {}).get(
+            "sweep_interval_minutes"
+        ) or DEFAULT_INTERVAL_MIN  # fmt: skip
+        with self._lock:
+            if self._sweeper is None:
+                self._sweeper = Sweeper(self._loop_locked(), self._sweep)
+        return self._sweeper.start(float(interval))
+
+    def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the sweeper; ``timeout``: seconds to wait for it. True once stopped."""
+        sweeper = self._sweeper
+        return True if sweeper is None else sweeper.stop(timeout)
 
     async def _pk(self) -> keys.Projection:
         d = await self._async_reader().deployment()
@@ -245,11 +296,14 @@ class MemstreamStore(BaseStore):
 
     def _private_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-                self._thread.start()
-            return self._loop
+            return self._loop_locked()
+
+    def _loop_locked(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+            self._thread.start()
+        return self._loop
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._private_loop()).result()
@@ -260,8 +314,10 @@ class MemstreamStore(BaseStore):
         self._made, self._producer, self._reader = [], None, None
 
     def close(self) -> None:
-        """Close the clients this store made and stop its private loop."""
+        """Stop the sweeper, close the clients this store made and stop its private loop."""
+        self.stop_ttl_sweeper(timeout=5)
         with self._lock:
+            self._sweeper = None
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None:
             return

@@ -68,3 +68,14 @@ class StoreRefreshed(Event):
     key: StoreKey
     of: Annotated[str, Field(pattern=r"^\d{13}-\d{10}$")]
     ttl_s: Annotated[float, Field(gt=0, le=MAX_TTL_S, allow_inf_nan=False)]
+
+
+@register
+class StoreExpired(Event):
+    """The TTL sweeper found version ``of`` (a sortable log id) of the item expired: it is
+    removed as by a delete right after that version, so a later put still wins."""
+
+    TYPE: ClassVar[str] = "store.expired"
+    namespace: Namespace
+    key: StoreKey
+    of: Annotated[str, Field(pattern=r"^\d{13}-\d{10}$")]

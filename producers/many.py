@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from . import keys
-from .core import AppendCore, Prepared
+from .core import AppendCore, Prepared, command
 from .receipt import Receipt
 
 PER_CALL = 250
@@ -24,6 +24,13 @@ this size on a small machine), and more per call saves little more."""
 
 PER_TRIP = 1000
 """Events per pipelined round trip, each trip with its own ``append_deadline_s``."""
+
+RETRY_MANY_S = 60.0
+"""After a server answered that ``ms_append_many`` is not loaded, a producer sends single
+``ms_append`` calls for this long before it tries ``ms_append_many`` again (so a producer
+that outlives the ``memstream init`` that loads it goes back to it)."""
+
+_MISSING = "function not found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +77,39 @@ def _command(partition: int, chunk: list[int], prepared: Sequence[Prepared]) -> 
     return ("FCALL", "ms_append_many", 1 + len(logs), keys.feed(partition), *logs, *groups)
 
 
+class Singles(list[Any]):
+    """The replies of a call's events sent as single ``ms_append`` calls (the fallback)."""
+
+
+def lacks_many(replies: Sequence[Any]) -> bool:
+    """True when the server has no ``ms_append_many``: its library predates it (a
+    deployment initialised by an older memstream), so ``FCALL`` answers "Function not
+    found". Nothing was written by such a call."""
+    return any(isinstance(r, redis.ResponseError) and _MISSING in str(r).lower() for r in replies)
+
+
+def single_commands(trip: Sequence[Call], prepared: Sequence[Prepared]) -> list[tuple[Any, ...]]:
+    """The trip as one ``FCALL ms_append`` per event, in the trip's order (each owner's
+    events keep their order, and each carries its eid, so a resend stores nothing twice)."""
+    return [command(prepared[i].owner, c.partition, prepared[i].args)
+            for c in trip for i in c.indexes]  # fmt: skip
+
+
+def regroup(trip: Sequence[Call], replies: Sequence[Any]) -> list[Any]:
+    """The flat replies of :func:`single_commands`, one :class:`Singles` per call."""
+    out: list[Any] = []
+    at = 0
+    for c in trip:
+        out.append(Singles(replies[at : at + len(c.indexes)]))
+        at += len(c.indexes)
+    return out
+
+
 def spread(call: Call, reply: Any) -> list[Any]:
     """Per-event replies of one call, in ``call.indexes`` order: ``(log_id, feed_id)``,
     or the :class:`redis.ResponseError` ``ms_append`` would have answered for it."""
+    if isinstance(reply, Singles):
+        return list(reply)
     if isinstance(reply, redis.RedisError):
         return [reply] * len(call.indexes)
     ids, refused = reply

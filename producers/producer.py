@@ -163,7 +163,7 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
         if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
             try:
                 for trip in many.plan_calls(await self.core(), prepared):
-                    send = functools.partial(self._send_calls, trip)
+                    send = functools.partial(self._send_calls, trip, prepared)
                     self._absorb(trip, await acall(send, self.settings, self._deadline), sent)
             except MemstreamError as e:
                 self._outbox_or_raise(e)
@@ -172,12 +172,20 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
             await self._queue(queued, False)
         return self._many_result(prepared, sent)
 
-    async def _send_calls(self, trip: list[many.Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for c in trip:
-            pipe.execute_command(*c.command)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+    async def _send_calls(self, trip: list[many.Call], prepared: list[Prepared]) -> list[Any]:
+        async def send(commands: list[tuple[Any, ...]]) -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for cmd in commands:
+                pipe.execute_command(*cmd)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+
+        commands, singles = self._trip_commands(trip, prepared)
+        replies = await send(commands)
+        if not singles and self._lacks_many(replies):
+            commands, singles = many.single_commands(trip, prepared), True
+            replies = await send(commands)
+        return many.regroup(trip, replies) if singles else replies
 
     async def aclose(self) -> None:
         """Stop the flusher (pending appends stay in the outbox) and close the client."""
@@ -280,7 +288,7 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
         if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
             try:
                 for trip in many.plan_calls(self.core(), prepared):
-                    send = functools.partial(self._send_calls, trip)
+                    send = functools.partial(self._send_calls, trip, prepared)
                     self._absorb(trip, call(send, self.settings, self._deadline), sent)
             except MemstreamError as e:
                 self._outbox_or_raise(e)
@@ -290,12 +298,20 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
             outbox.store(p.owner, p.eid, p.args)  # type: ignore[union-attr]
         return self._many_result(prepared, sent)
 
-    def _send_calls(self, trip: list[many.Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for c in trip:
-            pipe.execute_command(*c.command)  # type: ignore[no-untyped-call]
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
+    def _send_calls(self, trip: list[many.Call], prepared: list[Prepared]) -> list[Any]:
+        def send(commands: list[tuple[Any, ...]]) -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for cmd in commands:
+                pipe.execute_command(*cmd)  # type: ignore[no-untyped-call]
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            return replies
+
+        commands, singles = self._trip_commands(trip, prepared)
+        replies = send(commands)
+        if not singles and self._lacks_many(replies):
+            commands, singles = many.single_commands(trip, prepared), True
+            replies = send(commands)
+        return many.regroup(trip, replies) if singles else replies
 
     def close(self) -> None:
         """Stop the flusher (pending appends stay in the outbox) and close the client."""

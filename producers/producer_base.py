@@ -4,6 +4,7 @@ outbox, the eid TTL check and the shaping of receipts. See :mod:`.producer`."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
@@ -86,6 +87,8 @@ class ProducerBase:
         self.settings = settings if settings is not None else _settings_of(client)
         self._core: AppendCore | None = None
         self._eid_ttl: int | None = None
+        self._singles_until = 0.0  # monotonic time; see many.RETRY_MANY_S
+        self._warned_singles = False
         self.outbox_path = None if outbox is None else str(outbox)
         self._outbox: Outbox | None = None
         if self.outbox_path is not None:
@@ -144,6 +147,30 @@ class ProducerBase:
         if errors:
             raise AppendManyError(receipts, errors)
         return [r for r in receipts if r is not None]
+
+    def _trip_commands(
+        self, trip: Sequence[Call], prepared: Sequence[Prepared]
+    ) -> tuple[list[tuple[Any, ...]], bool]:
+        """A trip's commands, and whether they are single ``ms_append`` calls (the
+        fallback while the server lacks ``ms_append_many``)."""
+        if time.monotonic() < self._singles_until:
+            return many.single_commands(trip, prepared), True
+        return [c.command for c in trip], False
+
+    def _lacks_many(self, replies: Sequence[Any]) -> bool:
+        """True (and one WARNING per producer) when the loaded library predates
+        ``ms_append_many``: the caller resends the trip as single calls."""
+        if not many.lacks_many(replies):
+            return False
+        if not self._warned_singles:
+            self._warned_singles = True
+            log.warning(
+                "the memstream functions loaded in Redis predate ms_append_many: append_many "
+                "falls back to one ms_append per event (pipelined); run `memstream init` to "
+                "load the current library"
+            )
+        self._singles_until = time.monotonic() + many.RETRY_MANY_S
+        return True
 
     @staticmethod
     def _absorb(trip: Sequence[Call], replies: Sequence[Any], sent: dict[int, Any]) -> None:

@@ -41,9 +41,10 @@ async def _everything(reader: AsyncReader) -> dict[str, Any]:
     return out
 
 
-def _produce(url: str, r: redis.Redis, seed: int) -> Any:
+def _produce(url: str, r: redis.Redis, seed: int) -> list[Any]:
+    """Append every owner's events; return each owner's last receipt."""
     rng = random.Random(seed)
-    last = None
+    lasts = []
     with Producer.from_url(url) as producer:
         for owner in OWNERS:
             world = World(producer, owner, "office")
@@ -55,7 +56,7 @@ def _produce(url: str, r: redis.Redis, seed: int) -> Any:
                 variable = rng.choice(["occupied", "mood"])
                 outcome = rng.choice(["yes", "no"] if variable == "occupied" else ["calm", "loud"])
                 path = rng.choice(PATHS[:5])
-                last = world.observe(path, variable, outcome, rng.uniform(0.01, 3))
+                world.observe(path, variable, outcome, rng.uniform(0.01, 3))
                 record_exploration(producer, owner, "curiosity", rng.choice(["probe", "ask"]),
                                    success=rng.random() < 0.6, reward=rng.uniform(-1, 2),
                                    context_tags=rng.sample(["door", "dark"], 1))  # fmt: skip
@@ -63,17 +64,19 @@ def _produce(url: str, r: redis.Redis, seed: int) -> Any:
             # live and again on replay, never counted.
             event = EvidenceObserved(scenario="office", path=["north"], variable="mood",
                                      outcome="weird")  # fmt: skip
-            producer.append(owner, event)
-    return last
+            lasts.append(producer.append(owner, event))
+    return lasts
 
 
 async def test_replay_rebuilds_identical_posteriors_and_configuration(
     deployed: str, r: redis.Redis
 ) -> None:
     async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
-        last = _produce(deployed, r, 5)
-        assert (await reader.wait(last, timeout=30)).applied
-        await asyncio.sleep(0.2)  # let the raw "weird" evidence after `last` land too
+        # Each owner's last append is the raw "weird" evidence: once it is dead-lettered,
+        # everything before it in that owner's partition is applied (a fixed sleep was
+        # too short on a loaded machine).
+        for last in _produce(deployed, r, 5):
+            assert (await reader.wait(last, timeout=30)).status == "dead_lettered"
         before = await _everything(reader)
         summary = await asyncio.to_thread(
             replay_all, r, Settings.from_url(deployed), grace_s=0.3, catchup_timeout_s=60
