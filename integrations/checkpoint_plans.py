@@ -100,7 +100,7 @@ def put_event(
     md_kind, md_data = _typed(serde, get_checkpoint_metadata(config, metadata))
     event = make(
         CheckpointPut, thread_id=thread, checkpoint_ns=ns, checkpoint_id=checkpoint["id"],
-        parent_id=(config.get("configurable") or {}).get("checkpoint_id"),
+        parent_id=(config.get("configurable") or {}).get("checkpoint_id") or None,
         checkpoint=Typed(type=ck_kind, data=ck_data), metadata=Typed(type=md_kind, data=md_data),
         versions={ch: str(v) for ch, v in checkpoint["channel_versions"].items()},
         blobs=[_model(ChannelBlob, b) for b in blobs],

@@ -190,6 +190,9 @@ def test_an_oversized_checkpoint_names_its_channel(deployed: str) -> None:
         with pytest.raises(InvalidInputError, match=r"channel_values\['messages'\]") as caught:
             saver.put(_config("big"), _checkpoint("1ef-1", big), {}, {"small": 1, "messages": 1})
         assert "max_event_bytes" in str(caught.value)
+        stored = _config("big", "1ef-1")
+        with pytest.raises(InvalidInputError, match=r"writes\['answer'\]"):
+            saver.put_writes(stored, [("note", "n"), ("answer", "y" * 1_200_000)], "task-1")
     finally:
         saver.close()
 
