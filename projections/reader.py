@@ -23,9 +23,9 @@ from redis.exceptions import RedisError
 
 from memstream.producers import keys
 from memstream.producers.connection import async_client, sync_client
-from memstream.producers.deadline import acall, deadline_scope
+from memstream.producers.deadline import acall
 from memstream.producers.deployment import Deployment
-from memstream.producers.driver import is_transient, translate_driver_error
+from memstream.producers.driver import translate_driver_error
 from memstream.producers.errors import AppendRejectedError, InvalidInputError, MemstreamError
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
@@ -46,11 +46,10 @@ from .state import read_state
 from .wait import (
     WaitResult,
     dead_letter,
-    next_delay,
     progress,
     resolve_pending,
-    timed_out,
 )
+from .waiter import ChangeWaiter, wait_for
 from .working import read_working
 
 T = TypeVar("T")
@@ -81,6 +80,8 @@ class AsyncReader(
         self._invalidator = (
             Invalidator(self.settings, self.read_cache) if self.read_cache is not None else None
         )
+        self._waiter: ChangeWaiter | None = None
+        """``wait``'s subscriber, made by the first ``wait``."""
 
     @classmethod
     def from_settings(
@@ -213,24 +214,14 @@ class AsyncReader(
         A pending receipt (the append went to the producer's outbox) is first resolved
         through its eid: this waits for the flush, then for the apply. Redis being out of
         reach meanwhile is waited out too, up to ``timeout``; an outboxed append that
-        Redis refused raises :class:`~memstream.producers.errors.AppendRejectedError`."""
-        deadline = time.monotonic() + timeout
-        delay, failing = 0.0005, None
-        while True:
-            try:
-                with deadline_scope(max(deadline - time.monotonic(), 0.001)):
-                    receipt, result = await self._check(receipt)
-                if result is not None:
-                    return result
-                failing = None
-            except MemstreamError as e:
-                if not is_transient(e):
-                    raise
-                failing = e
-            if time.monotonic() >= deadline:
-                raise timed_out(receipt, timeout, failing) from failing
-            await asyncio.sleep(delay)
-            delay = next_delay(delay, receipt, failing)
+        Redis refused raises :class:`~memstream.producers.errors.AppendRejectedError`.
+
+        It wakes on the entry's change record when the partition's channel can be
+        subscribed (one shared subscriber connection per reader), else it polls
+        (:mod:`.waiter`)."""
+        if self._waiter is None:
+            self._waiter = ChangeWaiter(self.settings)
+        return await wait_for(self, self._waiter, receipt, timeout)
 
     async def _check(self, receipt: Receipt) -> tuple[Receipt, WaitResult | None]:
         """One look: the receipt (resolved if it was pending) and the result, if done."""
@@ -261,6 +252,8 @@ class AsyncReader(
         return found
 
     async def aclose(self) -> None:
+        if self._waiter is not None:
+            await self._waiter.aclose()
         if self._invalidator is not None:
             await self._invalidator.aclose()
         await self.client.aclose()
