@@ -43,12 +43,7 @@ from .reads_vectors import AsyncVectorReads, VectorReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
-from .wait import (
-    WaitResult,
-    dead_letter,
-    progress,
-    resolve_pending,
-)
+from .wait import WaitResult, outcome, resolve_pending
 from .waiter import ChangeWaiter, wait_for
 from .working import read_working
 
@@ -230,12 +225,11 @@ class AsyncReader(
             if receipt.pending:
                 return receipt, None
         version = (await self.deployment()).version
-        if not await self.run(progress(receipt, version)):
-            return receipt, None
-        if self.read_cache is not None:
+        result = await self.run(outcome(receipt, version))
+        if result is not None and self.read_cache is not None:
             # Read-your-writes: the entry's change record may still be on its way.
             self.read_cache.invalidate(receipt.owner)
-        return receipt, await self.run(dead_letter(receipt, version))
+        return receipt, result
 
     async def _resolve(self, receipt: Receipt) -> Receipt | None:
         """A pending receipt's ids, once its append is in Redis; None while it is not."""

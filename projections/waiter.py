@@ -101,6 +101,9 @@ class ChangeWaiter:
         self._refused_until = 0.0
         self.woken = 0
         """Watches woken by their record (for tests and benchmarks)."""
+        self.arrivals: dict[tuple[str, str], float] | None = None
+        """Set to a dict (``bench/freshness.py --trace``) to record when each watched
+        record arrived, by (owner, log id), on the monotonic clock."""
 
     @property
     def refused(self) -> bool:
@@ -186,9 +189,12 @@ class ChangeWaiter:
             change = decode(message.get("data") or b"")
             if change is None:
                 return  # not a record: the slow looks still cover every wait
-            for watch in self._watches.get((change.owner, change.log_id), ()):
+            key = (change.owner, change.log_id)
+            for watch in self._watches.get(key, ()):
                 watch.event.set()
                 self.woken += 1
+                if self.arrivals is not None:
+                    self.arrivals[key] = time.monotonic()
             return
         p = _partition_of(message.get("channel"))
         if p is None:
