@@ -181,9 +181,12 @@ def _child(
 def run_rate(
     url: str, rate: int, seconds: float, owners: int, *, producers: int = 0,
     mode: str = "event", trace: bool = False, watch_pids: Sequence[int] = (),
+    stats: Any = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Append at ``rate``/s for ``seconds`` from ``producers`` processes (0: one per
-    :data:`PER_PRODUCER`/s) and time the sampled events; the figures as a dict."""
+    :data:`PER_PRODUCER`/s) and time the sampled events; the figures as a dict.
+    ``stats``: a client whose server's command counters are reset when the schedule
+    starts (after the producers' warm-up)."""
     procs = producers or max(1, math.ceil(rate / PER_PRODUCER))
     total = int(rate * seconds)
     ctx = multiprocessing.get_context("spawn")
@@ -199,6 +202,8 @@ def run_rate(
         if pipe.recv() != "ready":
             raise RuntimeError("a producer process failed to start")
     cpu0 = {pid: _cpu_s(pid) for pid in watch_pids}
+    if stats is not None:
+        stats.config_resetstat()
     start = time.monotonic() + 0.2
     for pipe in pipes:
         pipe.send(start)
@@ -367,10 +372,11 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
                     found = run_rate(
                         server.url, rate, args.seconds, args.owners, producers=args.producers,
                         mode=mode, trace=args.trace,
-                        watch_pids=(worker.proc.pid, server.proc.pid),
+                        watch_pids=(worker.proc.pid, server.proc.pid), stats=client,
                     )  # fmt: skip
                 finally:
                     trace = worker.stop()
+                found["looks_per_wait"] = _looks(client) / max(found["samples"], 1.0)
                 found["cpu"] = dict(zip(("worker", "redis"), found["cpu"].values(), strict=True))
                 if trace is not None:
                     found["breakdown"] = breakdown(found, trace)
@@ -387,22 +393,31 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     return build_report(args, version, results, load)
 
 
+def _looks(client: Any) -> float:
+    """``XINFO GROUPS`` calls since the last ``CONFIG RESETSTAT``: one per look of a
+    ``wait`` (nothing else in the run sends it)."""
+    stats: Any = client.info("commandstats")
+    found = stats.get("cmdstat_xinfo|groups", {})
+    return float(found.get("calls", 0)) if isinstance(found, dict) else 0.0
+
+
 def build_report(
     args: argparse.Namespace, version: str, results: list[dict[str, Any]], load: list[float]
 ) -> tuple[Report, list[Target]]:
     rep = Report(
         "memstream freshness under load (append -> wait returned)",
-        ("rate asked", "wait", "achieved", "producers", "p50", "p99", "max", "late sends",
-         "CPU worker / redis / producers"),
+        ("asked", "wait", "achieved", "procs", "p50 ms", "p99 ms", "max ms", "late",
+         "CPU w/r/p", "looks/wait"),
     )  # fmt: skip
     targets: list[Target] = []
     for f in results:
         rate = int(f["rate_target"])
         rep.row(
             f"{rate:,}/s", f["mode"], f"{f['rate_achieved']:,.0f}/s", f"{f['producers']:.0f}",
-            f"{f['p50_s'] * 1e3:.1f} ms", f"{f['p99_s'] * 1e3:.1f} ms",
-            f"{f['max_s'] * 1e3:.1f} ms", f"{f['late_sends']:.0f}",
-            f"{f['cpu']['worker']:.2f} / {f['cpu']['redis']:.2f} / {f['producer_cpu']:.2f}",
+            f"{f['p50_s'] * 1e3:.1f}", f"{f['p99_s'] * 1e3:.1f}", f"{f['max_s'] * 1e3:.0f}",
+            f"{f['late_sends']:.0f}",
+            f"{f['cpu']['worker']:.2f}/{f['cpu']['redis']:.2f}/{f['producer_cpu']:.2f}",
+            f"{f['looks_per_wait']:.1f}",
         )  # fmt: skip
         if f["mode"] == "event" and rate in TARGETS_MS:
             targets.append(Target(f"p99 at {rate:,}/s (ms)", f["p99_s"] * 1e3,
@@ -424,7 +439,10 @@ def build_report(
             )
     rep.notes.append(
         f"{args.seconds:g} s per rate, every {SAMPLE_EVERY}th append waited for, "
-        f"{SENDERS} senders per producer process, {args.owners} owners; 1 worker; "
+        f"{SENDERS} sender threads per producer process (procs), {args.owners} owners; "
+        "1 worker; late = sends that started after their due time; CPU = cores used by "
+        "the worker / redis-server / all producer processes; looks/wait = XINFO GROUPS "
+        "calls per sampled wait; "
         f"load average {', '.join(f'{x:.1f}' for x in load)} (shared 2-core machine)."
     )
     rep.data = {
