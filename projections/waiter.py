@@ -50,10 +50,12 @@ before it polls instead (it tries the subscription again on its next look)."""
 REFUSED_RETRY_S = 60.0
 """After the server refused a subscription (NOPERM), waits poll for this long before one
 tries again: ACL rules change rarely, and each refusal costs a connection."""
-WATCHED_POLL_S = 0.005
-WATCHED_POLL_CAP_S = 0.05
-"""Looks while subscribed start after 5 ms and double up to 50 ms: only entries that
-publish no record (dead letters, no-op events) or a lost record wait for them."""
+WATCHED_POLL_S = 0.01
+WATCHED_POLL_CAP_S = 0.1
+"""Looks while subscribed start after 10 ms and double up to 100 ms: only entries that
+publish no record (dead letters, no-op events) or a lost record wait for them. On a
+loaded machine a wait takes tens of ms, and looks every few ms there were most of its
+cost (docs/benchmarks.md, freshness under load)."""
 CLUSTER_READ_S = 0.002
 """A Cluster's pub/sub reads its shards' connections one after the other, each for up to
 the read timeout: a long timeout on one shard would hold up records of the others."""
