@@ -376,7 +376,9 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
                     )  # fmt: skip
                 finally:
                     trace = worker.stop()
-                found["looks_per_wait"] = _looks(client) / max(found["samples"], 1.0)
+                calls = _calls(client)
+                found["looks_per_wait"] = calls.get("xinfo|groups", 0.0) / max(found["samples"], 1)
+                found["calls_per_event"] = {k: v / found["events"] for k, v in calls.items()}
                 found["cpu"] = dict(zip(("worker", "redis"), found["cpu"].values(), strict=True))
                 if trace is not None:
                     found["breakdown"] = breakdown(found, trace)
@@ -393,12 +395,15 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     return build_report(args, version, results, load)
 
 
-def _looks(client: Any) -> float:
-    """``XINFO GROUPS`` calls since the last ``CONFIG RESETSTAT``: one per look of a
-    ``wait`` (nothing else in the run sends it)."""
+def _calls(client: Any) -> dict[str, float]:
+    """Calls of each command since the last ``CONFIG RESETSTAT`` (``xinfo|groups``: one
+    per look of a ``wait``; nothing else in the run sends it)."""
     stats: Any = client.info("commandstats")
-    found = stats.get("cmdstat_xinfo|groups", {})
-    return float(found.get("calls", 0)) if isinstance(found, dict) else 0.0
+    return {
+        name.removeprefix("cmdstat_"): float(row["calls"])
+        for name, row in stats.items()
+        if isinstance(row, dict) and "calls" in row
+    }
 
 
 def build_report(
