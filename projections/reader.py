@@ -1,9 +1,9 @@
 """``AsyncReader`` and ``Reader``: what agents read, always from the active version.
 
 Reads are :class:`Query` plans built by the projection modules. The async reader runs
-them; the sync reader runs the hot ones (history, state, sessions, working memory,
-``wait``) on its own blocking client (:mod:`.reader_sync`) and the others through the
-async one on a private loop.
+them; the sync reader runs the hot ones (history, state, sessions, working memory) on
+its own blocking client (:mod:`.reader_sync`) and the others through the async one on a
+private loop; ``wait`` too, since the loop holds its subscriber (:mod:`.waiter`).
 
 Every call is bounded by ``Settings.read_deadline_s`` (retries of transient errors
 included, see :mod:`memstream.producers.deadline`) and every driver error reaches the

@@ -30,9 +30,7 @@ from .history import read_history
 from .reads_log import _has_cold, resolve_cold
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
-from .wait import (
-    WaitResult,
-)
+from .wait import WaitResult
 from .working import read_working
 
 T = TypeVar("T")
