@@ -1,21 +1,75 @@
-"""Freshness: append at a steady pace and time each sampled event until it is visible."""
+"""Freshness under load: append at a steady pace, time sampled events until visible.
+
+    .venv/bin/python bench/freshness.py [--rates 1000,5000] [--seconds 5] [--producers N]
+                                        [--modes event,poll] [--trace] [--json PATH]
+
+One private redis-server and one ``memstream worker`` (``--block-ms 1000 --batch 200``).
+For each rate, ``P`` producer processes (default one per 1,000 events/s: one Python
+process cannot send 5,000 single appends a second next to a worker and a server on two
+cores) share one schedule: event ``i`` is due at ``start + i / rate`` and belongs to
+process ``i % P``, where sender threads (:data:`SENDERS`) send it with
+``Producer.append``. Every :data:`SAMPLE_EVERY`-th event is followed by
+``AsyncReader.wait(receipt)``; its freshness is the time from the start of the append to
+the return of ``wait``. The achieved rate is the events sent over the time from the
+schedule's start to the last append's return: a run that falls behind its schedule says so.
+
+``--modes event,poll`` measures each rate twice in the same run: ``event`` is
+``AsyncReader.wait`` (wakes on the change record), ``poll`` is the same wait with no
+subscriber (:func:`memstream.projections.waiter.wait_for` with ``waiter=None``), the
+poll schedule ``wait`` had before. ``--trace`` runs the worker through
+:mod:`bench.fresh_worker` and breaks each sample down: append ack, XREADGROUP return,
+start of the batch's preparation, ``ms_apply`` sent and returned, record received,
+``wait`` returned (every clock is the host's monotonic clock).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
 import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bench.append import message
-from bench.common import percentile
-from memstream.producers.producer import AsyncProducer
+from bench.common import (
+    BenchRedis,
+    Report,
+    Target,
+    environment,
+    note,
+    percentile,
+    run_and_report,
+)
+from memstream.producers.producer import Producer
 from memstream.projections.reader import AsyncReader
+from memstream.projections.waiter import ChangeWaiter, wait_for
 
 SAMPLE_EVERY = 10
 """Every this many appends, one is waited for with ``AsyncReader.wait``."""
 
-SENDERS = 8
-"""Asyncio tasks sharing the pace, so one slow append does not hold up the schedule."""
+SENDERS = 2
+"""Sender threads per producer process sharing its pace, so one slow append does not
+hold up the schedule."""
+
+PER_PRODUCER = 1000
+"""Events per second one producer process is asked for (``--producers`` default)."""
+
+TARGETS_MS = {1000: 10.0, 5000: 20.0}
+"""Issue 16: freshness p99 at most 10 ms at 1,000/s and 20 ms at 5,000/s."""
 
 
 def owner(i: int, owners: int) -> tuple[str, str]:
@@ -23,52 +77,391 @@ def owner(i: int, owners: int) -> tuple[str, str]:
     return f"bench-user-{k:03d}", f"sess-{k:03d}"
 
 
-async def paced(url: str, rate: int, seconds: float, owners: int) -> dict[str, float]:
-    """Append at ``rate``/s for ``seconds``; every SAMPLE_EVERY-th is waited for."""
-    total = int(rate * seconds)
-    lat: list[float] = []
-    lateness: list[float] = []
-    waits: set[asyncio.Task[None]] = set()
-    async with AsyncProducer.from_url(url) as producer, AsyncReader.from_url(url) as reader:
-        # warm: connections, the deployment cache, the producer core
-        r = await producer.append(*owner(0, owners)[:1], message(0), session=owner(0, owners)[1])
-        await reader.wait(r)
+# --- one producer process ---------------------------------------------------------------
 
-        async def visible(sent: float, receipt: Any) -> None:
-            await reader.wait(receipt, timeout=10.0)
-            lat.append(time.perf_counter() - sent)
 
-        loop = asyncio.get_running_loop()
-        t0 = loop.time() + 0.05
+def _share(
+    url: str, rate: int, total: int, owners: int, k: int, procs: int, mode: str,
+    trace: bool, pipe: Connection,
+) -> dict[str, Any]:  # fmt: skip
+    """Send events ``k, k + procs, ...`` of the schedule from :data:`SENDERS` threads,
+    each with its own blocking ``Producer`` (about 40% less CPU per append than the
+    asyncio client); the sampled ones are waited for by one ``AsyncReader`` on a loop
+    thread, so a wait never holds up a send."""
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
 
-        async def sender(k: int) -> None:
-            for i in range(k, total, SENDERS):
-                due = t0 + i / rate
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                else:
-                    lateness.append(-delay)
-                who, session = owner(i, owners)
-                sent = time.perf_counter()
-                receipt = await producer.append(who, message(i), session=session)
-                if i % SAMPLE_EVERY == 0:
-                    t = asyncio.create_task(visible(sent, receipt))
-                    waits.add(t)
-                    t.add_done_callback(waits.discard)
+    def on_loop(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop)
 
-        start = loop.time()
-        await asyncio.gather(*(sender(k) for k in range(SENDERS)))
-        elapsed = loop.time() - start
-        while waits:
-            await asyncio.gather(*list(waits))
+    async def open_reader() -> tuple[AsyncReader, ChangeWaiter | None]:
+        reader = AsyncReader.from_url(url)
+        waiter = ChangeWaiter(reader.settings) if mode == "event" else None
+        if waiter is not None and trace:
+            waiter.arrivals = {}
+        return reader, waiter
+
+    reader, waiter = on_loop(open_reader()).result()
+    samples: list[tuple[str, str, str, float, float, float]] = []
+    late: list[float] = []
+    waits: list[Any] = []
+
+    async def visible(sent: float, acked: float, receipt: Any) -> None:
+        await wait_for(reader, waiter, receipt, 10.0)
+        samples.append((receipt.feed_id, receipt.owner, receipt.log_id, sent, acked,
+                        time.monotonic()))  # fmt: skip
+
+    producers = [Producer.from_url(url) for _ in range(SENDERS)]
+    # warm: connections, the deployment cache, the producer core, the subscriptions
+    for p in range(min(owners, 64)):
+        who, session = owner(p, owners)
+        receipt = producers[p % SENDERS].append(who, message(p), session=session)
+        on_loop(wait_for(reader, waiter, receipt, 10.0)).result()
+    pipe.send("ready")
+    start: float = pipe.recv()
+    cpu0 = time.process_time()
+
+    def sender(j: int) -> None:
+        producer = producers[j]
+        for i in range(k + procs * j, total, procs * SENDERS):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                late.append(-delay)
+            who, session = owner(i, owners)
+            sent = time.monotonic()
+            receipt = producer.append(who, message(i), session=session)
+            if i % SAMPLE_EVERY == 0:
+                waits.append(on_loop(visible(sent, time.monotonic(), receipt)))
+
+    threads = [threading.Thread(target=sender, args=(j,)) for j in range(SENDERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    last_sent = time.monotonic()
+    for w in waits:
+        w.result()
+    cpu = time.process_time() - cpu0
+    arrivals = waiter.arrivals if waiter is not None and waiter.arrivals else {}
+
+    async def close() -> None:
+        if waiter is not None:
+            await waiter.aclose()
+        await reader.aclose()
+
+    on_loop(close()).result()
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join(timeout=5)
+    loop.close()
+    for producer in producers:
+        producer.close()
     return {
+        "samples": samples,
+        "arrivals": [[o, lid, t] for (o, lid), t in arrivals.items()],
+        "late": late,
+        "last_sent": last_sent,
+        "cpu_s": cpu,
+    }
+
+
+def _child(
+    url: str, rate: int, total: int, owners: int, k: int, procs: int, mode: str,
+    trace: bool, pipe: Connection,
+) -> None:  # fmt: skip
+    pipe.send(_share(url, rate, total, owners, k, procs, mode, trace, pipe))
+    pipe.close()
+
+
+# --- one rate ----------------------------------------------------------------------------
+
+
+def run_rate(
+    url: str, rate: int, seconds: float, owners: int, *, producers: int = 0,
+    mode: str = "event", trace: bool = False, watch_pids: Sequence[int] = (),
+    stats: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Append at ``rate``/s for ``seconds`` from ``producers`` processes (0: one per
+    :data:`PER_PRODUCER`/s) and time the sampled events; the figures as a dict.
+    ``stats``: a client whose server's command counters are reset when the schedule
+    starts (after the producers' warm-up)."""
+    procs = producers or max(1, math.ceil(rate / PER_PRODUCER))
+    total = int(rate * seconds)
+    ctx = multiprocessing.get_context("spawn")
+    pipes, children = [], []
+    for k in range(procs):
+        ours, theirs = ctx.Pipe()
+        args = (url, rate, total, owners, k, procs, mode, trace, theirs)
+        child = ctx.Process(target=_child, args=args, daemon=True)
+        child.start()
+        pipes.append(ours)
+        children.append(child)
+    for pipe in pipes:
+        if pipe.recv() != "ready":
+            raise RuntimeError("a producer process failed to start")
+    cpu0 = {pid: _cpu_s(pid) for pid in watch_pids}
+    if stats is not None:
+        stats.config_resetstat()
+    start = time.monotonic() + 0.2
+    for pipe in pipes:
+        pipe.send(start)
+    results = [pipe.recv() for pipe in pipes]
+    for child in children:
+        child.join(timeout=30)
+    end = max(r["last_sent"] for r in results)
+    elapsed = end - start
+    cpu = {pid: (_cpu_s(pid) - cpu0[pid]) / elapsed for pid in watch_pids}
+    samples = [s for r in results for s in r["samples"]]
+    lat = [done - sent for _, _, _, sent, _, done in samples]
+    late = [x for r in results for x in r["late"]]
+    return {
+        "mode": mode,
         "rate_target": float(rate),
         "rate_achieved": total / elapsed,
+        "producers": float(procs),
         "events": float(total),
         "samples": float(len(lat)),
         "p50_s": percentile(lat, 50),
         "p99_s": percentile(lat, 99),
         "max_s": max(lat),
-        "late_sends": float(len(lateness)),
+        "late_sends": float(len(late)),
+        "late_p99_s": percentile(late, 99) if late else 0.0,
+        "producer_cpu": sum(r["cpu_s"] for r in results) / elapsed,
+        "cpu": {str(pid): c for pid, c in cpu.items()},
+        "raw_samples": samples,
+        "arrivals": [a for r in results for a in r["arrivals"]],
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def paced(url: str, rate: int, seconds: float, owners: int) -> dict[str, float]:
+    """:func:`run_rate` from a coroutine (``bench/workers.py``'s freshness phase)."""
+    found = await asyncio.to_thread(run_rate, url, rate, seconds, owners)
+    return {k: v for k, v in found.items() if isinstance(v, float)}
+
+
+# --- the trace ---------------------------------------------------------------------------
+
+STAGES = (
+    ("append", "append sent -> acked"),
+    ("to_read", "acked -> XREADGROUP returned"),
+    ("to_prepare", "read -> batch preparation starts"),
+    ("prepare", "preparation (fetch, plan, previous apply) -> ms_apply sent"),
+    ("apply", "ms_apply sent -> returned"),
+    ("to_record", "ms_apply returned -> record received"),
+    ("to_return", "record received -> wait returned"),
+)
+
+
+def breakdown(found: dict[str, Any], trace: dict[str, Any]) -> dict[str, Any]:
+    """Each sample's time split into :data:`STAGES` (seconds), joined on feed ids; the
+    p50 and p99 of each stage, and the mean of each over the slowest 1% of samples."""
+    read_at: dict[str, float] = {}
+    for t, ids in trace["reads"]:
+        for fid in ids:
+            read_at.setdefault(fid, t)
+    applied: dict[str, tuple[float, float, float]] = {}
+    for started, sent, done, ids in trace["applies"]:
+        for fid in ids:
+            applied.setdefault(fid, (started, sent, done))
+    arrived = {(o, lid): t for o, lid, t in found["arrivals"]}
+    rows = []
+    for fid, who, lid, sent, acked, done in found["raw_samples"]:
+        if fid not in read_at or fid not in applied or (who, lid) not in arrived:
+            continue
+        prep, call, back = applied[fid]
+        note_t = arrived[(who, lid)]
+        marks = (sent, acked, read_at[fid], prep, call, back, note_t, done)
+        rows.append((done - sent, [b - a for a, b in itertools.pairwise(marks)]))
+    if not rows:
+        return {"joined": 0}
+    rows.sort()
+    tail = rows[-max(1, len(rows) // 100) :]
+    out: dict[str, Any] = {"joined": len(rows)}
+    for n, (name, _) in enumerate(STAGES):
+        values = [r[1][n] for r in rows]
+        out[name] = {
+            "p50_ms": percentile(values, 50) * 1e3,
+            "p99_ms": percentile(values, 99) * 1e3,
+            "tail_mean_ms": sum(r[1][n] for r in tail) / len(tail) * 1e3,
+        }
+    window = (min(r[3] for r in found["raw_samples"]), max(r[5] for r in found["raw_samples"]))
+    pauses = [d for t, d in trace["gc"] if window[0] <= t <= window[1]]
+    out["worker_gc"] = {"count": len(pauses), "max_ms": max(pauses, default=0.0) * 1e3}
+    reads = [len(ids) for t, ids in trace["reads"] if window[0] <= t <= window[1]]
+    batches = [len(ids) for _, s, _, ids in trace["applies"] if window[0] <= s <= window[1]]
+    out["reads"] = {"count": len(reads), "mean_entries": sum(reads) / max(len(reads), 1)}
+    out["applies"] = {"count": len(batches), "mean_entries": sum(batches) / max(len(batches), 1)}
+    return out
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="1000,5000", help="events per second, comma-separated")
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds per rate")
+    ap.add_argument("--owners", type=int, default=50, help="owners (one session each)")
+    ap.add_argument("--producers", type=int, default=0,
+                    help=f"producer processes (0: one per {PER_PRODUCER:,}/s)")  # fmt: skip
+    ap.add_argument("--modes", default="event", help="event, poll or both (event,poll)")
+    ap.add_argument("--trace", action="store_true", help="break each sample down")
+    ap.add_argument("--json", type=Path, default=None, help="write every figure as JSON")
+    return ap.parse_args(argv)
+
+
+class TracedWorker:
+    """One ``memstream worker`` (through :mod:`bench.fresh_worker` when tracing)."""
+
+    def __init__(self, url: str, logdir: Path, trace: bool, tag: str) -> None:
+        self.trace = logdir / f"trace-{tag}.json" if trace else None
+        self.log = logdir / f"worker-{tag}.log"
+        args = ["worker", "--redis-url", url, "--consumer", f"fresh-{tag}",
+                "--block-ms", "1000", "--batch", "200"]  # fmt: skip
+        head = (
+            [sys.executable, "-m", "bench.fresh_worker", str(self.trace)]
+            if self.trace
+            else [sys.executable, "-m", "memstream.workers.cli"]
+        )
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        with self.log.open("wb") as fh:
+            self.proc = subprocess.Popen(
+                head + args, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=root
+            )
+
+    def stop(self) -> dict[str, Any] | None:
+        from memstream.workers.procs import stop_all
+
+        stop_all([self.proc], timeout=20)
+        if self.trace is None:
+            return None
+        if not self.trace.exists():
+            raise RuntimeError("worker wrote no trace:\n" + self.log.read_text()[-2000:])
+        found: dict[str, Any] = json.loads(self.trace.read_text())
+        return found
+
+
+def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
+    from memstream.workers.deploy import init
+
+    rates = [int(x) for x in args.rates.split(",")]
+    modes = [m.strip() for m in args.modes.split(",")]
+    results: list[dict[str, Any]] = []
+    load = [os.getloadavg()[0]]
+    with BenchRedis() as server, tempfile.TemporaryDirectory(prefix="ms-bench-f-") as tmp:
+        client = server.client()
+        init(client)
+        note(f"redis-server {server.version} on port {server.port}; load {load[0]:.1f}")
+        for rate in rates:
+            for mode in modes:
+                # A fresh worker per phase: its trace covers that phase only.
+                worker = TracedWorker(server.url, Path(tmp), args.trace, f"{mode}-{rate}")
+                try:
+                    found = run_rate(
+                        server.url, rate, args.seconds, args.owners, producers=args.producers,
+                        mode=mode, trace=args.trace,
+                        watch_pids=(worker.proc.pid, server.proc.pid), stats=client,
+                    )  # fmt: skip
+                finally:
+                    trace = worker.stop()
+                calls = _calls(client)
+                found["looks_per_wait"] = calls.get("xinfo|groups", 0.0) / max(found["samples"], 1)
+                found["calls_per_event"] = {k: v / found["events"] for k, v in calls.items()}
+                found["cpu"] = dict(zip(("worker", "redis"), found["cpu"].values(), strict=True))
+                if trace is not None:
+                    found["breakdown"] = breakdown(found, trace)
+                del found["raw_samples"], found["arrivals"]
+                results.append(found)
+                load.append(os.getloadavg()[0])
+                note(
+                    f"{mode} {rate:,}/s: achieved {found['rate_achieved']:,.0f}/s "
+                    f"({found['producers']:.0f} producers), p50 {found['p50_s'] * 1e3:.1f} ms, "
+                    f"p99 {found['p99_s'] * 1e3:.1f} ms; load {load[-1]:.1f}"
+                )
+        version = server.version
+        client.close()
+    return build_report(args, version, results, load)
+
+
+def _calls(client: Any) -> dict[str, float]:
+    """Calls of each command since the last ``CONFIG RESETSTAT`` (``xinfo|groups``: one
+    per look of a ``wait``; nothing else in the run sends it)."""
+    stats: Any = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): float(row["calls"])
+        for name, row in stats.items()
+        if isinstance(row, dict) and "calls" in row
+    }
+
+
+def build_report(
+    args: argparse.Namespace, version: str, results: list[dict[str, Any]], load: list[float]
+) -> tuple[Report, list[Target]]:
+    rep = Report(
+        "memstream freshness under load (append -> wait returned)",
+        ("asked", "wait", "achieved", "procs", "p50 ms", "p99 ms", "max ms", "late",
+         "CPU w/r/p", "looks/wait"),
+    )  # fmt: skip
+    targets: list[Target] = []
+    for f in results:
+        rate = int(f["rate_target"])
+        rep.row(
+            f"{rate:,}/s", f["mode"], f"{f['rate_achieved']:,.0f}/s", f"{f['producers']:.0f}",
+            f"{f['p50_s'] * 1e3:.1f}", f"{f['p99_s'] * 1e3:.1f}", f"{f['max_s'] * 1e3:.0f}",
+            f"{f['late_sends']:.0f}",
+            f"{f['cpu']['worker']:.2f}/{f['cpu']['redis']:.2f}/{f['producer_cpu']:.2f}",
+            f"{f['looks_per_wait']:.1f}",
+        )  # fmt: skip
+        if f["mode"] == "event" and rate in TARGETS_MS:
+            targets.append(Target(f"p99 at {rate:,}/s (ms)", f["p99_s"] * 1e3,
+                                  TARGETS_MS[rate], False))  # fmt: skip
+            targets.append(Target(f"achieved / asked at {rate:,}/s",
+                                  f["rate_achieved"] / rate, 0.97, True))  # fmt: skip
+        if "breakdown" in f and f["breakdown"].get("joined"):
+            b = f["breakdown"]
+            parts = ", ".join(
+                f"{name} {b[name]['p50_ms']:.2f}/{b[name]['p99_ms']:.2f}/"
+                f"{b[name]['tail_mean_ms']:.2f}"
+                for name, _ in STAGES
+            )
+            rep.notes.append(
+                f"{f['mode']} {rate:,}/s stages p50/p99/slowest-1% mean (ms): {parts}; "
+                f"{b['reads']['count']} reads of {b['reads']['mean_entries']:.1f} entries, "
+                f"{b['applies']['count']} applies of {b['applies']['mean_entries']:.1f}; "
+                f"worker GC {b['worker_gc']['count']} runs, max {b['worker_gc']['max_ms']:.2f} ms"
+            )
+    rep.notes.append(
+        f"{args.seconds:g} s per rate, every {SAMPLE_EVERY}th append waited for, "
+        f"{SENDERS} sender threads per producer process (procs), {args.owners} owners; "
+        "1 worker; late = sends that started after their due time; CPU = cores used by "
+        "the worker / redis-server / all producer processes; looks/wait = XINFO GROUPS "
+        "calls per sampled wait; "
+        f"load average {', '.join(f'{x:.1f}' for x in load)} (shared 2-core machine)."
+    )
+    rep.data = {
+        "environment": environment(version),
+        "parameters": vars(args) | {"json": str(args.json) if args.json else None},
+        "results": results,
+        "load": load,
+    }
+    return rep, targets
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_and_report(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

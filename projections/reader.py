@@ -1,9 +1,9 @@
 """``AsyncReader`` and ``Reader``: what agents read, always from the active version.
 
 Reads are :class:`Query` plans built by the projection modules. The async reader runs
-them; the sync reader runs the hot ones (history, state, sessions, working memory,
-``wait``) on its own blocking client (:mod:`.reader_sync`) and the others through the
-async one on a private loop.
+them; the sync reader runs the hot ones (history, state, sessions, working memory) on
+its own blocking client (:mod:`.reader_sync`) and the others through the async one on a
+private loop; ``wait`` too, since the loop holds its subscriber (:mod:`.waiter`).
 
 Every call is bounded by ``Settings.read_deadline_s`` (retries of transient errors
 included, see :mod:`memstream.producers.deadline`) and every driver error reaches the
@@ -23,9 +23,9 @@ from redis.exceptions import RedisError
 
 from memstream.producers import keys
 from memstream.producers.connection import async_client, sync_client
-from memstream.producers.deadline import acall, deadline_scope
+from memstream.producers.deadline import acall
 from memstream.producers.deployment import Deployment
-from memstream.producers.driver import is_transient, translate_driver_error
+from memstream.producers.driver import translate_driver_error
 from memstream.producers.errors import AppendRejectedError, InvalidInputError, MemstreamError
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
@@ -43,14 +43,8 @@ from .reads_vectors import AsyncVectorReads, VectorReads
 from .reads_world import AsyncWorldReads, WorldReads
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
-from .wait import (
-    WaitResult,
-    dead_letter,
-    next_delay,
-    progress,
-    resolve_pending,
-    timed_out,
-)
+from .wait import WaitResult, outcome, resolve_pending
+from .waiter import ChangeWaiter, wait_for
 from .working import read_working
 
 T = TypeVar("T")
@@ -81,6 +75,8 @@ class AsyncReader(
         self._invalidator = (
             Invalidator(self.settings, self.read_cache) if self.read_cache is not None else None
         )
+        self._waiter: ChangeWaiter | None = None
+        """``wait``'s subscriber, made by the first ``wait``."""
 
     @classmethod
     def from_settings(
@@ -213,24 +209,14 @@ class AsyncReader(
         A pending receipt (the append went to the producer's outbox) is first resolved
         through its eid: this waits for the flush, then for the apply. Redis being out of
         reach meanwhile is waited out too, up to ``timeout``; an outboxed append that
-        Redis refused raises :class:`~memstream.producers.errors.AppendRejectedError`."""
-        deadline = time.monotonic() + timeout
-        delay, failing = 0.0005, None
-        while True:
-            try:
-                with deadline_scope(max(deadline - time.monotonic(), 0.001)):
-                    receipt, result = await self._check(receipt)
-                if result is not None:
-                    return result
-                failing = None
-            except MemstreamError as e:
-                if not is_transient(e):
-                    raise
-                failing = e
-            if time.monotonic() >= deadline:
-                raise timed_out(receipt, timeout, failing) from failing
-            await asyncio.sleep(delay)
-            delay = next_delay(delay, receipt, failing)
+        Redis refused raises :class:`~memstream.producers.errors.AppendRejectedError`.
+
+        It wakes on the entry's change record when the partition's channel can be
+        subscribed (one shared subscriber connection per reader), else it polls
+        (:mod:`.waiter`)."""
+        if self._waiter is None:
+            self._waiter = ChangeWaiter(self.settings)
+        return await wait_for(self, self._waiter, receipt, timeout)
 
     async def _check(self, receipt: Receipt) -> tuple[Receipt, WaitResult | None]:
         """One look: the receipt (resolved if it was pending) and the result, if done."""
@@ -239,12 +225,11 @@ class AsyncReader(
             if receipt.pending:
                 return receipt, None
         version = (await self.deployment()).version
-        if not await self.run(progress(receipt, version)):
-            return receipt, None
-        if self.read_cache is not None:
+        result = await self.run(outcome(receipt, version))
+        if result is not None and self.read_cache is not None:
             # Read-your-writes: the entry's change record may still be on its way.
             self.read_cache.invalidate(receipt.owner)
-        return receipt, await self.run(dead_letter(receipt, version))
+        return receipt, result
 
     async def _resolve(self, receipt: Receipt) -> Receipt | None:
         """A pending receipt's ids, once its append is in Redis; None while it is not."""
@@ -261,6 +246,8 @@ class AsyncReader(
         return found
 
     async def aclose(self) -> None:
+        if self._waiter is not None:
+            await self._waiter.aclose()
         if self._invalidator is not None:
             await self._invalidator.aclose()
         await self.client.aclose()

@@ -18,10 +18,10 @@ import redis
 from redis.exceptions import RedisError
 
 from memstream.producers import keys
-from memstream.producers.deadline import call, deadline_scope
+from memstream.producers.deadline import call
 from memstream.producers.deployment import Deployment
-from memstream.producers.driver import is_transient, translate_driver_error
-from memstream.producers.errors import AppendRejectedError, InvalidInputError, MemstreamError
+from memstream.producers.driver import translate_driver_error
+from memstream.producers.errors import InvalidInputError, MemstreamError
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
 
@@ -30,14 +30,7 @@ from .history import read_history
 from .reads_log import _has_cold, resolve_cold
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
-from .wait import (
-    WaitResult,
-    dead_letter,
-    next_delay,
-    progress,
-    resolve_pending,
-    timed_out,
-)
+from .wait import WaitResult
 from .working import read_working
 
 T = TypeVar("T")
@@ -196,51 +189,11 @@ class BlockingReads:
         through its eid: this waits for the flush, then for the apply. Redis being out of
         reach meanwhile is waited out too, up to ``timeout``; an outboxed append that
         Redis refused raises :class:`~memstream.producers.errors.AppendRejectedError`."""
-        if self._cached:
-            # The async wait also invalidates the read cache for read-your-writes.
-            done: WaitResult = self._call(self._async.wait(receipt, timeout))
-            return done
-        deadline = time.monotonic() + timeout
-        delay, failing = 0.0005, None
-        while True:
-            try:
-                with deadline_scope(max(deadline - time.monotonic(), 0.001)):
-                    receipt, result = self._check(receipt)
-                if result is not None:
-                    return result
-                failing = None
-            except MemstreamError as e:
-                if not is_transient(e):
-                    raise
-                failing = e
-            if time.monotonic() >= deadline:
-                raise timed_out(receipt, timeout, failing) from failing
-            time.sleep(delay)
-            delay = next_delay(delay, receipt, failing)
-
-    def _check(self, receipt: Receipt) -> tuple[Receipt, WaitResult | None]:
-        """One look: the receipt (resolved if it was pending) and the result, if done."""
-        if receipt.pending:
-            receipt = self._resolve(receipt) or receipt
-            if receipt.pending:
-                return receipt, None
-        version = self._core.deployment().version
-        if not self._core.run(progress(receipt, version)):
-            return receipt, None
-        return receipt, self._core.run(dead_letter(receipt, version))
-
-    def _resolve(self, receipt: Receipt) -> Receipt | None:
-        """A pending receipt's ids, once its append is in Redis; None while it is not."""
-        if receipt.eid is None:
-            raise InvalidInputError("receipt", "a pending receipt must carry its eid")
-        found = self._core.run(resolve_pending(receipt, self._core.deployment().partitions))
-        if found is None and receipt.outbox is not None:
-            from memstream.producers.outbox import resolve
-
-            row = resolve(receipt.outbox, receipt.eid)
-            if row is not None and row.state == "rejected":
-                raise AppendRejectedError(row.reason or "refused")
-        return found
+        # On the private loop, which holds the reader's one subscriber connection: the
+        # wait wakes on the entry's change record (:mod:`.waiter`), and with a read
+        # cache the async wait also drops the owner's entries for read-your-writes.
+        done: WaitResult = self._call(self._async.wait(receipt, timeout))
+        return done
 
 
 def _n(last: int) -> int:

@@ -8,7 +8,7 @@ it was applied or dead-lettered is then read from the partition's DLQ.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from memstream.producers import keys
 from memstream.producers.errors import MemstreamError
@@ -95,6 +95,24 @@ def dead_letter(receipt: Receipt, version: int, start: str | None = None) -> Que
         return WaitResult("applied")
 
     return Query([("XRANGE", dlq, first, "+", "COUNT", DLQ_PAGE)], parse)
+
+
+def outcome(receipt: Receipt, version: int) -> Query[WaitResult | None]:
+    """:func:`progress` and :func:`dead_letter` in one round trip: the result once the
+    entry is done, None while it is not. The DLQ is read on every look, even before the
+    entry is done: an empty page costs less than a second round trip on the look that
+    finds it done, which is the one a waiter is waiting for."""
+    done, dead = progress(receipt, version), dead_letter(receipt, version)
+    n = len(done.commands)
+
+    def parse(replies: list[Any]) -> WaitResult | Query[WaitResult | None] | None:
+        if not done.parse(replies[:n]):
+            return None
+        # A full DLQ page asks for the next one: a Query[WaitResult] is a valid
+        # Query[WaitResult | None] follow-up (its parse never returns None).
+        return cast("WaitResult | Query[WaitResult | None]", dead.parse(replies[n:]))
+
+    return Query([*done.commands, *dead.commands], parse)
 
 
 def timed_out(receipt: Receipt, timeout: float, failing: Exception | None) -> WaitTimeoutError:
