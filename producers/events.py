@@ -181,11 +181,44 @@ class StateSaved(Event):
     state: dict[str, Any]
 
 
+MAX_SESSION_TTL_S = 10 * 365 * 86_400
+"""Longest TTL a session may choose (10 years); 0 means the session never expires."""
+
+SessionTtl = Annotated[int, Field(ge=0, le=MAX_SESSION_TTL_S)]
+
+
 @register
 class SessionStarted(Event):
+    """A session begins. v2 adds ``ttl_s``: the session's own TTL (docs/ttl.md), as
+    ``session.ttl_set`` would set it; a v1 payload is a v2 one without it."""
+
     TYPE: ClassVar[str] = "session.started"
+    VERSION: ClassVar[int] = 2
     SESSION: ClassVar[SessionRule] = "required"
     previous: Id | None = None
+    ttl_s: SessionTtl | None = None
+
+    def payload(self, *, json_safe: bool = False) -> dict[str, Any]:
+        data = super().payload(json_safe=json_safe)
+        if data.get("ttl_s") is None:  # unset: the payload v1 carried
+            data.pop("ttl_s", None)
+        return data
+
+
+@upcaster("session.started", 1)
+def _session_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return dict(data)  # v2 only adds ttl_s, which defaults to unset
+
+
+@register
+class SessionTtlSet(Event):
+    """Choose a session's TTL after it started: ``ttl_s`` seconds after its newest
+    message, 0 for never, ``None`` for the deployment default (docs/ttl.md). The latest
+    choice by log id wins, and it may shorten the session's life."""
+
+    TYPE: ClassVar[str] = "session.ttl_set"
+    SESSION: ClassVar[SessionRule] = "required"
+    ttl_s: SessionTtl | None
 
 
 @register

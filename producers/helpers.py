@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .core import invalid_from_pydantic
-from .events import Event, SessionDataSet, SessionStarted, StateSaved, StepRecorded
+from .events import Event, SessionDataSet, SessionStarted, SessionTtlSet, StateSaved, StepRecorded
 from .events_messages import HistoryCleared, MessageAppended
 from .events_tensors import TensorRecorded
 from .tensors import layout, read_array, split_groups
@@ -72,9 +72,20 @@ class AppendHelpers(ABC, Generic[R]):
         """Save the owner's state document (last writer wins by log id)."""
         return self.append(owner, make(StateSaved, state=state))
 
-    def start_session(self, owner: str, session: str, previous: str | None = None) -> R:
-        """Start a session, optionally linked to the one it rotates from."""
-        return self.append(owner, make(SessionStarted, previous=previous), session=session)
+    def start_session(
+        self, owner: str, session: str, previous: str | None = None, *, ttl_s: int | None = None
+    ) -> R:
+        """Start ``session`` of ``owner``, optionally linked to the ``previous`` one it
+        rotates from. ``ttl_s`` chooses the session's own TTL: its history expires that
+        many seconds after its newest message (0: never); unset keeps the default."""
+        event = make(SessionStarted, previous=previous, ttl_s=ttl_s)
+        return self.append(owner, event, session=session)
+
+    def set_session_ttl(self, owner: str, session: str, ttl_s: int | None) -> R:
+        """Choose the TTL of ``owner``'s ``session`` from now on: its history expires
+        ``ttl_s`` seconds after its newest message (0: never; ``None``: the deployment's
+        ``history_ttl_s``). A shorter TTL shortens the session's life."""
+        return self.append(owner, make(SessionTtlSet, ttl_s=ttl_s), session=session)
 
     def set_session_data(self, owner: str, session: str, key: str, value: Any) -> R:
         """Set one key of a session's data (last writer wins per key)."""

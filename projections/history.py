@@ -14,6 +14,7 @@ from msgpack import unpackb
 
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
+from memstream.producers.events import SessionStarted, SessionTtlSet
 from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import MessageAppended
 
@@ -28,6 +29,11 @@ def history_key(pk: keys.Projection, owner: str, session: str) -> str:
 
 def watermark(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
     return pk.key("wm", owner), f"hist:{session}"
+
+
+def ttl_choice(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
+    """Where the session's own TTL choice is kept (LWW by log id): one hash per owner."""
+    return pk.key("sttl", owner), session
 
 
 def ttl_floor(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
@@ -57,10 +63,11 @@ def message_body(msg: MessageAppended, ts_ms: int) -> dict[str, Any]:
 
 class History(Projection):
     name: ClassVar[str] = "history"
-    key_names: ClassVar[frozenset[str]] = frozenset({"hist", "wm"})
+    key_names: ClassVar[frozenset[str]] = frozenset({"hist", "wm", "sttl"})
     handles: ClassVar[frozenset[str]] = frozenset(
-        {"message.appended", "history.cleared", "ttl.extended"}
-    )
+        {"message.appended", "history.cleared", "ttl.extended", "session.started",
+         "session.ttl_set"}
+    )  # fmt: skip
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
         ttl = ctx.settings.history_ttl_s
@@ -71,24 +78,50 @@ class History(Projection):
                 key = history_key(ctx.keys, event.owner, session)
                 writes.extend_to([key], at, ttl_floor(ctx.keys, event.owner, session))
             return
-        if session is None or ctx.expired(event, ttl):
+        if session is None:
             return
         key = history_key(ctx.keys, event.owner, session)
-        mark = watermark(ctx.keys, event.owner, session)
         version = sortable(event.log_id)
+        if isinstance(event.event, SessionStarted | SessionTtlSet):
+            self._choose_ttl(event, ctx, writes, key, version)
+            return
+        # No skip of an expired message here: its session may have chosen a longer TTL
+        # than the default. The exact expiry below drops a session whose newest message
+        # has outlived its TTL, so replay still never brings one back.
+        mark = watermark(ctx.keys, event.owner, session)
         if isinstance(event.event, MessageAppended):
             body = message_body(event.event, event.ts_ms)
             writes.zlog(key, version, pack(body), cap=ctx.settings.history_cap, watermark=mark)
         else:
             writes.clear(key, mark, version)
-            if ttl is not None:
+            if ttl is not None and not ctx.expired(event, ttl):
                 # Only clears extend the watermark's life: a message arriving before the
                 # clear that creates it would otherwise be a no-op in one order and not in
-                # another. The latest clear + TTL outlives every message it must stop.
+                # another. The latest clear + TTL outlives every message it must stop. (A
+                # past time would delete the owner's whole watermark hash: skipped.)
                 writes.expire_at(mark[0], event.ts_ms + ttl * 1000)
-        if ttl is not None:
-            floor = ttl_floor(ctx.keys, event.owner, session)
-            writes.expire_at_floor(key, event.ts_ms + ttl * 1000, floor)
+        self._expire(event, ctx, writes, key, session)
+
+    def _choose_ttl(
+        self, event: StoredEvent, ctx: ApplyContext, writes: Writes, key: str, version: str
+    ) -> None:
+        assert isinstance(event.event, SessionStarted | SessionTtlSet)
+        chosen = event.event.ttl_s
+        if isinstance(event.event, SessionStarted) and chosen is None:
+            return  # a start without a choice changes nothing
+        session = event.session or ""
+        choice = ttl_choice(ctx.keys, event.owner, session)
+        value = b"d" if chosen is None else b"%d" % (chosen * 1000)
+        writes.lww(choice[0], choice[1], version, value)
+        self._expire(event, ctx, writes, key, session)
+
+    def _expire(
+        self, event: StoredEvent, ctx: ApplyContext, writes: Writes, key: str, session: str
+    ) -> None:
+        # Every change to a session recomputes its expiry from merged state (docs/ttl.md).
+        default_ms = (ctx.settings.history_ttl_s or 0) * 1000
+        choice = ttl_choice(ctx.keys, event.owner, session)
+        writes.session_expiry(key, choice, ttl_floor(ctx.keys, event.owner, session), default_ms)
 
 
 def read_history(

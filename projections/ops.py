@@ -34,6 +34,7 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "ZMIN": (1,),
     "EXPAT": (1,),
     "EXPATF": (1, 3),
+    "SESSEXP": (1, 2, 4),
     "DEL": (1,),
     "XADD": (1,),
     "SPUB": (1,),
@@ -52,7 +53,9 @@ CHANNEL_OPS = frozenset({"SPUB"})
 """Ops whose "key" is a pub/sub channel: declared like a key (Cluster routes on it), but
 nothing is stored under it."""
 
-RERUNNABLE_OPS = frozenset({"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF"})
+RERUNNABLE_OPS = frozenset(
+    {"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF", "SESSEXP"}
+)
 """Ops that may run again later, after other writes, and change nothing: idempotent and
 order-free. An owner rebuild re-runs only these on keys it cannot delete first (keys
 shared with other owners). Not HINCR or XADD (they would count twice), nor DEL (run
@@ -145,6 +148,14 @@ class Writes:
         for key in keys:
             self.expire_at(key, at_ms)
 
+    def session_expiry(
+        self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int
+    ) -> None:
+        """Set ``key`` (a session's capped log) to expire at its newest member's time plus
+        the TTL in the ``chosen`` hash field (else ``default_ms``; 0 is none), no earlier
+        than the ``floor`` field: recomputed exactly, so a shorter TTL shortens it."""
+        self.ops.append(("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms))
+
     def delete(self, key: str) -> None:
         self.ops.append(("DEL", key))
 
@@ -231,6 +242,7 @@ _ARG_RULES: dict[str, tuple[Any, ...]] = {
     "ZMIN": (_key, _text, _score),
     "EXPAT": (_key, lambda v: _int(v, 0)),
     "EXPATF": (_key, lambda v: _int(v, 0), _key, _text),
+    "SESSEXP": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
     "DEL": (_key,),
     "SPUB": (_key, _text),
     "LWWZ": (_key, _text, _ver, _text, _key, _text,

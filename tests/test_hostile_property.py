@@ -43,6 +43,8 @@ BASE: dict[str, dict[str, Any]] = {
     "evidence.observed": {"scenario": "sc", "path": ["a"], "variable": "v", "outcome": "x"},
     "tensor.recorded": dict(TENSOR),
     "ttl.extended": {"seconds": 60},
+    "session.started": {"ttl_s": 60},
+    "session.ttl_set": {"ttl_s": 60},
     "world.configured": {"scenario": "sc", "variables": {"v": ["x", "y"]}, "levels": 1},
     "exploration.recorded": {"trigger": "curiosity", "pattern": "p", "success": True},
     "store.put": {"namespace": ["n"], "key": "k", "value": {"text": "t"}, "ttl_s": 60},
@@ -163,12 +165,15 @@ def test_extreme_numbers_never_break_the_gate(
             neighbours += 1
             data = _payload(event_type, name, value)
             raw = json.dumps(data)
+            model = model_for(event_type)
+            session = ["session", "s"] if model and model.SESSION == "required" else []
             if around:  # written around ms_append, as the MULTI fallback does
-                fields = ["type", event_type, "v", "1", "ct", "json", "data", raw]
+                fields = ["type", event_type, "v", "1", "ct", "json", "data", raw, *session]
                 _, feed_id = multi_fallback_append(conn, OWNER, 16, fields)
             else:
                 reply: Any = r.fcall("ms_append", 2, keys.log(P, OWNER), keys.feed(P),
-                                     "type", event_type, "data", raw, "ct", "json")  # fmt: skip
+                                     "type", event_type, "data", raw, "ct", "json",
+                                     *session)  # fmt: skip
                 feed_id = reply[1].decode()
             accepted[feed_id] = _accepted(event_type, data)
         producer.append(OWNER, SkillExecuted(name="s", success=True, duration_s=1.0))

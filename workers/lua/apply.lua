@@ -156,6 +156,36 @@ OPS.EXPATF = function(keys, op)
   OPS.EXPAT(keys, {'EXPATF', op[2], math.max(tonumber(op[3]), floor)})
 end
 
+-- A session's history expires at its newest message's event time plus the session's TTL
+-- (docs/ttl.md): the TTL a `session.started`/`session.ttl_set` chose (an LWW field, "d" for
+-- the deployment default, else ms, 0 for never) or the deployment default (op[7], 0 for
+-- none); never before the `ttl.extended` floor. Set exactly, not only extended, from merged
+-- state (LWW choice, newest member, max floor), so a shorter TTL chosen later shortens it
+-- and every delivery order ends with the same expiry.
+OPS.SESSEXP = function(keys, op)
+  local k = keys[op[2]]
+  local ttl = tonumber(op[7])
+  local chosen = redis.call('HGET', keys[op[3]], op[4])
+  if chosen then
+    local v = string.sub(chosen, VERSION_LEN + 1)
+    if v ~= 'd' then
+      ttl = tonumber(v) or ttl
+    end
+  end
+  if ttl == 0 then
+    if chosen then  -- a choice of "no TTL" (or of a default that is none) undoes an expiry
+      redis.call('PERSIST', k)
+    end
+    return
+  end
+  local newest = redis.call('ZRANGE', k, -1, -1)[1]
+  if not newest then
+    return
+  end
+  local floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
+  redis.call('PEXPIREAT', k, math.max(tonumber(string.sub(newest, 1, 13)) + ttl, floor))
+end
+
 OPS.DEL = function(keys, op)
   redis.call('DEL', keys[op[2]])
   batch.marks = {}  -- the key may have been a watermark hash: read them again
@@ -334,12 +364,12 @@ end
 local KEY_ARGS = {
   LWW = {2}, ZLOG = {2}, CLEAR = {2, 3}, HMAX = {2}, HINCR = {2}, ZMAX = {2}, ZMIN = {2},
   EXPAT = {2}, EXPATF = {2, 4}, DEL = {2}, XADD = {2}, SPUB = {2}, LWWZ = {2, 6},
-  PRUNE = {2}, PTR = {2, 3},
+  PRUNE = {2}, PTR = {2, 3}, SESSEXP = {2, 3, 5},
 }
 local OPTIONAL_KEYS = { ZLOG = {5}, PRUNE = {4, 5} }
 local ARITY = {
   LWW = 5, ZLOG = 6, CLEAR = 5, HMAX = 4, HINCR = 4, ZMAX = 4, ZMIN = 4, EXPAT = 3,
-  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5,
+  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 7,
 }
 
 local function key_ok(keys, i)
@@ -382,6 +412,9 @@ CHECK.ZMAX = function(op) return is_str(op[3]) and is_num(op[4]) end
 CHECK.ZMIN = CHECK.ZMAX
 CHECK.EXPAT = function(op) return is_int(op[3], 0, MAX_INT) end
 CHECK.EXPATF = function(op) return is_int(op[3], 0, MAX_INT) and is_str(op[5]) end
+CHECK.SESSEXP = function(op)
+  return is_str(op[4]) and is_str(op[6]) and is_int(op[7], 0, MAX_INT)
+end
 CHECK.DEL = function(op) return true end
 CHECK.XADD = function(op)
   if #op < 4 or #op % 2 ~= 0 then return false end

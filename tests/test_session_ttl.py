@@ -1,0 +1,127 @@
+"""TTL chosen by the application, per session (docs/ttl.md): set at ``session.started`` or
+by ``session.ttl_set``, sliding with activity, able to shorten, convergent, replay-safe."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memstream.producers import InvalidInputError, Producer, Receipt, Settings, keys
+from memstream.producers.entry import StoredEvent
+from memstream.producers.events import Event, SessionStarted, SessionTtlSet
+from memstream.producers.events_messages import HistoryCleared, MessageAppended
+from memstream.projections.history import History
+from memstream.projections.reader import AsyncReader
+from memstream.projections.testing import check_convergence
+from memstream.workers.replay import replay_all
+from tests.workers_util import running_worker
+
+OWNER = "agent.ada"
+P = keys.partition(OWNER, 16)
+
+
+def _events(now: int) -> list[StoredEvent]:
+    """Two sessions: s1 chooses 60 s at its start, then 30 s; s2 chooses never, then the
+    default again, and is cleared. Event times spread over the last 50 s."""
+
+    def at(dt_ms: int, event: Event, session: str, version: int = 1) -> StoredEvent:
+        return StoredEvent(OWNER, f"{now - 50_000 + dt_ms}-0", event.TYPE, version, event,
+                           session=session)  # fmt: skip
+
+    def msg(text: str) -> MessageAppended:
+        return MessageAppended(role="user", content=text)
+
+    return [
+        at(0, SessionStarted(ttl_s=60), "s1", 2),
+        at(1_000, msg("a"), "s1"),
+        at(2_000, msg("b"), "s1"),
+        at(3_000, SessionTtlSet(ttl_s=30), "s1"),
+        at(40_000, msg("c"), "s1"),
+        at(500, msg("x"), "s2"),
+        at(1_500, SessionTtlSet(ttl_s=0), "s2"),
+        at(2_500, msg("y"), "s2"),
+        at(4_000, SessionTtlSet(ttl_s=None), "s2"),
+        at(4_500, HistoryCleared(), "s2"),
+        at(45_000, msg("z"), "s2"),
+    ]
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(range(11)),
+    duplicates=st.lists(st.integers(0, 10), max_size=3),
+    batch=st.sampled_from([[1], [3], [2, 5]]),
+    default=st.sampled_from([None, 20, 3600]),
+)
+def test_session_ttls_converge_in_any_order(
+    r: redis.Redis,
+    deployed: str,
+    order: list[int],
+    duplicates: list[int],
+    batch: list[int],
+    default: int | None,
+) -> None:
+    # The harness's clock runs a day ahead, so no expiry computed here passes mid-check.
+    now = (int(time.time()) + 86_400) * 1000
+    check_convergence(
+        r, [History()], _events(now), order=order, duplicates=duplicates, batch_sizes=batch,
+        settings=Settings(history_ttl_s=default), now_ms=now,
+    )  # fmt: skip
+
+
+def _ms(receipt: Receipt) -> int:
+    return int(receipt.log_id.split("-")[0])
+
+
+def _expiry_ms(r: redis.Redis, session: str) -> int:
+    return int(r.pexpiretime(keys.Projection(P, 1).key("hist", OWNER, session)))
+
+
+async def test_a_session_ttl_shortens_slides_and_expires(deployed: str, r: redis.Redis) -> None:
+    with Producer.from_url(deployed) as producer:
+        async with running_worker(deployed, settings={"history_ttl_s": 3600}):
+            first = producer.append_message(OWNER, "s1", "user", "hello")
+            async with AsyncReader.from_url(deployed) as reader:
+                assert (await reader.wait(first, timeout=20)).applied
+                default_at = _expiry_ms(r, "s1")
+                assert default_at >= _ms(first) + 3600_000 - 1
+                chosen = producer.set_session_ttl(OWNER, "s1", 2)
+                assert (await reader.wait(chosen, timeout=20)).applied
+                # Shortened: the newest message's time plus the session's 2 s.
+                assert _expiry_ms(r, "s1") == _ms(first) + 2000
+                await asyncio.sleep(0.3)
+                later = producer.append_message(OWNER, "s1", "user", "still here")
+                assert (await reader.wait(later, timeout=20)).applied
+                assert _expiry_ms(r, "s1") == _ms(later) + 2000  # activity slides it
+                assert len(await reader.history(OWNER, "s1")) == 2
+                never = producer.start_session(OWNER, "s2", ttl_s=0)
+                kept = producer.append_message(OWNER, "s2", "user", "forever")
+                assert (await reader.wait(kept, timeout=20)).applied and never.log_id
+                assert _expiry_ms(r, "s2") == -1  # 0 chose no expiry over the default
+                await asyncio.sleep(max(0.0, (_ms(later) + 2300) / 1000 - time.time()))
+                assert await reader.history(OWNER, "s1") == []
+        # Replay folds the expired session again: it must not come back.
+        summary = await asyncio.to_thread(
+            replay_all, r, Settings.from_url(deployed, history_ttl_s=3600), grace_s=0.2,
+            catchup_timeout_s=30,
+        )  # fmt: skip
+        assert summary.to_version == 2
+        async with AsyncReader.from_url(deployed) as reader:
+            assert await reader.history(OWNER, "s1") == []
+            assert [m["content"] for m in await reader.history(OWNER, "s2")] == ["forever"]
+
+
+@pytest.mark.parametrize("ttl_s", [-1, 10 * 365 * 86_400 + 1, 1.5])
+def test_out_of_range_session_ttls_are_refused_by_name(deployed: str, ttl_s: float) -> None:
+    with Producer.from_url(deployed) as producer:
+        with pytest.raises(InvalidInputError, match="ttl_s"):
+            producer.set_session_ttl(OWNER, "s1", ttl_s)
+        with pytest.raises(InvalidInputError, match="ttl_s"):
+            producer.start_session(OWNER, "s1", ttl_s=ttl_s)
