@@ -65,5 +65,6 @@ _suite(test_cache, ["test_hits_skip_redis_and_a_write_by_another_process_invalid
 _suite(
     test_replay,
     ["test_replay_twice_in_a_row", "test_cli_replay",
-     "test_replay_cleans_up_after_a_replay_that_died"],
+     "test_replay_cleans_up_after_a_replay_that_died",
+     "test_owner_rebuild_in_place_under_live_appends"],
 )  # fmt: skip
