@@ -147,7 +147,10 @@ def translate_driver_error(error: rx.RedisError, settings: Settings | None) -> M
         return NotReplicatedError(f"Redis at {where}: {text}")
     if isinstance(error, rx.TimeoutError):
         return RedisTimeoutError(f"Redis at {where} did not answer in time: {text}")
-    if isinstance(error, rx.BusyLoadingError) or text.startswith(BUSY_PREFIXES):
+    # redis-py raises ClusterDownError("The cluster is down") itself, without the
+    # server's CLUSTERDOWN prefix, when no node it knows can serve the slot map yet.
+    busy = rx.BusyLoadingError | rx.ClusterDownError | rx.TryAgainError
+    if isinstance(error, busy) or text.startswith(BUSY_PREFIXES):
         return ServerBusyError(f"Redis at {where} cannot serve now: {text}")
     if isinstance(error, rx.ConnectionError):
         return RedisUnavailableError(where, text)
