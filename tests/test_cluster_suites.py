@@ -9,12 +9,26 @@ their own, so the single-node run is not doubled.
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import redis
 from _pytest.fixtures import FixtureFunctionDefinition
+from redis.cluster import RedisCluster
 
-from tests import test_append, test_cache, test_forget, test_replay, test_worker_basic
+from memstream.producers import keys
+from tests import (
+    test_append,
+    test_cache,
+    test_crash,
+    test_forget,
+    test_replay,
+    test_search,
+    test_wire_protocol,
+    test_worker_basic,
+    test_world,
+)
+from tests.redis_cluster import RedisClusterNodes
 
 TOPOLOGY_FIXTURES = {"r", "redis_url", "deployed", "producer", "stored"}
 CONFTEST_FIXTURES = {"r", "redis_url", "deployed", "topology", "redis_server", "redis_cluster"}
@@ -68,3 +82,44 @@ _suite(
      "test_replay_cleans_up_after_a_replay_that_died",
      "test_owner_rebuild_in_place_under_live_appends"],
 )  # fmt: skip
+# Search and the world model: one end-to-end test each (their folds' Redis access is
+# the worker's; the rest of those suites checks arithmetic, which the topology cannot
+# change).
+_suite(test_search, ["test_expired_and_deleted_items_are_never_hits"])
+_suite(test_world, ["test_producer_worker_reader_end_to_end"])
+
+
+@ON_CLUSTER
+def test_sigkilled_workers_lose_nothing_and_apply_once_on_a_cluster(
+    deployed: str, r: redis.Redis
+) -> None:
+    """The crash test (worker processes SIGKILLed under load, then a full replay that must
+    equal the live projections) at a size that keeps ``make test`` short: 3,000 events and
+    two kills, against 20,000 and three on one node."""
+    test_crash.test_sigkilled_workers_lose_nothing_and_apply_once(deployed, r, 3000, 2)
+
+
+@ON_CLUSTER
+def test_node_appends_through_the_node_that_owns_the_slot(
+    deployed: str, r: redis.Redis, redis_cluster: RedisClusterNodes
+) -> None:
+    """The Node example (tests/node/append.mjs, a plain node-redis client) pointed at one
+    Cluster node. The script reads ``ms:meta`` first, whose slot is fixed, so the owner's
+    slot is moved to ``ms:meta``'s primary for the test (and back): one node then serves
+    every command of the script, as the README's one-node example expects; across nodes
+    a cluster-aware client (node-redis ``createCluster``) follows ``MOVED`` itself."""
+    cluster = cast(RedisCluster, r)
+    slot = int(cluster.keyslot(keys.log(keys.partition("node-agent", 16), "node-agent")))  # type: ignore[no-untyped-call]
+    home = cluster.get_node_from_key(keys.META)  # type: ignore[no-untyped-call]
+    back = redis_cluster._slot_owner(slot)
+    if back != home.port:
+        redis_cluster.move_slot(slot, home.port)
+    fresh = redis_cluster.client()  # knows the slot's new home
+    try:
+        test_wire_protocol.test_node_example_appends_and_dedups_by_eid(
+            f"redis://{home.host}:{home.port}/0", cast(redis.Redis, fresh)
+        )
+    finally:
+        fresh.close()
+        if back != home.port:
+            redis_cluster.move_slot(slot, back)
