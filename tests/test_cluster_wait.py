@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -145,6 +146,32 @@ async def test_on_a_cluster_each_append_waits_for_its_shards_replica(
             finally:
                 frozen.thaw()
             await aproducer.append_many([(o, e) for o in ["ada", *others] for e in _states(2)])
+            # A slot move under waited appends: ASK while its keys are on the target but the
+            # slot not yet handed over, then MOVED to producers whose slot map is stale.
+            slot = int(producer.client.keyslot(keys.log(keys.partition("ada", 16), "ada")))  # type: ignore[attr-defined]
+            target = next(n.port for n in replicated.primaries() if n.port != node.port)
+            ports = replicated.begin_move(slot, target)
+            with redis.Redis(port=node.port) as src:
+                every = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+            replicated.migrate_keys(ports, *every)
+            asked = [
+                producer.save_state("ada", {"v": 4}),
+                await aproducer.save_state("ada", {"v": 5}),
+            ]
+            with redis.Redis(port=target) as dst:  # they went there after an ASK
+                stats: Any = dst.info("commandstats")
+                assert int(stats["cmdstat_asking"]["calls"]) >= 2
+            replicated.finish_move(slot, ports)
+            moved = [
+                producer.save_state("ada", {"v": 6}),
+                await aproducer.save_state("ada", {"v": 7}),
+            ]
+    with redis.Redis(port=target) as dst:
+        log = [
+            entry_id.decode()
+            for entry_id, _ in dst.xrange(keys.log(keys.partition("ada", 16), "ada"))
+        ]
+    assert [r.log_id for r in asked + moved] == log[-4:]
 
 
 def admin_node(url: str, owner: str) -> int:
