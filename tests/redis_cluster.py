@@ -50,6 +50,9 @@ class RedisClusterNodes:
                         "yes",
                         "--appendfsync",
                         "always",
+                        # a replica's first sync starts at once, not after Redis's 5 s
+                        "--repl-diskless-sync-delay",
+                        "0",
                     )
                 )
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]

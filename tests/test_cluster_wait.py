@@ -28,7 +28,7 @@ WAITED = {"wait_replicas": 1, "wait_timeout_ms": 200, "append_deadline_s": 1.0}
 
 @pytest.fixture
 def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
-    primary = RedisServer(tmp_path / "primary")
+    primary = RedisServer(tmp_path / "primary", "--repl-diskless-sync-delay", "0")
     replica = RedisServer(tmp_path / "replica", "--replicaof", "127.0.0.1", "0")
     with redis.Redis(port=replica.port) as c:
         c.replicaof("127.0.0.1", primary.port)
