@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from redis import exceptions as rx
 
-from .errors import RedisTimeoutError, RedisUnavailableError
+from .errors import NotReplicatedError, RedisTimeoutError, RedisUnavailableError
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -58,8 +58,10 @@ def backoff_s(settings: Settings, failures: int) -> float:
 
 
 def _translate(error: Exception, settings: Settings) -> Exception:
-    from .driver import translate_driver_error
+    from .driver import address, is_torn_connection, translate_driver_error
 
+    if is_torn_connection(error):
+        return RedisUnavailableError(address(settings), f"connection torn down: {error}")
     if isinstance(error, rx.RedisError):
         return translate_driver_error(error, settings)
     if isinstance(error, TimeoutError):  # asyncio.timeout's, or a socket's
@@ -79,8 +81,13 @@ def _give_up(
     """The error to raise when the deadline or the retries ran out.
 
     A last try cut short by the deadline says less than the refusals before it: report
-    "cannot reach" rather than "did not answer" when the server was refusing us."""
-    if isinstance(error, RedisTimeoutError) and isinstance(previous, RedisUnavailableError):
+    "cannot reach" rather than "did not answer" when the server was refusing us, and
+    "too few replicas" when the tries before stored the append but no replica had it."""
+    if isinstance(error, NotReplicatedError):
+        return error  # its message says what was short
+    if isinstance(error, RedisTimeoutError) and isinstance(
+        previous, RedisUnavailableError | NotReplicatedError
+    ):
         return previous
     if isinstance(error, RedisTimeoutError):
         return RedisTimeoutError(
@@ -105,12 +112,15 @@ class _Tries:
     def failed(self, cause: Exception) -> float:
         """Seconds to sleep before the next try; raises the translated error instead
         when it is not transient or the retries or the deadline are spent."""
-        from .driver import is_transient
+        from .driver import is_migrating, is_torn_connection, is_transient
 
+        if isinstance(cause, AttributeError | TypeError) and not is_torn_connection(cause):
+            raise cause  # a bug, not Redis
         error = _translate(cause, self.settings)
         self.failures += 1
         left = self.left()
-        if not is_transient(error) or self.failures > self.settings.retries or left <= 0:
+        retry = is_transient(error) or is_migrating(cause)  # a half-moved slot: see driver
+        if not retry or self.failures > self.settings.retries or left <= 0:
             took = time.monotonic() - self.started
             raise _give_up(error, self.previous, self.settings, self.failures, took) from cause
         self.previous = error
@@ -128,7 +138,7 @@ def call(fn: Callable[[], T], settings: Settings, seconds: float) -> T:
         while True:
             try:
                 return fn()
-            except (rx.RedisError, TimeoutError) as e:
+            except (rx.RedisError, TimeoutError, AttributeError, TypeError) as e:
                 delay = tries.failed(e)
             time.sleep(delay)
 
@@ -141,6 +151,6 @@ async def acall(fn: Callable[[], Awaitable[T]], settings: Settings, seconds: flo
             try:
                 async with asyncio.timeout(max(tries.left(), 0.0)):
                     return await fn()
-            except (rx.RedisError, TimeoutError) as e:
+            except (rx.RedisError, TimeoutError, AttributeError, TypeError) as e:
                 delay = tries.failed(e)
             await asyncio.sleep(delay)

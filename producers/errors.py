@@ -55,6 +55,12 @@ class RedisTimeoutError(MemstreamError, TimeoutError):
     """Redis did not answer within the deadline (frozen, overloaded or far away)."""
 
 
+class NotReplicatedError(RedisTimeoutError):
+    """An append reached its primary, but fewer replicas than ``Settings.wait_replicas``
+    acknowledged it in time: it may be stored and may still be lost if that primary dies.
+    Retry with the same ``eid`` (the retry writes nothing twice and waits again)."""
+
+
 class AuthenticationError(MemstreamError):
     """Redis refused the credentials; ``username`` names the user, never the password."""
 

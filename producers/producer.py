@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.asyncio
 
-from . import keys, many
+from . import keys, many, replicas
 from .connection import async_client, sync_client
 from .core import Append, AppendCore, Prepared, prepare
 from .deadline import acall, call
@@ -46,6 +46,7 @@ from .producer_base import (
     row_of,
 )
 from .receipt import Receipt
+from .replicas import WaitState
 from .settings import Settings
 
 if TYPE_CHECKING:  # the outbox is imported only when one is asked for
@@ -105,8 +106,10 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
             self._start_flusher()
             if self._outbox.holds(prepared.owner) and await self._queue([prepared], True):
                 return self._pending(prepared)
+        state = WaitState(earlier=eid is not None)  # the caller's eid may be stored already
         try:
-            return await acall(lambda: self._send_one(prepared), self.settings, self._deadline)
+            send = functools.partial(self._send_one, prepared, state)
+            return await acall(send, self.settings, self._deadline)
         except MemstreamError as e:
             self._outbox_or_raise(e)
         await self._queue([prepared], False)
@@ -116,9 +119,12 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
     def _deadline(self) -> float:
         return self.settings.append_deadline_s
 
-    async def _send_one(self, prepared: Prepared) -> Receipt:
+    async def _send_one(self, prepared: Prepared, state: WaitState) -> Receipt:
         plan = (await self._current_core()).locate(prepared)
-        reply = await self.client.execute_command(*plan.command)  # type: ignore[no-untyped-call]
+        if self.settings.wait_replicas:  # Settings.wait_replicas: see .replicas
+            reply = await replicas.aone(self.client, plan, self.settings, state)
+        else:
+            reply = await self.client.execute_command(*plan.command)  # type: ignore[no-untyped-call]
         return AppendCore.receipt(plan, reply)
 
     async def _queue(self, items: list[Prepared], only_if_pending: bool) -> bool:
@@ -138,9 +144,15 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
         return stored
 
     async def _send_rows(self, rows: list[Row]) -> list[Any]:
+        state = WaitState(earlier=True)  # a flushed row may have been sent before
+
         async def go() -> list[Any]:
+            core = await self._current_core()
+            if self.settings.wait_replicas:
+                waited = replicas.rows(rows, core.deployment.partitions)
+                return await replicas.asend(self.client, waited, self.settings, state)
             pipe = self.client.pipeline(transaction=False)
-            for cmd in flush_commands(rows, await self._current_core()):
+            for cmd in flush_commands(rows, core):
                 pipe.execute_command(*cmd)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies
@@ -155,15 +167,17 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
         :class:`AppendManyError` naming the refused items; the others are stored. With an
         outbox, the items no trip could send (all of them if the batch names an owner with
         outboxed appends) are outboxed in order, pending."""
-        prepared = [prepare(as_append(i), self.redactor, self.ct) for i in items]
+        given = [as_append(i) for i in items]
+        prepared = [prepare(a, self.redactor, self.ct) for a in given]
         outbox = self._outbox
         if outbox is not None:
             self._start_flusher()
         sent: dict[int, Any] = {}
         if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
             try:
+                state = WaitState(earlier=any(a.eid for a in given))
                 for trip in many.plan_calls(await self.core(), prepared):
-                    send = functools.partial(self._send_calls, trip, prepared)
+                    send = functools.partial(self._send_calls, trip, prepared, state)
                     self._absorb(trip, await acall(send, self.settings, self._deadline), sent)
             except MemstreamError as e:
                 self._outbox_or_raise(e)
@@ -172,7 +186,12 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
             await self._queue(queued, False)
         return self._many_result(prepared, sent)
 
-    async def _send_calls(self, trip: list[many.Call], prepared: list[Prepared]) -> list[Any]:
+    async def _send_calls(
+        self, trip: list[many.Call], prepared: list[Prepared], state: WaitState
+    ) -> list[Any]:
+        if self.settings.wait_replicas:  # needs ms_append_many: no singles fallback
+            return await replicas.acalls(self.client, trip, prepared, self.settings, state)
+
         async def send(commands: list[tuple[Any, ...]]) -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for cmd in commands:
@@ -247,8 +266,9 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
         outbox = self._outbox
         if outbox is not None and outbox.store_if_pending(*row_of(prepared)):
             return self._pending(prepared)
+        state = WaitState(earlier=eid is not None)  # the caller's eid may be stored already
         try:
-            return call(lambda: self._send_one(prepared), self.settings, self._deadline)
+            return call(lambda: self._send_one(prepared, state), self.settings, self._deadline)
         except MemstreamError as e:
             self._outbox_or_raise(e)
         assert outbox is not None
@@ -259,15 +279,24 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
     def _deadline(self) -> float:
         return self.settings.append_deadline_s
 
-    def _send_one(self, prepared: Prepared) -> Receipt:
+    def _send_one(self, prepared: Prepared, state: WaitState) -> Receipt:
         plan = self._current_core().locate(prepared)
-        reply = self.client.execute_command(*plan.command)  # type: ignore[no-untyped-call]
+        if self.settings.wait_replicas:  # Settings.wait_replicas: see .replicas
+            reply = replicas.one(self.client, plan, self.settings, state)
+        else:
+            reply = self.client.execute_command(*plan.command)  # type: ignore[no-untyped-call]
         return AppendCore.receipt(plan, reply)
 
     def _send_rows(self, rows: list[Row]) -> list[Any]:
+        state = WaitState(earlier=True)  # a flushed row may have been sent before
+
         def go() -> list[Any]:
+            core = self._current_core()
+            if self.settings.wait_replicas:
+                waited = replicas.rows(rows, core.deployment.partitions)
+                return replicas.send(self.client, waited, self.settings, state)
             pipe = self.client.pipeline(transaction=False)
-            for cmd in flush_commands(rows, self._current_core()):
+            for cmd in flush_commands(rows, core):
                 pipe.execute_command(*cmd)  # type: ignore[no-untyped-call]
             replies: list[Any] = pipe.execute(raise_on_error=False)
             return replies
@@ -282,13 +311,15 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
         :class:`AppendManyError` naming the refused items; the others are stored. With an
         outbox, the items no trip could send (all of them if the batch names an owner with
         outboxed appends) are outboxed in order, pending."""
-        prepared = [prepare(as_append(i), self.redactor, self.ct) for i in items]
+        given = [as_append(i) for i in items]
+        prepared = [prepare(a, self.redactor, self.ct) for a in given]
         outbox = self._outbox
         sent: dict[int, Any] = {}
         if outbox is None or not any(outbox.holds(p.owner) for p in prepared):
             try:
+                state = WaitState(earlier=any(a.eid for a in given))
                 for trip in many.plan_calls(self.core(), prepared):
-                    send = functools.partial(self._send_calls, trip, prepared)
+                    send = functools.partial(self._send_calls, trip, prepared, state)
                     self._absorb(trip, call(send, self.settings, self._deadline), sent)
             except MemstreamError as e:
                 self._outbox_or_raise(e)
@@ -298,7 +329,12 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
             outbox.store(p.owner, p.eid, p.args)  # type: ignore[union-attr]
         return self._many_result(prepared, sent)
 
-    def _send_calls(self, trip: list[many.Call], prepared: list[Prepared]) -> list[Any]:
+    def _send_calls(
+        self, trip: list[many.Call], prepared: list[Prepared], state: WaitState
+    ) -> list[Any]:
+        if self.settings.wait_replicas:  # needs ms_append_many: no singles fallback
+            return replicas.calls(self.client, trip, prepared, self.settings, state)
+
         def send(commands: list[tuple[Any, ...]]) -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for cmd in commands:

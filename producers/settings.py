@@ -83,6 +83,15 @@ class Settings(BaseModel):
     producers does not reconnect in step). A 2 s cap bounds how long after Redis is
     back a waiting flusher notices."""
     max_connections: int = Field(default=64, ge=1)
+    wait_replicas: int = Field(default=0, ge=0, le=16)
+    """Replicas that must acknowledge each append before it returns (``WAIT``; see
+    docs/operations.md, "Topologies"): 0 returns once the primary has it (replication is
+    asynchronous, so a primary that dies at once can lose it), 1 or more makes an
+    acknowledged append survive the failover of its primary, at the cost of a replica's
+    round trip per call. Short of the count within ``wait_timeout_ms`` the append raises
+    :class:`NotReplicatedError` (retried within the deadline, like a timeout)."""
+    wait_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
+    """Most milliseconds one ``WAIT`` blocks (clipped to what is left of the deadline)."""
     cluster: bool = False
     """Talk to a Redis Cluster (docs/operations.md, "Topologies"): ``MEMSTREAM_CLUSTER=1``
     with any node's URL, or a ``redis+cluster://`` (``rediss+cluster://``) URL, which sets

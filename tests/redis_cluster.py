@@ -50,6 +50,9 @@ class RedisClusterNodes:
                         "yes",
                         "--appendfsync",
                         "always",
+                        # a replica's first sync starts at once, not after Redis's 5 s
+                        "--repl-diskless-sync-delay",
+                        "0",
                     )
                 )
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
@@ -106,22 +109,38 @@ class RedisClusterNodes:
         """Move ``slot`` with its keys to the primary on ``to_port`` (the steps
         ``redis-cli --cluster reshard`` takes: SETSLOT IMPORTING/MIGRATING, MIGRATE in
         batches, SETSLOT NODE everywhere); returns the number of keys moved."""
+        return self.finish_move(slot, self.begin_move(slot, to_port))
+
+    def begin_move(self, slot: int, to_port: int) -> tuple[int, int]:
+        """The first step of :meth:`move_slot`: the slot is IMPORTING on the target and
+        MIGRATING on its owner, every key still on the owner. Returns (from, to) ports."""
         owner_port = self._slot_owner(slot)
         with redis.Redis(port=owner_port) as src, redis.Redis(port=to_port) as dst:
             src_id = src.execute_command("CLUSTER MYID").decode()
             dst_id = dst.execute_command("CLUSTER MYID").decode()
             dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
             src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
-            moved = 0
+        return owner_port, to_port
+
+    def migrate_keys(self, ports: tuple[int, int], *names: bytes | str) -> None:
+        """MIGRATE ``names`` from the owner to the target of a move begun."""
+        with redis.Redis(port=ports[0]) as src:
+            src.execute_command("MIGRATE", "127.0.0.1", ports[1], "", 0, 5000, "KEYS", *names)
+
+    def finish_move(self, slot: int, ports: tuple[int, int]) -> int:
+        """The rest of :meth:`move_slot`: the keys in batches of 50, then SETSLOT NODE."""
+        moved = 0
+        with redis.Redis(port=ports[0]) as src, redis.Redis(port=ports[1]) as dst:
+            dst_id = dst.execute_command("CLUSTER MYID").decode()
             while True:
                 names = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 50)
                 if not names:
                     break
-                src.execute_command("MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "KEYS", *names)
+                self.migrate_keys(ports, *names)
                 moved += len(names)
-            for node in self.primaries():
-                with redis.Redis(port=node.port) as c:
-                    c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        for node in self.primaries():
+            with redis.Redis(port=node.port) as c:
+                c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
         return moved
 
     def _slot_owner(self, slot: int) -> int:

@@ -209,3 +209,21 @@ async def test_no_command_names_keys_of_two_slots(redis_cluster: RedisClusterNod
     probe.close()
     assert multi == []
     assert _crossslot_errors(redis_cluster) == 0
+
+
+async def test_a_write_on_a_torn_asyncio_connection_counts_as_a_lost_connection() -> None:
+    """What redis-py's asyncio cluster leaks when its soft reset (``aclose()``) tears a
+    connection another task is writing to: the write meets ``_writer`` None."""
+    from redis.asyncio.connection import Connection
+
+    from memstream.producers.driver import is_torn_connection, is_transient
+
+    torn = Connection()  # never connected: its writer is None, as after a disconnect
+    with pytest.raises(AttributeError) as caught:
+        await torn._send_packed_command([b"PING\r\n"])
+    assert "writelines" in str(caught.value)
+    assert is_torn_connection(caught.value) and is_transient(caught.value)
+    writer: Any = None
+    with pytest.raises(AttributeError) as ours:  # our own bug: not a lost connection
+        writer.writelines([b"PING\r\n"])
+    assert not is_torn_connection(ours.value) and not is_transient(ours.value)

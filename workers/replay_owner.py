@@ -95,13 +95,23 @@ def _checked_head(raw: bytes | None, p: int, owner: str) -> str:
     return head
 
 
+MAX_ATTEMPTS = 1000
+"""Rebuild calls before giving up on an owner that keeps appending. Each call races the
+owner's appends: it succeeds only if no append lands between the fold's last read and the
+call, and that window holds the whole fold's encoding and transfer (the call carries every
+op), so it grows with the owner's log. Against an owner appending every millisecond, runs
+on this machine took up to 31 calls on one node, and more on a Cluster, whose client adds
+its routing to each of the window's round trips: 50 was too few there (issue 14). A call
+that loses costs the delta's fold and one round trip, so 1000 costs seconds at most."""
+
+
 def replay_owner(
     client: redis.Redis,
     owner: str,
     settings: Settings | None = None,
     *,
     projections: Sequence[Projection] | None = None,
-    max_attempts: int = 50,
+    max_attempts: int = MAX_ATTEMPTS,
     outage_limit_s: float = OUTAGE_LIMIT_S,
 ) -> ReplaySummary:
     """Rebuild ``owner``'s projections in the active version, in place, while producers
