@@ -16,7 +16,7 @@ from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.ops import Writes
 from memstream.projections.registry import default_projections
-from memstream.workers.consumer import fetch_command
+from memstream.workers.batch import fetch_command
 from memstream.workers.plan import FeedEntry, Planner, Pointer, built_in, parse_pointer
 
 OWNER = "agent.plan"
