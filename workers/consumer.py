@@ -2,17 +2,16 @@
 
 The worker's :class:`~memstream.workers.feeds.FeedReader` reads every partition feed of a
 version with one blocking XREADGROUP and hands each lane its entries. A lane fetches the
-log entries a batch points at, plans the writes (off the event loop when heavy), then
-sends one ack-gated ``ms_apply`` call; the next batch is planned while that call runs, so
-the worker's CPU and the server overlap, and applies stay one at a time, in order.
+log entries a batch points at and plans the writes, then sends one ack-gated
+``ms_apply`` call (:mod:`.batch`); the next batch is planned while that call runs, so the
+worker's CPU and the server overlap, and applies stay one at a time, in order.
 
-A lane also takes over entries idle too long in other consumers (XAUTOCLAIM; an entry
-taken over too often is applied alone, to tell poison from bad luck: :mod:`.suspects`)
-and, at start and after every Redis outage, re-reads its own pending entries (a read reply lost
-in transit left them delivered to us but never seen; an ``ms_apply`` whose reply was lost
-may or may not have run). Both go through the same gate, so nothing applies twice.
-Every Redis call of a lane waits for the worker's shared ``limit`` (a semaphore), so the
-connections a worker holds do not grow with the partition count.
+A lane also takes over entries idle too long in other consumers and, at start and after
+every Redis outage, re-reads its own pending entries (:mod:`.rereads`); an entry taken
+over too often is applied alone, to tell poison from bad luck (:mod:`.suspects`). All go
+through the same gate, so nothing applies twice. Every Redis call of a lane waits for
+the worker's shared ``limit`` (a semaphore), so the connections a worker holds do not
+grow with the partition count.
 """
 
 from __future__ import annotations
@@ -20,27 +19,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgpack
 import redis.asyncio
 
 from memstream.producers import keys
-from memstream.producers.codec import DecodeError
-from memstream.producers.connection import sync_client
-from memstream.producers.errors import MemstreamError
 from memstream.producers.settings import Settings
-from memstream.projections.base import ApplyContext
-from memstream.projections.ops import apply_command
 
-from .forget import forget_requested
+from .batch import Batches, Prepared
 from .metrics import Metrics
 from .options import WorkerOptions
-from .plan import FeedEntry, Outcome, Planner, Pointer, parse_pointer
+from .plan import FeedEntry, Planner
+from .rereads import Rereads
 from .resilience import Kind, RedisGate, classify, is_nogroup, sleep_or_stop
 from .suspects import Suspects
 
@@ -48,16 +41,6 @@ if TYPE_CHECKING:
     from .feeds import FeedReader
 
 log = logging.getLogger("memstream.worker")
-
-Command = tuple[Any, ...]
-Planned = tuple[Outcome, Command, float]
-"""A planned batch: its outcome, the ``ms_apply`` call, and the CPU time planning took."""
-
-Prepared = tuple[Outcome, Command, float]
-"""A batch ready to apply: its outcome, the ``ms_apply`` call, and when it was read."""
-
-INLINE_BUDGET_S = 0.005
-"""A batch expected to plan faster than this runs on the event loop (see _run_plan)."""
 
 T = TypeVar("T")
 
@@ -112,14 +95,16 @@ class PartitionLane:
         self.reader: FeedReader | None = None
         self.inbox: collections.deque[list[FeedEntry]] = collections.deque()
         self.wake = asyncio.Event()
-        self._next_claim = 0.0
-        self._recover_from: str | None = "0"
         self._outages = gate.outages
         self._failures = 0
         self._applying: asyncio.Task[None] | None = None
-        self._cost_per_event: float | None = None
-        """Running average of planning time per event (s); None until the first batch,
-        which goes to a thread (its cost is unknown) and sets it."""
+        self.batches = Batches(
+            client, settings, planner, metrics, self._call,
+            partition=partition, partitions=partitions, version=version,
+        )  # fmt: skip
+        self.rereads = Rereads(
+            client, self._call, metrics, options, feed=self.feed, group=self.group
+        )
         self.suspects = Suspects(
             client, self._call, partition=partition, version=version,
             consumer=options.consumer, max_deliveries=planner.max_deliveries,
@@ -170,16 +155,16 @@ class PartitionLane:
             self._outages = self.gate.outages
             await self._settle_applying()
             self.inbox.clear()
-            self._recover_from = "0"
+            self.rereads.recover_from = "0"
             await self.gate.wait_up()
-        if self._recover_from is not None:
-            entries = await self._recover()
+        if self.rereads.recover_from is not None:
+            entries = await self.rereads.recover()
         elif self.inbox:
             entries = self.inbox.popleft()
         else:
-            entries = await self._claim()
+            entries = await self.rereads.claim()
         if not entries:
-            if self._recover_from is None and not self.inbox:
+            if self.rereads.recover_from is None and not self.inbox:
                 await self._wait(stop)
             return
         entries = await self.suspects.screen(entries, self._apply_alone)
@@ -204,7 +189,7 @@ class PartitionLane:
         self.wake.clear()
         if self.reader is not None:
             self.reader.want(self)
-        timeout = max(0.0, self._next_claim - time.monotonic())
+        timeout = max(0.0, self.rereads.next_claim - time.monotonic())
         if stop.is_set():
             return
         with contextlib.suppress(TimeoutError):
@@ -225,7 +210,7 @@ class PartitionLane:
                 await sleep_or_stop(self.gate.missing.failed(error), stop)
             else:
                 await sleep_or_stop(self.gate.missing.backoff.delay(self._failures), stop)
-            self._recover_from = "0"
+            self.rereads.recover_from = "0"
             return
         log.error(
             "partition %s (v%s): batch failed, its entries stay pending and will be "
@@ -235,159 +220,19 @@ class PartitionLane:
         # Retry our own pending entries now rather than after --claim-idle-ms: a driver
         # error during a Cluster slot move passes; an entry that keeps failing goes past
         # --max-deliveries and is then tried alone, then dead-lettered (.suspects).
-        self._recover_from = "0"
+        self.rereads.recover_from = "0"
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
         async with self.limit:
             return await fn(*args, **kw)
 
-    async def _recover(self) -> list[FeedEntry]:
-        """One page of this consumer's own pending entries (XREADGROUP from an id)."""
-        start = self._recover_from or "0"
-        reply: Any = await self._call(
-            self.client.xreadgroup, self.group, self.options.consumer, {self.feed: start},
-            count=self.options.batch,
-        )  # fmt: skip
-        rows = reply[0][1] if reply else []
-        if not rows:
-            self._recover_from = None
-            return []
-        self._recover_from = _text(rows[-1][0])
-        gone = [i for i, f in rows if f is None]
-        if gone:  # trimmed from the feed while pending: nothing to apply, just ack
-            await self._call(self.client.xack, self.feed, self.group, *gone)
-        entries = await self._with_counts([(i, f) for i, f in rows if f is not None])
-        self.metrics.recovered += len(entries)
-        return entries
-
-    async def _claim(self) -> list[FeedEntry]:
-        now = time.monotonic()
-        if now < self._next_claim:
-            return []
-        self._next_claim = now + self.options.claim_idle_ms / 2000
-        reply: Any = await self._call(
-            self.client.xautoclaim, self.feed, self.group, self.options.consumer,
-            min_idle_time=self.options.claim_idle_ms, start_id="0-0", count=self.options.batch,
-        )  # fmt: skip
-        claimed = [(i, f) for i, f in reply[1] if f is not None]
-        if len(reply) > 2 and reply[2]:
-            # Entries trimmed from the feed while pending: nothing to apply, just ack.
-            await self._call(self.client.xack, self.feed, self.group, *reply[2])
-        if not claimed:
-            return []
-        self._next_claim = 0.0  # there may be more: look again right away
-        self.metrics.claimed += len(claimed)
-        return await self._with_counts(claimed)
-
-    async def _with_counts(self, rows: Sequence[tuple[Any, Any]]) -> list[FeedEntry]:
-        """Entries read again (claimed or re-read) with their delivery counts."""
-        if not rows:
-            return []
-        ids = [_text(i) for i, _ in rows]
-        pending: Any = await self._call(
-            self.client.xpending_range, self.feed, self.group, min=ids[0], max=ids[-1],
-            count=len(ids) * 2, consumername=self.options.consumer,
-        )  # fmt: skip
-        counts = {_text(row["message_id"]): int(row["times_delivered"]) for row in pending}
-        return [FeedEntry(i, f, counts.get(i, 2)) for i, (_, f) in zip(ids, rows, strict=True)]
-
     async def prepare(self, entries: Sequence[FeedEntry]) -> Prepared:
-        """Fetch a batch's log entries and plan its ``ms_apply`` call."""
-        started = time.perf_counter()
-        pointers: dict[str, Pointer | DecodeError] = {}
-        for entry in entries:
-            try:
-                pointers[entry.feed_id] = parse_pointer(self.p, self.partitions, entry.fields)
-            except DecodeError as e:
-                pointers[entry.feed_id] = e
-        wanted = [(fid, p) for fid, p in pointers.items() if isinstance(p, Pointer)]
-        rows: Any = []
-        if wanted:
-            rows = await self._call(
-                self.client.execute_command, *fetch_command(self.p, [p for _, p in wanted])
-            )
-        ctx = ApplyContext(self.pk, self.settings, int(time.time() * 1000))
-        job = functools.partial(self._plan, ctx, entries, pointers, wanted, rows)
-        outcome, command = await self._run_plan(job, len(entries))
-        return outcome, command, started
+        """Fetch the log entries of ``entries`` and plan their ``ms_apply`` call."""
+        return await self.batches.prepare(entries)
 
     async def finish(self, batch: Prepared) -> None:
-        """Send a planned batch's ``ms_apply`` call, then run the forgets it filed."""
-        outcome, command, started = batch
-        sent = time.perf_counter()
-        applied = await self._call(self.client.execute_command, *command)
-        self.gate.missing.recovered()
-        done = time.perf_counter()
-        self.metrics.record(outcome, int(applied), done - started, apply_s=done - sent)
-        if outcome.forgets:
-            await asyncio.to_thread(self._run_forgets)
-
-    def _run_forgets(self) -> None:
-        """Run the forgets that ``owner.forgotten`` filed. A failure (a replay holds the
-        lock, say) leaves the request filed for the next one or ``forget --requested``."""
-        client = sync_client(self.settings)
-        try:
-            for done in forget_requested(client, self.settings):
-                log.info("forgot owner sha256=%s (%s entries)", done.owner_hash, done.entries)
-        except MemstreamError as e:
-            log.warning("filed forget not run yet: %s", e)
-        finally:
-            client.close()
-
-    async def _run_plan(self, job: Callable[[], Planned], n: int) -> tuple[Outcome, Command]:
-        """Plan a batch: on the loop when it is expected to be quick, else in a thread.
-
-        A thread keeps heavy projections from stalling the loop, but under the GIL the
-        hop costs cheap batches about a fifth of the throughput, so a batch whose
-        expected time (this consumer's running cost per event) is under
-        :data:`INLINE_BUDGET_S` runs inline: a stall no longer than one read's parse.
-        """
-        cost = self._cost_per_event
-        inline = cost is not None and cost * n < INLINE_BUDGET_S
-        outcome, command, cpu = job() if inline else await asyncio.to_thread(job)
-        self.metrics.observe_plan(cpu)
-        sample = cpu / max(n, 1)
-        # The first sample is taken as is: averaged in from a high guess, it took dozens
-        # of batches to come down, and every one of them paid for the thread hop.
-        self._cost_per_event = sample if cost is None else cost + (sample - cost) * 0.2
-        return outcome, command
-
-    def _plan(
-        self,
-        ctx: ApplyContext,
-        entries: Sequence[FeedEntry],
-        pointers: dict[str, Pointer | DecodeError],
-        wanted: Sequence[tuple[str, Pointer]],
-        rows: Sequence[Sequence[bytes] | None],
-    ) -> Planned:
-        """Plan and encode the call; also returns the CPU time it took (thread CPU time,
-        so waiting for the GIL in a crowded process does not count as cost)."""
-        t0 = time.thread_time()
-        logs = {
-            fid: (_pairs(row) if row else None) for (fid, _), row in zip(wanted, rows, strict=True)
-        }
-        outcome = self.planner.plan(ctx, self.group, entries, pointers, logs)
-        command = apply_command(
-            self.feed, self.group, outcome.entries, fences=self.fences, owners=outcome.owners
-        )
-        return outcome, command, time.thread_time() - t0
-
-
-def fetch_command(p: int, pointers: Sequence[Pointer]) -> tuple[Any, ...]:
-    """``FCALL_RO ms_fetch``: every log entry of a batch in one round trip."""
-    logs: dict[str, int] = {}
-    args: list[Any] = []
-    for pointer in pointers:
-        key = keys.log(p, pointer.owner)
-        args += [logs.setdefault(key, len(logs) + 1), pointer.log_id]
-    return ("FCALL_RO", "ms_fetch", len(logs), *logs, msgpack.packb(args))
-
-
-def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    # Pairing one iterator with itself skips two slice copies; strict still rejects an
-    # odd-length list, which Redis never sends for a stream entry.
-    it = iter(flat)
-    return dict(zip(it, it, strict=True))
+        """Send a planned ``batch``'s ``ms_apply`` call, then run the forgets it filed."""
+        await self.batches.finish(batch, self.gate.missing.recovered)
 
 
 class PartitionConsumer(PartitionLane):

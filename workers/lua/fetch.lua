@@ -27,44 +27,82 @@ local function id_key(id)
   return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
 end
 
-local function signed_ok(owner, id, flat)
+-- The signed fields of an entry: type, v, ct, session, eid, data, sig (nil if absent).
+-- ms_append writes them in one order (type v ct data [session] [eid] sig), read here by
+-- position; any other layout is read through a table, where the last of a repeated
+-- field wins, as before. Building that table for every entry was most of this call's
+-- Lua time.
+local function signed_fields(flat)
+  local n = #flat
+  if n >= 10 and n <= 14 and flat[1] == 'type' and flat[3] == 'v' and flat[5] == 'ct'
+      and flat[7] == 'data' and flat[n - 1] == 'sig' then
+    if n == 10 then
+      return flat[2], flat[4], flat[6], nil, nil, flat[8], flat[10]
+    elseif n == 12 and flat[9] == 'session' then
+      return flat[2], flat[4], flat[6], flat[10], nil, flat[8], flat[12]
+    elseif n == 12 and flat[9] == 'eid' then
+      return flat[2], flat[4], flat[6], nil, flat[10], flat[8], flat[12]
+    elseif n == 14 and flat[9] == 'session' and flat[11] == 'eid' then
+      return flat[2], flat[4], flat[6], flat[10], flat[12], flat[8], flat[14]
+    end
+  end
   local f = {}
-  for i = 1, #flat, 2 do
+  for i = 1, n, 2 do
     f[flat[i]] = flat[i + 1]
   end
-  if f.sig == nil or f.type == nil or f.data == nil or f.v == nil or f.ct == nil then
-    return false
-  end
-  local frame = table.concat({owner, id, f.type, f.v, f.ct, f.session or '', f.eid or '', f.data}, '\0')
-  return f.sig == redis.sha1hex(SIGNING_KEY .. redis.sha1hex(frame))
+  return f.type, f.v, f.ct, f.session, f.eid, f.data, f.sig
 end
 
--- Per partition tag: {own_from as an id_key, signed required}; read once per call.
+local function signed_ok(owner, id, flat)
+  local etype, v, ct, session, eid, data, sig = signed_fields(flat)
+  if sig == nil or etype == nil or data == nil or v == nil or ct == nil then
+    return false
+  end
+  local frame = table.concat({owner, id, etype, v, ct, session or '', eid or '', data}, '\0')
+  return sig == redis.sha1hex(SIGNING_KEY .. redis.sha1hex(frame))
+end
+
+-- Per log key: its owner and its partition's rules {from = own_from as an id_key,
+-- any = true when own_from is 0-0 (every real id is above it), signed = required}; the
+-- conf is read once per partition tag and call, the key parsed once per key and call.
 local function rules(cache, key)
-  local tag = string.match(key, '^(ms:{%d+}):log:')
+  local r = cache[key]
+  if r ~= nil then
+    return r
+  end
+  local tag, owner = string.match(key, '^(ms:{%d+}):log:(.*)$')
   if tag == nil then
-    return nil
+    r = false
+  else
+    local conf = cache[tag]
+    if conf == nil then
+      local raw = redis.call('HMGET', tag .. ':conf', 'own_from', 'signed')
+      local from = id_key(raw[1] or '0-0') or ''
+      conf = {from = from, any = from == id_key('0-0'), signed = raw[2] == '1'}
+      cache[tag] = conf
+    end
+    r = {owner = owner, conf = conf}
   end
-  local r = cache[tag]
-  if r == nil then
-    local conf = redis.call('HMGET', tag .. ':conf', 'own_from', 'signed')
-    r = {from = id_key(conf[1] or '0-0') or '', signed = conf[2] == '1'}
-    cache[tag] = r
-  end
+  cache[key] = r
   return r
 end
 
 local function checked(cache, key, id, flat)
   local r = rules(cache, key)
-  local idk = id_key(id)
-  if r == nil or idk == nil or idk <= r.from then
-    return flat  -- not one of our logs, or written before signatures existed
+  if not r then
+    return flat  -- not one of our logs
   end
-  local owner = string.match(key, ':log:(.*)$')
-  if signed_ok(owner, id, flat) then
+  local conf = r.conf
+  if not conf.any then
+    local idk = id_key(id)
+    if idk == nil or idk <= conf.from then
+      return flat  -- written before signatures existed
+    end
+  end
+  if signed_ok(r.owner, id, flat) then
     return flat
   end
-  if r.signed then
+  if conf.signed then
     return {FETCH_ERROR, 'not written by ms_append: the entry has no valid signature'}
   end
   flat[#flat + 1] = UNSIGNED
