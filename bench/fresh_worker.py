@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from memstream.workers import consumer, feeds
+from memstream.workers.batch import Prepared
 from memstream.workers.cli import main
 from memstream.workers.plan import FeedEntry
 
@@ -44,7 +45,7 @@ def install() -> None:
     feeds.read_feeds = traced_read
     finish = consumer.PartitionLane.finish
 
-    async def traced_finish(self: consumer.PartitionLane, batch: consumer.Prepared) -> None:
+    async def traced_finish(self: consumer.PartitionLane, batch: Prepared) -> None:
         outcome, _, started = batch
         sent = time.monotonic()
         await finish(self, batch)
