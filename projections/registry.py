@@ -27,6 +27,7 @@ from .skills import Skills
 from .state import State
 from .store import Store
 from .tensors import Tensors
+from .vectors import Vectors
 from .working import Working
 from .world import World
 
@@ -50,6 +51,7 @@ def default_projections() -> list[Projection]:
         Exploration(),
         Tensors(),
         Store(),
+        Vectors(),
     ]
 
 

@@ -22,6 +22,7 @@ from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.notify import change_record
 from memstream.projections.ops import Op, OpRangeError, Writes, check_ops, sortable
 from memstream.projections.registry import by_type
+from memstream.projections.vectors import batching
 
 Fields = Mapping[bytes, bytes]
 _LOG_ID = re.compile(r"\d{1,20}-\d{1,20}")
@@ -115,6 +116,8 @@ class Planner:
         self.routes = by_type(projections)
         self.settings = settings
         self.max_deliveries = max_deliveries
+        self.batching = batching(projections)
+        """Projections that see the whole batch before it is applied (embeddings)."""
 
     def event_writes(self, event: StoredEvent, ctx: ApplyContext) -> Writes:
         """The ops of one decoded event across every projection that folds it."""
@@ -135,6 +138,8 @@ class Planner:
     ) -> Outcome:
         out = Outcome()
         stats = ctx.keys.partition_key("stats")
+        for projection in self.batching:
+            projection.prepare_batch(ctx.settings, pointers, logs)
         for entry in entries:
             fid = entry.feed_id
             pointer = pointers[fid]
