@@ -96,38 +96,45 @@ def _top(scores: npt.NDArray[np.float64], n: int) -> list[int]:
 
 
 class SemanticRanking:
-    """Every live vector of the scope scored against the query, read best first."""
+    """Every live vector of the scope scored against the query, read best first.
+
+    Scoring is one matrix-vector product per (owner, kind); labels are made only for the
+    hits read (a Python object per row would cost more than the product)."""
 
     def __init__(self, found: Sequence[Found], query: Any, now_ms: int) -> None:
         import numpy as np
 
-        parts, self.labels = [], []
-        for f in found:
+        self.found = [f for f in found if f.matrix is not None and f.matrix.refs]
+        scores, parts, rows = [], [], []
+        for n, f in enumerate(self.found):
             m = f.matrix
-            if m is None or not m.refs:
-                continue
-            sims = (m.rows @ query).astype(np.float64)
+            assert m is not None
             live = np.nonzero(m.expiry > now_ms)[0]
-            parts.append(np.round(sims[live], DIGITS))
-            self.labels += [(f.owner, f"{f.kind}:{m.refs[i]}") for i in live.tolist()]
-        self.scores = np.concatenate(parts) if parts else np.zeros(0)
+            scores.append(np.round((m.rows @ query)[live].astype(np.float64), DIGITS))
+            parts.append(np.full(len(live), n, np.int32))
+            rows.append(live)
+        self.scores = np.concatenate(scores) if scores else np.zeros(0)
+        self.parts = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+        self.rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.scores)
+
+    def _hit(self, j: int) -> Hit:
+        f = self.found[int(self.parts[j])]
+        assert f.matrix is not None
+        return float(self.scores[j]), f.owner, f"{f.kind}:{f.matrix.refs[int(self.rows[j])]}"
 
     def best(self, n: int, after: tuple[float, str, str] | None = None) -> list[Hit]:
         """The ``n`` best hits after the sort key ``after``, in order."""
         import numpy as np
 
         index = np.arange(len(self.scores))
+        ties = 0
         if after is not None:
             index = index[self.scores <= after[0]]  # ties are settled by owner and id below
-        hits = []
-        ties = 0 if after is None else int(np.count_nonzero(self.scores[index] == after[0]))
-        for i in _top(self.scores[index], n + ties):
-            j = int(index[i])
-            owner, ref = self.labels[j]
-            hits.append((float(self.scores[j]), owner, ref))
+            ties = int(np.count_nonzero(self.scores[index] == after[0]))
+        hits = [self._hit(int(index[i])) for i in _top(self.scores[index], n + ties)]
         if after is not None:
             hits = [h for h in hits if _key(h) > (-after[0], after[1], after[2])]
         return heapq.nsmallest(n, hits, key=_key)
