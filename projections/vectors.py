@@ -130,6 +130,12 @@ class Vectors(Projection):
                     self._made = True
         return self._embedder
 
+    def warm(self, settings: Settings) -> None:
+        """Start making the embedder in a background thread (a worker calls this at start,
+        so loading the model overlaps its start-up rather than delaying its first batch)."""
+        if not self._made and settings.embedder != "none":
+            threading.Thread(target=self.embedder, args=(settings,), daemon=True).start()
+
     def prepare_batch(
         self, settings: Settings, pointers: Mapping[str, Any], logs: Mapping[str, Any]
     ) -> None:

@@ -118,6 +118,8 @@ class Planner:
         self.max_deliveries = max_deliveries
         self.batching = batching(projections)
         """Projections that see the whole batch before it is applied (embeddings)."""
+        for projection in self.batching:
+            projection.warm(settings)
 
     def event_writes(self, event: StoredEvent, ctx: ApplyContext) -> Writes:
         """The ops of one decoded event across every projection that folds it."""
