@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from .embedders import Embedder
+
+log = logging.getLogger("memstream.vectors")
 
 MESSAGE = "message"
 ITEM_TYPES = frozenset({"episode.saved", "knowledge.learned", "skill.defined", "memory.deleted"})
@@ -134,7 +137,13 @@ class Vectors(Projection):
         """Start making the embedder in a background thread (a worker calls this at start,
         so loading the model overlaps its start-up rather than delaying its first batch)."""
         if not self._made and settings.embedder != "none":
-            threading.Thread(target=self.embedder, args=(settings,), daemon=True).start()
+            threading.Thread(target=self._warm, args=(settings,), daemon=True).start()
+
+    def _warm(self, settings: Settings) -> None:
+        try:
+            self.embedder(settings)
+        except Exception as e:  # the first batch meets it again, and retries it
+            log.warning("embedder %s not ready: %s", settings.embedder, e)
 
     def prepare_batch(
         self, settings: Settings, pointers: Mapping[str, Any], logs: Mapping[str, Any]
