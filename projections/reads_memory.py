@@ -19,7 +19,8 @@ from .base import AsyncRunner, SyncRunner
 from .context import check_budget, compose
 from .item_reads import Order, read_count, read_item, read_page
 from .patterns import fixes_key, learning_key, read_log, read_patterns
-from .search import Scope, SearchPlan, check_filters, check_limit, query_tokens
+from .search import Scope, check_filters, check_limit, query_tokens
+from .search_modes import Request, SearchMode, check_mode, run_search
 from .skills import read_skill_stats
 from .working import read_working
 
@@ -78,9 +79,10 @@ async def _insights(r: AsyncRunner, owner: str, top: int) -> dict[str, Any]:
 async def _search(
     r: AsyncRunner, owner: str, query: str, *, types: Sequence[str] | None,
     tags: Sequence[str] = (), since: Since = None, success: bool | None = None,
-    limit: int, cursor: str | None = None,
+    limit: int, cursor: str | None = None, mode: SearchMode | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     words = query_tokens(query)
+    check_mode(mode)
     if isinstance(tags, str):  # one tag named alone, not its letters
         tags = (tags,)
     f = check_filters(types, [keys.check_id(t, "tags") for t in tags], _since_ms(since), success)
@@ -89,10 +91,10 @@ async def _search(
         raise InvalidInputError("cursor", "must be a string returned by search", cursor)
     owners = list(dict.fromkeys([keys.check_id(owner), *r.shared]))
     scopes = [Scope(o, await r._pk(o)) for o in owners]
-    if not words:
-        return {"hits": [], "cursor": None, "total": 0, "as_of_ms": _now_ms()}
-    plan = SearchPlan(scopes, words, f, limit, _now_ms(), cursor)
-    return await r.run(plan.query())
+    if not words and mode in (None, "keyword"):
+        return {"hits": [], "cursor": None, "total": 0, "as_of_ms": _now_ms(), "mode": "keyword"}
+    request = Request(scopes, query, words, f, limit, _now_ms())
+    return await run_search(r, request, cursor=cursor, mode=mode)
 
 
 class AsyncMemoryReads:
@@ -186,23 +188,26 @@ class AsyncMemoryReads:
     async def search(
         self: AsyncRunner, owner: str, query: str, *, types: Sequence[str] | None = None,
         tags: Sequence[str] = (), since: Since = None, success: bool | None = None,
-        limit: int = 10, cursor: str | None = None,
+        limit: int = 10, cursor: str | None = None, mode: SearchMode | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """BM25 keyword search over the owner and the reader's shared namespaces.
+        """Search over the owner and the reader's shared namespaces: ``mode``
+        ``"keyword"`` (BM25), ``"semantic"`` (cosine over the stored vectors) or
+        ``"hybrid"`` (rank fusion of both); None is hybrid once vectors exist, else keyword.
 
-        Returns ``{"hits", "cursor", "total", "as_of_ms"}``; pass ``cursor`` back for the
-        next page. Filters select hits; they never change scores (docs/search.md)."""
+        Returns ``{"hits", "cursor", "total", "as_of_ms", "mode"}``; pass ``cursor`` back
+        for the next page. Filters select hits; they never change scores (docs/search.md)."""
         return await _search(self, owner, query, types=types, tags=tags, since=since,
-                             success=success, limit=limit, cursor=cursor)  # fmt: skip
+                             success=success, limit=limit, cursor=cursor, mode=mode)  # fmt: skip
 
     async def search_all(
         self: AsyncRunner, owner: str, query: str, *, tags: Sequence[str] = (),
         since: Since = None, success: bool | None = None, limit: int = 10,
-        cursor: str | None = None,
+        cursor: str | None = None, mode: SearchMode | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Search every memory type at once (episodes, knowledge, skills)."""
+        """Search every memory type at once (episodes, knowledge, skills); ``mode`` as
+        for :meth:`search`."""
         return await _search(self, owner, query, types=None, tags=tags, since=since,
-                             success=success, limit=limit, cursor=cursor)  # fmt: skip
+                             success=success, limit=limit, cursor=cursor, mode=mode)  # fmt: skip
 
     async def context(
         self: AsyncRunner, owner: str, query: str, *, budget_chars: int = 4000
@@ -210,7 +215,8 @@ class AsyncMemoryReads:
         """Prompt-ready context: recent steps, relevant episodes, skills with success
         rates, knowledge; ``text`` stays within ``budget_chars`` (see :mod:`.context`)."""
         check_budget(budget_chars)
-        found = await _search(self, owner, query, types=None, limit=CONTEXT_HITS)
+        # Keyword: the context's sections keep their documented selection (docs/search.md).
+        found = await _search(self, owner, query, types=None, limit=CONTEXT_HITS, mode="keyword")
         pk = await self._pk(owner)
         steps = await self.run(read_working(pk, owner, CONTEXT_STEPS, self.settings.working_ttl_s))
         steps.reverse()  # newest first: the most recent steps matter most

@@ -1,12 +1,15 @@
 """Conversation search: ``search_messages`` over a session's (or every session's) history.
 
-Interim design, until the vector read model of issue 17 exists: the candidates are the
-messages the history read model holds (the newest ``history_cap`` of each session, not the
-cold tier), scored at read time. ``keyword`` is BM25 (the parameters of
-:mod:`memstream.projections.search`) over the stemmed terms of the message text, with
-document frequencies taken over the candidates; ``semantic`` is the cosine similarity of
-the settings' embedder (the query and the candidates are embedded here, which the vector
-projection is to replace with stored vectors).
+- ``keyword``: BM25 (the parameters of :mod:`memstream.projections.search`) over the
+  stemmed terms of the messages the history read model holds (the newest
+  ``history_cap`` of each session), document frequencies over those candidates.
+- ``semantic``: cosine similarity over the message vectors the worker stored
+  (:mod:`.vectors`): every message embedded since the vectors exist, not only the hot
+  window; the reader embeds only the query. A hit's body comes from the history read
+  model, or from the log when the message is older than the hot window (a message
+  already archived to the cold tier is not returned yet). Messages before the session's
+  last ``history.cleared``, and those past the history TTL, are left out.
+- ``hybrid``: reciprocal rank fusion (k = 60) of the two rankings' first 100 hits.
 """
 
 from __future__ import annotations
@@ -16,21 +19,34 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from memstream.producers import keys
+from memstream.producers.codec import DecodeError
+from memstream.producers.entry import decode_entry
 from memstream.producers.errors import InvalidInputError
+from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 
-from .embedders import Embedder, make_embedder
-from .search import K1, B
+from .base import Query
+from .codec import unpack
+from .history import history_key, message_body, watermark
+from .ops import VERSION_LEN, log_id_of, sortable
+from .search import DIGITS, K1, B
+from .search_modes import DEPTH, RRF_K, _embed, _state
 from .tokenize import tokens
+from .vector_index import Found, matrices, space_error
+from .vectors import MESSAGE, message_text
 
-MessageMode = Literal["keyword", "semantic"]
+__all__ = ["MessageHit", "MessageMode", "bm25", "message_text"]
+
+MessageMode = Literal["keyword", "semantic", "hybrid"]
 MAX_MESSAGE_HITS = 100
 
 
 @dataclass(frozen=True, slots=True)
 class MessageHit:
     """One matching message: its ``session``, ``log_id``, ``score`` (higher is better;
-    BM25 for keyword, cosine for semantic) and the ``message`` as history returns it."""
+    BM25 for keyword, cosine for semantic, the fused rank score for hybrid) and the
+    ``message`` as history returns it."""
 
     session: str
     log_id: str
@@ -47,14 +63,9 @@ class _HistoryRunner(Protocol):
 
     async def sessions(self, owner: str) -> list[dict[str, Any]]: ...
 
+    async def run(self, query: Query[Any]) -> Any: ...
 
-def message_text(message: dict[str, Any]) -> str:
-    """The searchable text of a stored message: its content, or its text parts."""
-    content = message.get("content", "")
-    if isinstance(content, str):
-        return content
-    return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict)
-                     and p.get("type") == "text")  # fmt: skip
+    async def _pk(self, owner: str) -> keys.Projection: ...
 
 
 def bm25(query: str, texts: list[str]) -> list[float]:
@@ -77,9 +88,124 @@ def bm25(query: str, texts: list[str]) -> list[float]:
     return out
 
 
-class AsyncVectorReads:
-    _embedder: Embedder | None = None
+async def _keyword(
+    r: _HistoryRunner, owner: str, query: str, session: str | None
+) -> list[MessageHit]:
+    names = [s["session"] for s in await r.sessions(owner)] if session is None else [session]
+    found: list[tuple[str, dict[str, Any]]] = []
+    for name in names:
+        page = await r.history(owner, name, last=r.settings.history_cap)
+        found += [(name, message) for message in page]
+    scores = bm25(query, [message_text(message) for _, message in found])
+    hits = [MessageHit(name, message["log_id"], score, message)
+            for (name, message), score in zip(found, scores, strict=True) if score > 0]  # fmt: skip
+    return sorted(hits, key=lambda h: (-h.score, h.log_id))
 
+
+async def _semantic(
+    r: _HistoryRunner, owner: str, query: str, session: str | None, depth: int
+) -> list[MessageHit]:
+    """The ``depth`` nearest stored message vectors, with their bodies."""
+    import numpy as np
+
+    state = await _state(r)  # type: ignore[arg-type]
+    if state.space is None:
+        raise InvalidInputError("mode", "semantic search needs an embedder (embedder=none)")
+    pk = await r._pk(owner)
+    found: list[Found] = await r.run(matrices(state.cache, [(owner, pk)], [MESSAGE], state.space))
+    error = space_error(found, state.space)
+    if error is not None:
+        raise error
+    m = found[0].matrix
+    if m is None or not m.refs:
+        return []
+    marks: dict[bytes, bytes] = await r.run(
+        Query([("HGETALL", watermark(pk, owner, "s")[0])], lambda replies: replies[0])
+    )
+    now = _now_ms()
+    keep = []
+    for i, ref in enumerate(m.refs):
+        name, _, version = ref.partition(":")
+        if session is not None and name != session:
+            continue
+        mark = marks.get(f"hist:{name}".encode())
+        if (mark is None or version > mark.decode()) and m.expiry[i] > now:
+            keep.append(i)
+    if not keep:
+        return []
+    rows = np.asarray(keep)
+    sims = np.round((m.rows[rows] @ await _embed(state, query)).astype(np.float64), DIGITS)
+    ranked = sorted(range(len(rows)), key=lambda j: (-sims[j], m.refs[keep[j]]))[:depth]
+    picked = [(m.refs[keep[j]], float(sims[j])) for j in ranked]
+    hits: list[MessageHit] = await r.run(_bodies(pk, owner, picked))
+    return hits
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _bodies(
+    pk: keys.Projection, owner: str, picked: list[tuple[str, float]]
+) -> Query[list[MessageHit]]:
+    """Each hit's message from the history read model, else from the (hot) log."""
+    commands: list[tuple[Any, ...]] = []
+    for ref, _ in picked:
+        name, _, version = ref.partition(":")
+        lo = b"[" + version.encode()
+        commands.append(("ZRANGE", history_key(pk, owner, name), lo, lo + b"\xff", "BYLEX"))
+        log_id = log_id_of(version)
+        commands.append(("XRANGE", keys.log(pk.p, owner), log_id, log_id))
+
+    def parse(replies: list[Any]) -> list[MessageHit]:
+        hits = []
+        for n, (ref, score) in enumerate(picked):
+            name, _, version = ref.partition(":")
+            hot, logged = replies[2 * n], replies[2 * n + 1]
+            body = _from_history(hot) or _from_log(owner, version, logged)
+            if body is not None:
+                hits.append(MessageHit(name, log_id_of(version), score,
+                                       {"log_id": log_id_of(version), **body}))  # fmt: skip
+        return hits
+
+    return Query(commands, parse)
+
+
+def _from_history(members: Any) -> dict[str, Any] | None:
+    if not isinstance(members, list) or not members:
+        return None
+    body: dict[str, Any] = unpack(members[0][VERSION_LEN:])
+    return body
+
+
+def _from_log(owner: str, version: str, entries: Any) -> dict[str, Any] | None:
+    if not isinstance(entries, list) or not entries:
+        return None
+    log_id = log_id_of(version)
+    try:
+        event = decode_entry(owner, log_id, entries[0][1])
+    except DecodeError:
+        return None
+    if not isinstance(event.event, MessageAppended) or sortable(log_id) != version:
+        return None
+    return message_body(event.event, event.ts_ms)
+
+
+def _fuse(keyword: list[MessageHit], semantic: list[MessageHit]) -> list[MessageHit]:
+    scores: dict[str, float] = {}
+    by_id: dict[str, MessageHit] = {}
+    for ranking in (keyword[:DEPTH], semantic[:DEPTH]):
+        for rank, hit in enumerate(ranking, 1):
+            scores[hit.log_id] = scores.get(hit.log_id, 0.0) + 1.0 / (RRF_K + rank)
+            by_id.setdefault(hit.log_id, hit)
+    fused = [MessageHit(h.session, h.log_id, round(scores[i], DIGITS), h.message)
+             for i, h in by_id.items()]  # fmt: skip
+    return sorted(fused, key=lambda h: (-h.score, sortable(h.log_id)))
+
+
+class AsyncVectorReads:
     async def search_messages(
         self: Any,
         owner: str,
@@ -90,44 +216,27 @@ class AsyncVectorReads:
         limit: int = 10,
     ) -> list[MessageHit]:
         """Messages of ``owner``'s history matching ``query``, best first: in ``session``,
-        or in every session when None; ``mode`` ``"keyword"`` (BM25, stemmed) or
-        ``"semantic"`` (embedder cosine); at most ``limit`` hits (1..100). Keyword hits
+        or in every session when None; ``mode`` ``"keyword"`` (BM25, stemmed, over the
+        hot history), ``"semantic"`` (cosine over the stored message vectors) or
+        ``"hybrid"`` (rank fusion of both); at most ``limit`` hits (1..100). Keyword hits
         score above zero; semantic returns the ``limit`` nearest."""
-        runner: _HistoryRunner = self
-        if mode not in ("keyword", "semantic"):
-            raise InvalidInputError("mode", "must be 'keyword' or 'semantic'", mode)
-        if not 1 <= limit <= MAX_MESSAGE_HITS:
+        if mode not in ("keyword", "semantic", "hybrid"):
+            raise InvalidInputError("mode", "must be 'keyword', 'semantic' or 'hybrid'", mode)
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_MESSAGE_HITS
+        ):
             raise InvalidInputError("limit", f"must be 1..{MAX_MESSAGE_HITS}", limit)
-        if session is None:
-            names = [s["session"] for s in await runner.sessions(owner)]
-        else:
-            names = [session]
-        found: list[tuple[str, dict[str, Any]]] = []
-        for name in names:
-            page = await runner.history(owner, name, last=runner.settings.history_cap)
-            found += [(name, message) for message in page]
-        if not found:
-            return []
-        texts = [message_text(message) for _, message in found]
+        if session is not None:
+            keys.check_id(session, "session")
         if mode == "keyword":
-            scores = bm25(query, texts)
-        else:
-            scores = self._semantic(runner.settings, query, texts)
-        ranked = sorted(range(len(found)), key=lambda i: (-scores[i], found[i][1]["log_id"]))
-        hits = [
-            MessageHit(found[i][0], found[i][1]["log_id"], scores[i], found[i][1])
-            for i in ranked
-            if mode == "semantic" or scores[i] > 0
-        ]
-        return hits[:limit]
-
-    def _semantic(self, settings: Settings, query: str, texts: list[str]) -> list[float]:
-        if self._embedder is None:
-            self._embedder = make_embedder(settings)
-        if self._embedder is None:
-            raise InvalidInputError("mode", "semantic search needs an embedder (embedder=none)")
-        vectors = self._embedder.embed([query, *texts])
-        return [float(x) for x in vectors[1:] @ vectors[0]]
+            return (await _keyword(self, owner, query, session))[:limit]
+        if mode == "semantic":
+            return await _semantic(self, owner, query, session, limit)
+        keyword = await _keyword(self, owner, query, session)
+        semantic = await _semantic(self, owner, query, session, DEPTH)
+        return _fuse(keyword, semantic)[:limit]
 
 
 class VectorReads:

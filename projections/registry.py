@@ -28,6 +28,7 @@ from .skills import Skills
 from .state import State
 from .store import Store
 from .tensors import Tensors
+from .vectors import Vectors
 from .working import Working
 from .world import World
 
@@ -52,6 +53,7 @@ def default_projections() -> list[Projection]:
         Tensors(),
         Store(),
         Checkpoints(),
+        Vectors(),
     ]
 
 

@@ -150,6 +150,9 @@ class SearchPlan:
     as_of_ms: int = 0
     """Recency is scored as of the first page's time, so that later pages rank with the
     very same scores (liveness still uses the current time)."""
+    keep_ranked: bool = False
+    """Stop after ranking: the result is ``{"ranked": [(score, owner, ref, candidate)]}``,
+    every filtered hit unpaged (hybrid search fuses it with the semantic ranking)."""
     n_docs: int = 0
     avgdl: float = 1.0
     truncated: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -203,7 +206,7 @@ class SearchPlan:
         self.avgdl = length / docs if docs else 1.0
         return Query(metas, self._with_meta)
 
-    def _with_meta(self, replies: list[Any]) -> Query[dict[str, Any]]:
+    def _with_meta(self, replies: list[Any]) -> dict[str, Any] | Query[dict[str, Any]]:
         now = self.now_ms
         values = [v for reply in replies for v in reply]
         for c, raw in zip(self.cands, values, strict=True):
@@ -211,6 +214,8 @@ class SearchPlan:
                 meta = msgpack.unpackb(raw[VERSION_LEN:])  # a tombstone unpacks to None
                 if meta is not None and meta[3] > now:
                     c.meta = meta
+        if self.keep_ranked:
+            return {"ranked": self._ranked()}
         return self._page()
 
     def _idf(self) -> dict[str, float]:

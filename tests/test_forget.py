@@ -89,6 +89,8 @@ async def test_forget_leaves_nothing_that_names_the_owner(deployed: str, r: redi
         r.hset(keys.fences(p, 1), OWNER, "0000000000001-0000000000")
         r.zadd(keys.forget_requests(p), {OWNER: 1})
         assert len(mentions(r)) > 10
+        vectors = [k for k in keyspace(r) if b":vec" in k and _MENTION.search(k)]
+        assert len(vectors) >= 2, "the owner's message vectors and their meta"
         neighbour_state = await reader.state(NEIGHBOUR)
 
         assert main(["forget", OWNER, "--yes", "--redis-url", deployed]) == 0

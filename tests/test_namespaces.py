@@ -86,6 +86,8 @@ async def test_namespace_queries_touch_only_the_agent_and_its_namespaces(
         await reader.deployment()  # not under MONITOR: meta is not an owner's key
         with monitored(deployed) as seen:
             found = await reader.search(AGENT, "rocket")
+            meaning = await reader.search(AGENT, "spaceship propellant", mode="semantic")
+            await reader.search_messages(AGENT, "rocket", mode="hybrid")
             everything = await reader.search_all(AGENT, "rocket volatile", limit=50)
             context = await reader.context(AGENT, "rocket", budget_chars=2000)
             await reader.working(AGENT)
@@ -93,6 +95,8 @@ async def test_namespace_queries_touch_only_the_agent_and_its_namespaces(
             await reader.state(AGENT)
     assert {h["owner"] for h in found["hits"]} == {AGENT, TEAM}
     assert {h["owner"] for h in everything["hits"]} == {AGENT, TEAM}
+    assert {h["owner"] for h in meaning["hits"]} == {AGENT, TEAM}
+    assert any(":vec:" in c and names(TEAM).search(c.encode()) for c in seen)
     assert context["text"]
     assert keyspace(r) == before, "a read changed the keyspace"
     assert len(seen) > 5 and any(names(TEAM).search(c.encode()) for c in seen)
@@ -122,6 +126,8 @@ async def test_forget_deletes_nothing_of_anyone_else(deployed: str, r: redis.Red
     assert set(after) - set(before) == {keys.forget_audit().encode()}
     kept = {k: v for k, v in before.items() if not agent.search(k)}
     assert len(kept) > 20
+    for owner in (AGENT, TEAM, *STRANGERS):  # the vectors are in the diff
+        assert any(b":vec:" in k and names(owner).search(k) for k in before), owner
     for key, value in kept.items():
         # A shared key (heads, a feed) holding only the agent's parts goes with them.
         mine_only = _without(value, agent)[1] in ({}, [])

@@ -137,7 +137,7 @@ def _got(result: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 async def _check(reader: AsyncReader, corpus: Corpus, query: str, limit: int, **f: Any) -> None:
-    result = await reader.search(OWNER, query, limit=limit, **f)
+    result = await reader.search(OWNER, query, limit=limit, mode="keyword", **f)
     want = corpus.expected(query, result["as_of_ms"], **f)
     assert result["total"] == len(want), query
     got = _got(result)
@@ -194,7 +194,7 @@ async def test_search_matches_reference_bm25(deployed: str) -> None:
         for _ in range(40):
             await _check(reader, corpus, corpus.query(), 20)
         for kind, item_id, _, t in deleted:  # query each deleted item by its own words
-            result = await reader.search(OWNER, " ".join(t)[:200], limit=1000)
+            result = await reader.search(OWNER, " ".join(t)[:200], limit=1000, mode="keyword")
             assert f"{kind}:{item_id}" not in {r for r, _ in _got(result)}
             assert await reader.episode(OWNER, item_id) is None
         assert await reader.episode_count(OWNER) == sum(
@@ -207,7 +207,7 @@ async def test_search_matches_reference_bm25(deployed: str) -> None:
         pages: list[tuple[str, float]] = []
         cursor = None
         while True:
-            result = await reader.search(OWNER, query, limit=7, cursor=cursor)
+            result = await reader.search(OWNER, query, limit=7, cursor=cursor, mode="keyword")
             pages += _got(result)
             cursor = result["cursor"]
             if cursor is None:

@@ -143,6 +143,10 @@ class Batches:
         than the budget (a heavy projection) does the batch go to a thread, as does the
         first batch, whose cost is not known yet.
         """
+        if self.planner.batching:
+            # Embedding a batch is CPU-heavy native work: in a thread, off the loop, once
+            # for the whole batch rather than once per slice.
+            await asyncio.to_thread(self.planner.prepare, ctx.settings, pointers, logs)
         cost = self.cost_per_event
         out = Outcome()
         if cost is None or cost > INLINE_BUDGET_S:

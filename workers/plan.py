@@ -22,6 +22,7 @@ from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.notify import change_record
 from memstream.projections.ops import Op, OpRangeError, Writes, check_ops, sortable
 from memstream.projections.registry import by_type
+from memstream.projections.vectors import batching
 
 Fields = Mapping[bytes, bytes]
 _LOG_ID = re.compile(rb"(\d{1,20})-(\d{1,20})")
@@ -127,6 +128,20 @@ class Planner:
         ms_apply checks every op again before its entry's first write and dead-letters
         an entry whose ops break a rule, alone, so the gate holds either way."""
 
+        self.batching = batching(projections)
+        """Projections that see the whole batch before it is applied (embeddings)."""
+        for projection in self.batching:
+            projection.warm(settings)
+
+    def prepare(
+        self, settings: Settings, pointers: Mapping[str, Pointer | DecodeError],
+        logs: Mapping[str, Fields | None],
+    ) -> None:  # fmt: skip
+        """Show the whole batch (``pointers`` and ``logs`` by feed id) once to the
+        projections that work per batch (embeddings), before any of it is planned."""
+        for projection in self.batching:
+            projection.prepare_batch(settings, pointers, logs)
+
     def event_writes(self, event: StoredEvent, ctx: ApplyContext) -> Writes:
         """The ops of one decoded event across every projection that folds it."""
         writes = Writes()
@@ -149,6 +164,8 @@ class Planner:
     ) -> Outcome:
         """Plan ``entries`` (with their ``pointers`` and fetched ``logs``, by feed id) for
         ``group`` under ``ctx``; adds to ``out`` when given (a batch planned in pieces)."""
+        if out is None:  # a whole batch at once; one planned in pieces was prepared first
+            self.prepare(ctx.settings, pointers, logs)
         out = Outcome() if out is None else out
         stats = ctx.keys.partition_key("stats")
         for entry in entries:

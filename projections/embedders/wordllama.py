@@ -8,6 +8,7 @@ the two shipped files directly: no network, no cache directory, at any time.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,10 @@ CONFIG = "l2_supercat"
 DIMENSION = 256
 
 
+@functools.lru_cache(maxsize=1)
 def _load() -> Any:
+    # Cached: the model is read-only, and every worker of a process (tests start many)
+    # would otherwise spend a second loading the same weights.
     try:
         import wordllama  # type: ignore[import-untyped,unused-ignore]
         from safetensors import safe_open
