@@ -86,12 +86,16 @@ class Result(Mapping[str, Any]):
 
     __hash__ = None  # type: ignore[assignment]  # unhashable, as a dict
 
+    def __repr__(self) -> str:
+        # Printed as the dict it reads as, named: Skill({'name': ..., 'stats': SkillStats({...})})
+        return f"{type(self).__name__}({dict(self.items())!r})"
+
     def to_dict(self) -> dict[str, Any]:
         """The result as plain dicts and lists (a fresh copy, safe to change)."""
         return {name: plain(self[name]) for name in self}
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Message(Result):
     """One history message: ``role``, ``content`` (a string or parts) and its time ``ts``
     (ms), plus ``name``, ``meta``, ``id``, ``tool_calls``, ``tool_call_id`` and
@@ -112,7 +116,7 @@ class Message(Result):
     additional_kwargs: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class SessionInfo(Result):
     """A session and its first and last activity (ms; ``created_ms`` None when the
     session was never started explicitly)."""
@@ -122,7 +126,7 @@ class SessionInfo(Result):
     last_active_ms: int
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Step(Result):
     """One working-memory step."""
 
@@ -135,7 +139,7 @@ class Step(Result):
     ts: int = 0
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Episode(Result):
     """A saved episode; in a context also its ``owner`` and search ``score``."""
 
@@ -154,7 +158,7 @@ class Episode(Result):
     score: float | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Knowledge(Result):
     """A learned fact or pattern; in a context also its ``owner`` and ``score``."""
 
@@ -170,7 +174,7 @@ class Knowledge(Result):
     score: float | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class SkillStats(Result):
     """Executions, successes, success rate, mean and p95 duration (s), and the last run
     (``{"ts", "success", "duration_s"}``); rates and durations are None before a run."""
@@ -183,7 +187,7 @@ class SkillStats(Result):
     last_run: dict[str, Any] | None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Skill(Result):
     """A skill's definition; ``stats`` when read by :meth:`Reader.skill` or in a context,
     ``owner`` and ``score`` in a context."""
@@ -200,7 +204,7 @@ class Skill(Result):
     score: float | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Page(Result, Generic[T]):
     """One page of a listing: its ``entries`` (the mapping's ``"items"``, as the dict had
     them) and the ``cursor`` of the next page (None: the last)."""
@@ -219,7 +223,7 @@ class Page(Result, Generic[T]):
         yield from ("items", "cursor")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Pattern(Result):
     """An observed pattern's frequency, fix verdicts and its last observation."""
 
@@ -231,7 +235,7 @@ class Pattern(Result):
     last: dict[str, Any] | None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Insights(Result):
     """Top ``patterns`` and ``issue_kinds`` (``{"issue_kind", "frequency"}``) with totals."""
 
@@ -243,7 +247,7 @@ class Insights(Result):
     acceptance_rate: float | None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class LogEntry(Result):
     """One log entry, decoded: its ``type``, schema version ``v``, ``session``, ``eid``
     and JSON-safe ``data``; an entry that cannot be decoded has only ``error`` set."""
@@ -265,7 +269,7 @@ class LogEntry(Result):
             yield from ("log_id", "type", "v", "session", "eid", "data")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class WorldNode(Result):
     """One world-model node: its ``path`` (most specific first) and, per variable,
     ``counts``, ``predictive`` and the predictive's ``entropy`` (nats)."""
@@ -274,7 +278,7 @@ class WorldNode(Result):
     variables: dict[str, dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class ExplorationHit(Result):
     """A stored pattern ranked for a trigger: its counts, ``tags``, ``overlap`` with the
     context, success ``estimate`` and ``score`` (overlap x estimate)."""
@@ -291,7 +295,7 @@ class ExplorationHit(Result):
     score: float
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TensorState(Result):
     """A decoded state tensor (see docs/tensors.md): ``array`` (numpy), its ``log_id``,
     ``time_ms``, ``session``, ``meta``, ``shape``, ``dtype``, ``model`` (version or None),
@@ -328,7 +332,7 @@ class TensorState(Result):
         )
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Context(Result):
     """A prompt-ready context: ``text`` within the budget, the items chosen for each
     section in ``sections`` (by name: ``working``, ``episodes``, ``skills``, ``knowledge``
