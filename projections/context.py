@@ -46,7 +46,7 @@ class ContextSection:
     title: str
     line: Callable[[Mapping[str, Any]], str]
     rank: int = 100
-    read: Callable[[keys.Projection, str, str], Query[Sequence[Any]]] | None = None
+    read: Callable[[keys.Projection, str, str], Query[Any]] | None = None
 
 
 def check_budget(budget_chars: int) -> int:
