@@ -14,7 +14,7 @@ no worker runs). Another instance's writes are seen once a worker has applied th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
@@ -89,7 +89,7 @@ class MemstreamChatMessageHistory(BaseChatMessageHistory):
         while self._unseen:
             _check(reader.wait(self._unseen[0], _left(deadline)), self._unseen[0])
             self._unseen.pop(0)
-        pages: list[list[dict[str, Any]]] = []
+        pages: list[Sequence[Mapping[str, Any]]] = []
         before: str | None = None
         for want in _page_sizes(self.max_messages, self.settings.history_cap):
             page = reader.history(self.owner, self.session, last=want, before=before)
@@ -129,7 +129,7 @@ class MemstreamChatMessageHistory(BaseChatMessageHistory):
         while self._unseen:
             _check(await reader.wait(self._unseen[0], _left(deadline)), self._unseen[0])
             self._unseen.pop(0)
-        pages: list[list[dict[str, Any]]] = []
+        pages: list[Sequence[Mapping[str, Any]]] = []
         before: str | None = None
         for want in _page_sizes(self.max_messages, self.settings.history_cap):
             page = await reader.history(self.owner, self.session, last=want, before=before)

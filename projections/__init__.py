@@ -1,5 +1,6 @@
-"""memstream projections: what agents read (``Reader``, ``AsyncReader``), the projection
-base a read model implements, and the convergence harness that tests one.
+"""memstream projections: what agents read (``Reader``, ``AsyncReader``) and the typed
+results they return (:mod:`.results`), the projection base a read model implements, and
+the convergence harness that tests one.
 
 Names load on first use, so importing the package costs nothing until a name is used.
 """
@@ -12,8 +13,27 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .base import ApplyContext, Projection, Query
     from .cache import CacheStats, ReadCache
+    from .context import ContextSection
     from .reader import AsyncReader, Reader
     from .registry import default_projections
+    from .results import (
+        Context,
+        Episode,
+        ExplorationHit,
+        Insights,
+        Knowledge,
+        LogEntry,
+        Message,
+        Page,
+        Pattern,
+        Result,
+        SessionInfo,
+        Skill,
+        SkillStats,
+        Step,
+        TensorState,
+        WorldNode,
+    )
     from .testing import (
         ConvergenceError,
         check_convergence,
@@ -39,19 +59,53 @@ _WHERE = {
     "event_streams": ".testing",
     "with_deliveries": ".testing",
     "default_projections": ".registry",
+    "ContextSection": ".context",
+    "Context": ".results",
+    "Episode": ".results",
+    "ExplorationHit": ".results",
+    "Insights": ".results",
+    "Knowledge": ".results",
+    "LogEntry": ".results",
+    "Message": ".results",
+    "Page": ".results",
+    "Pattern": ".results",
+    "Result": ".results",
+    "SessionInfo": ".results",
+    "Skill": ".results",
+    "SkillStats": ".results",
+    "Step": ".results",
+    "TensorState": ".results",
+    "WorldNode": ".results",
 }
 
 __all__ = [
     "ApplyContext",
     "AsyncReader",
     "CacheStats",
+    "Context",
+    "ContextSection",
     "ConvergenceError",
+    "Episode",
+    "ExplorationHit",
+    "Insights",
+    "Knowledge",
+    "LogEntry",
+    "Message",
+    "Page",
+    "Pattern",
     "Projection",
     "Query",
     "ReadCache",
     "Reader",
+    "Result",
+    "SessionInfo",
+    "Skill",
+    "SkillStats",
+    "Step",
+    "TensorState",
     "WaitResult",
     "WaitTimeoutError",
+    "WorldNode",
     "check_convergence",
     "default_projections",
     "deliveries",

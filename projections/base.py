@@ -11,9 +11,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+)
 
 from memstream.producers import keys
+from memstream.producers.deployment import Deployment
 from memstream.producers.entry import StoredEvent
 from memstream.producers.settings import Settings
 
@@ -21,8 +32,12 @@ from .ops import Writes
 
 if TYPE_CHECKING:
     from .context import ContextSection
+    from .reader import AsyncReader
 
 T = TypeVar("T")
+A = TypeVar("A")
+P = ParamSpec("P")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,34 +77,111 @@ class Projection(ABC):
 class Query(Generic[T]):
     """A read plan: commands to pipeline, and how to turn their replies into a result.
 
-    ``parse`` may return another :class:`Query` when a read needs a second round trip.
+    ``parse`` may return another :class:`Query` when a read needs a second round trip,
+    or a :class:`Continue` when the next step needs the result with its archived values
+    in place (see :func:`then`).
     """
 
     commands: Sequence[tuple[Any, ...]]
-    parse: Callable[[list[Any]], T | Query[T]]
+    parse: Callable[[list[Any]], T | Query[T] | Continue[T]]
     cacheable_keys: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Continue(Generic[T]):
+    """A plan step for the runner: put archived values in place of the pointers in
+    ``value`` (an I/O only the runner does), then go on with ``next`` of it."""
+
+    value: Any
+    next: Callable[[Any], T | Query[T] | Continue[T]]
+
+
+PlanStep: TypeAlias = "T | Query[T] | Continue[T]"
+"""What a plan step yields: the result, another round trip, or a :class:`Continue`."""
+
+
+Plan: TypeAlias = Callable[Concatenate[Deployment, P], Query[T]]
+"""A read's plan builder: the active deployment and the read's arguments -> its Query."""
+
+
+def then(query: Query[A], f: Callable[[A], PlanStep[T]]) -> Query[T]:
+    """``query`` followed by ``f`` of its result (archived values resolved first): how a
+    read composes plans without doing I/O, so both readers run the composition."""
+
+    def parse(replies: list[Any]) -> PlanStep[T]:
+        return _after(query.parse(replies), f)
+
+    return Query(query.commands, parse, query.cacheable_keys)
+
+
+def _after(step: PlanStep[A], f: Callable[[A], PlanStep[T]]) -> PlanStep[T]:
+    if isinstance(step, Query):
+        return then(step, f)
+    if isinstance(step, Continue):
+        inner = step
+        return Continue(inner.value, lambda value: _after(inner.next(value), f))
+    return Continue(step, f)
+
+
+def pk_of(deployment: Deployment, owner: str) -> keys.Projection:
+    """The active version's keys for ``owner``'s partition in ``deployment``."""
+    return keys.Projection(keys.partition(owner, deployment.partitions), deployment.version)
 
 
 class AsyncRunner(Protocol):
     """What a read mixin of :class:`~memstream.projections.reader.AsyncReader` may use.
 
     Mixins annotate ``self: AsyncRunner`` so each memory type keeps its reads in its own
-    module while the reader stays one class.
+    module while the reader stays one class. A read is one line: ``_read`` builds the
+    read's plan from the active :class:`Deployment` and runs it; :class:`SyncRunner` runs
+    the same plans on a blocking client.
     """
 
     settings: Settings
     shared: tuple[str, ...]
 
+    @property
+    def context_sections(self) -> tuple[ContextSection, ...]: ...
+
     async def run(self, query: Query[T]) -> T: ...
+
+    async def deployment(self) -> Deployment: ...
 
     async def _pk(self, owner: str) -> keys.Projection: ...
 
+    async def _read(self, plan: Plan[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
 
 class SyncRunner(Protocol):
-    """What a read mixin of the blocking ``Reader`` may use: ``_async`` is the
-    :class:`AsyncReader` it wraps, ``_call`` runs one of its coroutines to completion."""
+    """What a read mixin of the blocking ``Reader`` may use: the same plans as
+    :class:`AsyncRunner`, run on the reader's blocking client in the caller's thread."""
+
+    settings: Settings
+    shared: tuple[str, ...]
 
     @property
-    def _async(self) -> Any: ...
+    def context_sections(self) -> tuple[ContextSection, ...]: ...
+
+    def run(self, query: Query[T]) -> T: ...
+
+    def deployment(self) -> Deployment: ...
+
+    def _pk(self, owner: str) -> keys.Projection: ...
+
+    def _read(self, plan: Plan[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    @property
+    def _async(self) -> AsyncReader: ...
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+
+def doc_from(twin: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a blocking read the docstring of its async ``twin``: one text for both, as
+    they take the same parameters and return the same result."""
+
+    def mark(method: F) -> F:
+        method.__doc__ = twin.__doc__
+        return method
+
+    return mark

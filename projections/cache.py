@@ -26,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,8 @@ class ReadCache:
     _clock: int = 0
     _dropped_at: dict[str, int] = field(default_factory=dict)
     _cleared_at: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    """The blocking reader's listener thread invalidates while the caller's thread reads."""
 
     @staticmethod
     def plan(query: Query[Any]) -> Plan | None:
@@ -119,6 +122,10 @@ class ReadCache:
         return Plan(commands, owner, p)
 
     def get(self, plan: Plan, now_ms: float) -> list[Any] | None:
+        with self._lock:
+            return self._get(plan, now_ms)
+
+    def _get(self, plan: Plan, now_ms: float) -> list[Any] | None:
         entry = self._entries.get(plan.key)
         if entry is not None and entry.expires_ms > now_ms:
             self._entries.move_to_end(plan.key)
@@ -134,6 +141,10 @@ class ReadCache:
         return self._clock
 
     def put(self, plan: Plan, replies: list[Any], expires_ms: float, ticket: int) -> None:
+        with self._lock:
+            self._put(plan, replies, expires_ms, ticket)
+
+    def _put(self, plan: Plan, replies: list[Any], expires_ms: float, ticket: int) -> None:
         if self._dropped_at.get(plan.owner, -1) > ticket or self._cleared_at > ticket:
             return  # a change may have landed after these replies were read
         if any(isinstance(r, Exception) for r in replies):
@@ -145,20 +156,22 @@ class ReadCache:
             self._forget(next(iter(self._entries)))
 
     def invalidate(self, owner: str) -> None:
-        self._clock += 1
-        self._dropped_at[owner] = self._clock
-        self.stats.invalidations += 1
-        for key in self._by_owner.pop(owner, set()):
-            self._entries.pop(key, None)
+        with self._lock:
+            self._clock += 1
+            self._dropped_at[owner] = self._clock
+            self.stats.invalidations += 1
+            for key in self._by_owner.pop(owner, set()):
+                self._entries.pop(key, None)
 
     def clear(self) -> None:
-        self._clock += 1
-        self._cleared_at = self._clock
-        # Every owner's ticket is now older than the clear: the per-owner marks can go.
-        self._dropped_at.clear()
-        self._entries.clear()
-        self._by_owner.clear()
-        self.stats.clears += 1
+        with self._lock:
+            self._clock += 1
+            self._cleared_at = self._clock
+            # Every owner's ticket is now older than the clear: the per-owner marks can go.
+            self._dropped_at.clear()
+            self._entries.clear()
+            self._by_owner.clear()
+            self.stats.clears += 1
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -186,6 +199,44 @@ def entry_deadline(cache: ReadCache, expire_times: Sequence[Any], now_ms: float)
 
 def now_ms() -> float:
     return time.time() * 1000
+
+
+@dataclass(slots=True)
+class Stage:
+    """One query stage on its way through the cache: the ``hit``, or the ``commands`` to
+    send (the query's, plus the expiry reads of a cacheable miss)."""
+
+    hit: list[Any] | None
+    commands: list[tuple[Any, ...]]
+    plan: Plan | None = None
+    ticket: int = 0
+    n: int = 0
+
+
+def begin(cache: ReadCache | None, ready: Callable[[int], bool], query: Query[Any]) -> Stage:
+    """Look ``query`` up in ``cache``; ``ready(p)`` says whether partition ``p``'s
+    notifications are received (only then may an entry be stored). Shared by both
+    readers, so they cache by the same rules."""
+    if cache is None:
+        return Stage(None, list(query.commands))
+    plan = cache.plan(query) if query.cacheable_keys else None
+    if plan is not None:
+        hit = cache.get(plan, now_ms())
+        if hit is not None:
+            return Stage(hit, [])
+        if not ready(plan.p):
+            plan = None  # not listening yet: a stored entry could go stale
+    extra = expiry_commands(query.cacheable_keys) if plan is not None else []
+    return Stage(None, [*query.commands, *extra], plan, cache.ticket(), len(query.commands))
+
+
+def finish(cache: ReadCache | None, stage: Stage, replies: list[Any]) -> list[Any]:
+    """The query's replies of ``stage``, stored in ``cache`` when it was a cacheable miss."""
+    if cache is None or stage.plan is None:
+        return replies
+    replies, expiry = replies[: stage.n], replies[stage.n :]
+    cache.put(stage.plan, replies, entry_deadline(cache, expiry, now_ms()), stage.ticket)
+    return replies
 
 
 class Invalidator:
@@ -255,18 +306,7 @@ class Invalidator:
             await asyncio.sleep(self.RECONNECT_S)
 
     def _handle(self, message: dict[str, Any]) -> None:
-        kind, channel = message.get("type"), message.get("channel")
-        p = _partition_of(channel)
-        if kind == "ssubscribe" and p is not None:
-            self._confirmed.add(p)
-        elif kind == "sunsubscribe" and p is not None:
-            self._confirmed.discard(p)
-        elif kind == "smessage":
-            change = decode(message.get("data") or b"")
-            if change is None:
-                self.cache.clear()  # unreadable: assume the worst
-            else:
-                self.cache.invalidate(change.owner)
+        handle(self.cache, self._confirmed, message)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -274,6 +314,23 @@ class Invalidator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.client.aclose()
+
+
+def handle(cache: ReadCache, confirmed: set[int], message: dict[str, Any]) -> None:
+    """Apply one pub/sub ``message`` to ``cache``, and to the ``confirmed`` partitions
+    (both invalidators, async and blocking, go through here)."""
+    kind, channel = message.get("type"), message.get("channel")
+    p = _partition_of(channel)
+    if kind == "ssubscribe" and p is not None:
+        confirmed.add(p)
+    elif kind == "sunsubscribe" and p is not None:
+        confirmed.discard(p)
+    elif kind == "smessage":
+        change = decode(message.get("data") or b"")
+        if change is None:
+            cache.clear()  # unreadable: assume the worst
+        else:
+            cache.invalidate(change.owner)
 
 
 def _partition_of(channel: Any) -> int | None:

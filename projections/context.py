@@ -2,9 +2,11 @@
 character budget, as structured data and as text.
 
 Each projection declares its section (:class:`ContextSection`: the key of its items, a
-title, how one item becomes a line, and its rank); the built-in ones, in this order: recent
-working steps (the owner's own, never shared), the most relevant episodes, matching
-skills with their success rates, and knowledge. Lines are
+title, how one item becomes a line, its rank, and for a projection of your own the read
+that finds its items); the built-in ones, in this order: recent working steps (the owner's
+own, never shared), the most relevant episodes, matching skills with their success rates,
+and knowledge. A reader fills the sections of the extra projections it is given
+(``Reader(settings, projections=[...])``). Lines are
 taken round-robin across sections (best first within each), so a long section cannot
 crowd the others out; a line that does not fit is shortened with an ellipsis, or left
 out when not even its start fits. The text never exceeds ``budget_chars``.
@@ -13,11 +15,17 @@ out when not even its start fits. The text never exceeds ``budget_chars``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from memstream.producers import keys
 from memstream.producers.errors import InvalidInputError
+
+from .results import Context, Episode, Knowledge, Result, Skill, SkillStats, Step
+
+if TYPE_CHECKING:
+    from .base import Projection, Query
 
 LINE_CHARS = 400
 """One item never takes more than this: many short items beat one long one."""
@@ -27,12 +35,18 @@ MIN_LINE = 24
 @dataclass(frozen=True, slots=True)
 class ContextSection:
     """A projection's part of the context: ``name`` keys its items, ``title`` heads it,
-    ``line`` renders one item, and sections appear by ascending ``rank``."""
+    ``line`` renders one item, and sections appear by ascending ``rank``.
+
+    ``read``, for a projection of your own: ``read(pk, owner, query)`` returns the plan
+    (:class:`~.base.Query`) of the section's items for ``owner`` and the context's
+    ``query``, best first (``pk``: the active version's keys of ``owner``'s partition).
+    The built-in sections leave it None: search and working memory fill them."""
 
     name: str
     title: str
-    line: Callable[[dict[str, Any]], str]
+    line: Callable[[Mapping[str, Any]], str]
     rank: int = 100
+    read: Callable[[keys.Projection, str, str], Query[Any]] | None = None
 
 
 def check_budget(budget_chars: int) -> int:
@@ -48,7 +62,7 @@ def _clip(text: str, room: int) -> str:
     return text if len(text) <= room else text[: max(0, room - 1)] + "…"
 
 
-def step_line(step: dict[str, Any]) -> str:
+def step_line(step: Mapping[str, Any]) -> str:
     mark = {True: "ok", False: "failed", None: "?"}[step.get("success")]
     parts = [f"[{mark}] {step['action']}"]
     if step.get("observation"):
@@ -56,7 +70,7 @@ def step_line(step: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def episode_line(e: dict[str, Any]) -> str:
+def episode_line(e: Mapping[str, Any]) -> str:
     mark = {True: "success", False: "failure", None: "unknown"}[e.get("success")]
     line = f"({mark}) {e['task']}"
     if e.get("outcome"):
@@ -64,14 +78,14 @@ def episode_line(e: dict[str, Any]) -> str:
     return line
 
 
-def skill_line(s: dict[str, Any]) -> str:
+def skill_line(s: Mapping[str, Any]) -> str:
     stats = s.get("stats") or {}
     rate, runs = stats.get("success_rate"), stats.get("executions", 0)
     shown = f"success {rate:.0%} of {runs} runs" if rate is not None else "never run"
     return f"{s['name']} ({shown}): {s.get('description', '')}"
 
 
-def knowledge_line(k: dict[str, Any]) -> str:
+def knowledge_line(k: Mapping[str, Any]) -> str:
     return f"({k['kind']}, confidence {k['confidence']:.2f}) {k['description']}"
 
 
@@ -83,8 +97,42 @@ def default_sections() -> tuple[ContextSection, ...]:
     return tuple(context_sections(default_projections()))
 
 
+def sections_with(extra: Iterable[Projection]) -> tuple[ContextSection, ...]:
+    """The built-in sections and those the ``extra`` projections declare, by rank."""
+    found = [p.context for p in extra if p.context is not None]
+    if not found:
+        return default_sections()
+    return tuple(sorted([*default_sections(), *found], key=lambda s: s.rank))
+
+
+_TYPES: dict[str, type[Result]] = {
+    "working": Step, "episodes": Episode, "skills": Skill, "knowledge": Knowledge,
+}  # fmt: skip
+
+
+def _typed(name: str, item: Any) -> Any:
+    kind = _TYPES.get(name)
+    if kind is None or isinstance(item, Result):
+        return item  # a custom section's items are what its read returned
+    if kind is Skill and item.get("stats") is not None:
+        item = {**item, "stats": SkillStats.of(item["stats"])}
+    return kind.of(item)
+
+
+def compose_context(
+    items: dict[str, list[Any]], budget_chars: int, sections: Sequence[ContextSection], *,
+    owner: str, query: str,
+) -> Context:  # fmt: skip
+    """The typed :class:`~.results.Context` of :func:`compose` over ``items`` (by section
+    name) within ``budget_chars``, for ``owner`` and ``query``."""
+    typed = {name: [_typed(name, i) for i in found] for name, found in items.items()}
+    out = compose(typed, budget_chars, sections)
+    text = out.pop("text")
+    return Context(text=text, owner=owner, query=query, sections=out)
+
+
 def compose(
-    items: dict[str, list[dict[str, Any]]],
+    items: Mapping[str, Sequence[Mapping[str, Any]]],
     budget_chars: int,
     sections: Sequence[ContextSection] | None = None,
 ) -> dict[str, Any]:
@@ -94,7 +142,7 @@ def compose(
     text; ``sections`` defaults to the registered projections' (:func:`default_sections`).
     """
     shown = default_sections() if sections is None else tuple(sections)
-    chosen: dict[str, list[tuple[dict[str, Any], str]]] = {sec.name: [] for sec in shown}
+    chosen: dict[str, list[tuple[Mapping[str, Any], str]]] = {sec.name: [] for sec in shown}
     used, depth = 0, 0
     while True:
         progressed = False

@@ -1,9 +1,12 @@
 """``AsyncReader`` and ``Reader``: what agents read, always from the active version.
 
 Reads are :class:`Query` plans built by the projection modules. The async reader runs
-them; the sync reader runs the hot ones (history, state, sessions, working memory) on
-its own blocking client (:mod:`.reader_sync`) and the others through the async one on a
-private loop; ``wait`` too, since the loop holds its subscriber (:mod:`.waiter`).
+them on its asyncio client; the blocking reader runs the same plans on its own blocking
+client (:mod:`.reader_sync`), so every read is one typed line on each. Results are typed
+(:mod:`.results`) and still read as the dicts they were. ``wait`` wakes on the entry's
+change record (:mod:`.waiter`); the blocking reader's ``wait``, semantic search and
+message search run the async reader on a private loop (:mod:`.bridge`), started on
+first use.
 
 Every call is bounded by ``Settings.read_deadline_s`` (retries of transient errors
 included, see :mod:`memstream.producers.deadline`) and every driver error reaches the
@@ -13,10 +16,9 @@ caller as a :class:`~memstream.producers.errors.MemstreamError`.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio
 from redis.exceptions import RedisError
@@ -30,8 +32,10 @@ from memstream.producers.errors import AppendRejectedError, InvalidInputError, M
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
 
-from .base import Query
-from .cache import Invalidator, ReadCache, entry_deadline, expiry_commands, now_ms
+from .base import Continue, Plan, Projection, Query, pk_of
+from .bridge import Bridge
+from .cache import Invalidator, ReadCache, begin, finish
+from .context import ContextSection, sections_with
 from .history import read_history
 from .reader_sync import VERSION_TTL_S as _VERSION_TTL_S
 from .reader_sync import BlockingCore, BlockingReads
@@ -41,6 +45,7 @@ from .reads_memory import AsyncMemoryReads, MemoryReads
 from .reads_tensors import AsyncTensorReads, TensorReads
 from .reads_vectors import AsyncVectorReads, VectorReads
 from .reads_world import AsyncWorldReads, WorldReads
+from .results import Message, SessionInfo, Step
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
 from .wait import WaitResult, outcome, resolve_pending
@@ -48,6 +53,7 @@ from .waiter import ChangeWaiter, wait_for
 from .working import read_working
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 VERSION_TTL_S = _VERSION_TTL_S
 """How long a reader trusts its cached active version (one value for both readers,
@@ -57,6 +63,13 @@ defined in :mod:`.reader_sync`; replay reads it from here)."""
 class AsyncReader(
     AsyncMemoryReads, AsyncWorldReads, AsyncLiveReads, AsyncLogReads, AsyncTensorReads,
     AsyncVectorReads):  # fmt: skip
+    """Asyncio reader: every read runs its plan on ``client``.
+
+    ``settings``: how to read (deadlines, caps, TTLs); ``shared``: namespaces that
+    searches made for an agent also cover; ``cache``: an in-process read cache (see
+    :mod:`.cache`); ``projections``: projections of your own whose ``context`` sections
+    :meth:`context` fills (docs/extending.md)."""
+
     def __init__(
         self,
         client: redis.asyncio.Redis,
@@ -64,10 +77,12 @@ class AsyncReader(
         *,
         shared: Sequence[str] = (),
         cache: ReadCache | bool = False,
+        projections: Sequence[Projection] = (),
     ) -> None:
         self.client = client
         self.settings = settings or Settings()
         self.shared = tuple(keys.check_id(ns, "shared") for ns in shared)
+        self.projections = tuple(projections)
         self._deployment: Deployment | None = None
         self._checked = 0.0
         self.read_cache = ReadCache() if cache is True else cache or None
@@ -80,21 +95,34 @@ class AsyncReader(
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False
-    ) -> AsyncReader:
-        """``shared``: namespaces (owners such as ``team.alpha``) that searches made for
-        an agent also cover; working memory stays private. ``cache``: serve repeated
-        reads from memory, invalidated by change notifications (see :mod:`.cache`)."""
-        return cls(async_client(settings), settings, shared=shared, cache=cache)
+        cls, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False,
+        projections: Sequence[Projection] = (),
+    ) -> AsyncReader:  # fmt: skip
+        """A reader for ``settings``. ``shared``: namespaces (owners such as
+        ``team.alpha``) that searches made for an agent also cover; working memory stays
+        private. ``cache``: serve repeated reads from memory, invalidated by change
+        notifications (see :mod:`.cache`). ``projections``: as in :class:`AsyncReader`."""
+        return cls(async_client(settings), settings, shared=shared, cache=cache,
+                   projections=projections)  # fmt: skip
 
     @classmethod
     def from_url(
         cls, url: str, *, shared: Sequence[str] = (), cache: ReadCache | bool = False,
-        **options: Any,
+        projections: Sequence[Projection] = (), **options: Any,
     ) -> AsyncReader:  # fmt: skip
-        return cls.from_settings(Settings.from_url(url, **options), shared=shared, cache=cache)
+        """A reader for the Redis at ``url``, other settings from ``options``; ``shared``,
+        ``cache`` and ``projections`` as in :meth:`from_settings`."""
+        settings = Settings.from_url(url, **options)
+        return cls.from_settings(settings, shared=shared, cache=cache, projections=projections)
+
+    @property
+    def context_sections(self) -> tuple[ContextSection, ...]:
+        """The sections :meth:`context` fills: the built-in ones and those of the reader's
+        extra ``projections``, by rank."""
+        return sections_with(self.projections)
 
     async def deployment(self) -> Deployment:
+        """The active deployment (projection version and partitions), cached briefly."""
         now = time.monotonic()
         if self._deployment is None or now - self._checked > VERSION_TTL_S:
             raw: Any = await acall(
@@ -110,11 +138,13 @@ class AsyncReader(
         return self._deployment
 
     async def _pk(self, owner: str) -> keys.Projection:
-        d = await self.deployment()
-        return keys.Projection(keys.partition(owner, d.partitions), d.version)
+        return pk_of(await self.deployment(), owner)
+
+    async def _read(self, plan: Plan[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.run(plan(await self.deployment(), *args, **kwargs))
 
     async def run(self, query: Query[T]) -> T:
-        """Pipeline a query's commands, parse, and follow up if it asks for more.
+        """Pipeline ``query``'s commands, parse, and follow up if it asks for more.
 
         With a read cache, a stage whose ``cacheable_keys`` belong to one owner is served
         from memory when it can be (see :mod:`.cache` for why that is never stale)."""
@@ -127,10 +157,12 @@ class AsyncReader(
         while True:
             replies = await self._replies(query)
             self._raise_refusals(replies)
-            result = query.parse(list(replies))
-            if not isinstance(result, Query):
-                return result
-            query = result
+            step = query.parse(list(replies))
+            while isinstance(step, Continue):
+                step = step.next(await resolve_cold(self.settings, step.value))
+            if not isinstance(step, Query):
+                return step
+            query = step
 
     def _raise_refusals(self, replies: list[Any]) -> None:
         """Raise a reply that is an error about the connection, not about the data.
@@ -145,62 +177,56 @@ class AsyncReader(
                     raise error from reply
 
     async def _replies(self, query: Query[Any]) -> list[Any]:
-        cache, plan = self.read_cache, None
-        if cache is not None and self._invalidator is not None and query.cacheable_keys:
-            plan = cache.plan(query)
-            if plan is not None:
-                hit = cache.get(plan, now_ms())
-                if hit is not None:
-                    return hit
-                if not self._invalidator.ready(plan.p):
-                    plan = None  # not listening yet: a stored entry could go stale
-        extra = expiry_commands(query.cacheable_keys) if plan is not None else []
-        ticket = cache.ticket() if cache is not None else 0
+        ready = self._invalidator.ready if self._invalidator is not None else _never
+        stage = begin(self.read_cache, ready, query)
+        if stage.hit is not None:
+            return stage.hit
         pipe = self.client.pipeline(transaction=False)
-        for command in [*query.commands, *extra]:
+        for command in stage.commands:
             # redis-py parses XPENDING as a summary unless told the range form is used.
             options = {"parse_detail": True} if command[0] == "XPENDING" else {}
             pipe.execute_command(*command, **options)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
-        if cache is not None and plan is not None:
-            n = len(query.commands)
-            replies, expiry = replies[:n], replies[n:]
-            cache.put(plan, replies, entry_deadline(cache, expiry, now_ms()), ticket)
-        return replies
+        return finish(self.read_cache, stage, replies)
 
     async def history(
         self, owner: str, session: str, *, last: int = 20, before: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The last ``last`` messages of a session (before the log id ``before`` when
-        given), oldest first. Past the ``history_cap`` newest kept in Redis the page
-        continues into the log and the archive; pass ``page[0]["log_id"]`` as ``before``
-        for the next older page (an empty page means the start of history)."""
+    ) -> list[Message]:
+        """The last ``last`` messages (1 to 10,000) of ``owner``'s ``session``, before the
+        log id ``before`` when given, oldest first. Past the ``history_cap`` newest kept in
+        Redis the page continues into the log and the archive; pass
+        ``page[0]["log_id"]`` as ``before`` for the next older page (an empty page means
+        the start of history)."""
         keys.check_id(session, "session")
         if before is None and last <= self.settings.history_cap:
-            return await self.run(read_history(await self._pk(owner), owner, session, _n(last)))
+            pk = await self._pk(owner)
+            return Message.many(await self.run(read_history(pk, owner, session, _n(last))))
         return await self._history_page(owner, session, _n(last), _cursor(before))
 
     async def state(self, owner: str) -> dict[str, Any] | None:
-        """The owner's state document, or None if never saved."""
+        """``owner``'s state document, or None if never saved."""
         return await self.run(read_state(await self._pk(owner), owner))
 
-    async def sessions(self, owner: str) -> list[dict[str, Any]]:
-        """The owner's sessions, most recently active first."""
-        return await self.run(read_sessions(await self._pk(owner), owner))
+    async def sessions(self, owner: str) -> list[SessionInfo]:
+        """``owner``'s sessions, most recently active first."""
+        return SessionInfo.many(await self.run(read_sessions(await self._pk(owner), owner)))
 
     async def session_data(self, owner: str, session: str) -> dict[str, Any]:
+        """The data saved for ``owner``'s ``session`` (empty when none)."""
         keys.check_id(session, "session")
         return await self.run(read_session_data(await self._pk(owner), owner, session))
 
     async def session_chain(self, owner: str, session: str) -> list[str]:
-        """``session`` and its predecessors, newest first."""
+        """``owner``'s ``session`` and its predecessors, newest first."""
         keys.check_id(session, "session")
         return await self.run(read_session_chain(await self._pk(owner), owner, session))
 
-    async def working(self, owner: str, *, last: int = 20) -> list[dict[str, Any]]:
-        """The newest live working-memory steps, oldest first."""
+    async def working(self, owner: str, *, last: int = 20) -> list[Step]:
+        """The newest ``last`` (1 to 10,000) live working-memory steps of ``owner``,
+        oldest first."""
         pk = await self._pk(owner)
-        return await self.run(read_working(pk, owner, _n(last), self.settings.working_ttl_s))
+        ttl = self.settings.working_ttl_s
+        return Step.many(await self.run(read_working(pk, owner, _n(last), ttl)))
 
     async def wait(self, receipt: Receipt, timeout: float = 5.0) -> WaitResult:
         """Return once the receipt's entry is applied (or dead-lettered) in the active
@@ -246,6 +272,7 @@ class AsyncReader(
         return found
 
     async def aclose(self) -> None:
+        """Stop the change waiter and the cache's listener, and close the client."""
         if self._waiter is not None:
             await self._waiter.aclose()
         if self._invalidator is not None:
@@ -271,61 +298,56 @@ def _cursor(before: str | None) -> str | None:
     return check_cursor(before, "before")
 
 
+def _never(p: int) -> bool:
+    return False
+
+
 class Reader(BlockingReads, MemoryReads, WorldReads, LiveReads, LogReads, TensorReads,
              VectorReads):  # fmt: skip
-    """Blocking reader. The hot reads run on its own blocking client in the caller's
-    thread (:class:`~.reader_sync.BlockingReads`); the others, and every read when a
-    read cache is on, run :class:`AsyncReader` on a private loop.
+    """Blocking reader: every read runs its plan on the reader's own blocking client, in
+    the caller's thread (:mod:`.reader_sync`), with the results :class:`AsyncReader`
+    returns.
 
     ``settings``: where and how to connect; ``shared``: namespaces that searches made
-    for an agent also cover; ``cache``: an in-process read cache (see :mod:`.cache`)."""
+    for an agent also cover; ``cache``: an in-process read cache (see :mod:`.cache`),
+    invalidated by a listener thread; ``projections``: projections of your own whose
+    ``context`` sections :meth:`context` fills (docs/extending.md)."""
 
     def __init__(
-        self, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False
-    ) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._settings = settings
-        self._async = self._call(self._make(settings, tuple(shared), cache))
-        self._core = BlockingCore(sync_client(settings), settings)
-        self._cached = self._async.read_cache is not None
-
-    @staticmethod
-    async def _make(
-        settings: Settings, shared: tuple[str, ...], cache: ReadCache | bool
-    ) -> AsyncReader:
-        return AsyncReader.from_settings(settings, shared=shared, cache=cache)
+        self, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False,
+        projections: Sequence[Projection] = (),
+    ) -> None:  # fmt: skip
+        self.settings = settings
+        self.shared = tuple(keys.check_id(ns, "shared") for ns in shared)
+        self.projections = tuple(projections)
+        read_cache = ReadCache() if cache is True else cache or None
+        self._core = BlockingCore(sync_client(settings), settings, read_cache)
+        self._bridge: Bridge | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False
-    ) -> Reader:
-        """A reader for ``settings``; ``shared`` and ``cache`` as in :class:`Reader`."""
-        return cls(settings, shared=shared, cache=cache)
+        cls, settings: Settings, *, shared: Sequence[str] = (), cache: ReadCache | bool = False,
+        projections: Sequence[Projection] = (),
+    ) -> Reader:  # fmt: skip
+        """A reader for ``settings``; ``shared``, ``cache`` and ``projections`` as in
+        :class:`Reader`."""
+        return cls(settings, shared=shared, cache=cache, projections=projections)
 
     @classmethod
     def from_url(
         cls, url: str, *, shared: Sequence[str] = (), cache: ReadCache | bool = False,
-        **options: Any,
+        projections: Sequence[Projection] = (), **options: Any,
     ) -> Reader:  # fmt: skip
-        """A reader for the Redis at ``url``, other settings from ``options``; ``shared``
-        and ``cache`` as in :class:`Reader`."""
-        return cls(Settings.from_url(url, **options), shared=shared, cache=cache)
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-        except RedisError as e:  # a driver error that no inner boundary turned into ours
-            raise translate_driver_error(e, self._settings) from e
+        """A reader for the Redis at ``url``, other settings from ``options``; ``shared``,
+        ``cache`` and ``projections`` as in :class:`Reader`."""
+        settings = Settings.from_url(url, **options)
+        return cls(settings, shared=shared, cache=cache, projections=projections)
 
     def close(self) -> None:
-        """Close both clients and stop the private loop."""
+        """Close the client (and stop the cache's listener thread)."""
         self._core.close()
-        self._call(self._async.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+        if self._bridge is not None:
+            self._bridge.close()
 
     def __enter__(self) -> Reader:
         return self

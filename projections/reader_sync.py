@@ -1,18 +1,18 @@
 """The blocking reader's own core: it runs the same :class:`Query` plans as
 :class:`~memstream.projections.reader.AsyncReader`, on a blocking client, in the caller's
-thread.
+thread, as ``Producer`` runs the appends that ``AsyncProducer`` runs.
 
-Handing each call to a private event loop costs a thread hop (about 0.2 ms) on reads
-that take a few tenths of a millisecond, so the hot reads run here directly. Reads with
-an in-process read cache stay on the async path: the cache's invalidation listener lives
-on that loop, and a cache is only coherent with the reader that listens for it.
+Every read of ``Reader`` runs here: no private event loop, no thread hop (about 0.2 ms
+on reads that take a few tenths of a millisecond). A read cache is served by the same
+rules as the async reader's (:func:`.cache.begin`), invalidated by a listener thread
+(:mod:`.cache_blocking`); archived values are fetched in the caller's thread.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import redis
 from redis.exceptions import RedisError
@@ -25,15 +25,24 @@ from memstream.producers.errors import InvalidInputError, MemstreamError
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
 
-from .base import Query
+from .base import Continue, Plan, Query, pk_of
+from .bridge import Bridge
+from .cache import ReadCache, begin, finish
+from .cache_blocking import BlockingInvalidator
+from .context import ContextSection, sections_with
 from .history import read_history
-from .reads_log import _has_cold, resolve_cold
+from .reads_log import resolve_cold_blocking
+from .results import Message, SessionInfo, Step
 from .sessions import read_session_chain, read_session_data, read_sessions
 from .state import read_state
 from .wait import WaitResult
 from .working import read_working
 
+if TYPE_CHECKING:
+    from .reader import AsyncReader
+
 T = TypeVar("T")
+P = ParamSpec("P")
 
 VERSION_TTL_S = 0.5
 """How long a reader (sync or async) trusts its cached active version. Replay keeps the
@@ -44,11 +53,16 @@ version."""
 class BlockingCore:
     """Deployment cache and query execution on a blocking client.
 
-    ``client`` is the blocking connection; ``settings`` bound every call."""
+    ``client`` is the blocking connection; ``settings`` bound every call; ``cache`` is
+    the reader's read cache (None: none)."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(
+        self, client: redis.Redis, settings: Settings, cache: ReadCache | None = None
+    ) -> None:
         self.client = client
         self.settings = settings
+        self.cache = cache
+        self.invalidator = BlockingInvalidator(settings, cache) if cache is not None else None
         self._deployment: Deployment | None = None
         self._checked = 0.0
 
@@ -60,34 +74,47 @@ class BlockingCore:
             raw: Any = call(
                 lambda: self.client.hgetall(keys.META), self.settings, self.settings.read_deadline_s
             )
-            self._deployment = Deployment.from_meta(raw)
+            previous, self._deployment = self._deployment, Deployment.from_meta(raw)
             self._checked = now
+            flipped = previous is not None and previous.version != self._deployment.version
+            if self.cache is not None and flipped:
+                self.cache.clear()  # replay flipped: old entries are unreachable
         return self._deployment
 
     def pk(self, owner: str) -> keys.Projection:
         """The active version's keys for ``owner``'s partition."""
-        d = self.deployment()
-        return keys.Projection(keys.partition(owner, d.partitions), d.version)
+        return pk_of(self.deployment(), owner)
 
     def run(self, query: Query[T]) -> T:
         """Pipeline ``query``'s commands, parse, and follow up while it asks for more;
         bounded by ``settings.read_deadline_s``, retries of transient errors included.
-        The result may still hold cold pointers: see :meth:`BlockingReads._resolved`."""
-        return call(lambda: self._run(query), self.settings, self.settings.read_deadline_s)
+        Archived values are put in place of their pointers, after the deadline."""
+        result = call(lambda: self._run(query), self.settings, self.settings.read_deadline_s)
+        return resolve_cold_blocking(self.settings, result)
 
     def _run(self, query: Query[T]) -> T:
         while True:
-            pipe = self.client.pipeline(transaction=False)
-            for command in query.commands:
-                # redis-py parses XPENDING as a summary unless told the range form is used.
-                options = {"parse_detail": True} if command[0] == "XPENDING" else {}
-                pipe.execute_command(*command, **options)  # type: ignore[no-untyped-call]
-            replies: list[Any] = pipe.execute(raise_on_error=False)
+            replies = self._replies(query)
             self._raise_refusals(replies)
-            result = query.parse(replies)
-            if not isinstance(result, Query):
-                return result
-            query = result
+            step = query.parse(replies)
+            while isinstance(step, Continue):
+                step = step.next(resolve_cold_blocking(self.settings, step.value))
+            if not isinstance(step, Query):
+                return step
+            query = step
+
+    def _replies(self, query: Query[Any]) -> list[Any]:
+        ready = self.invalidator.ready if self.invalidator is not None else _never
+        stage = begin(self.cache, ready, query)
+        if stage.hit is not None:
+            return stage.hit
+        pipe = self.client.pipeline(transaction=False)
+        for command in stage.commands:
+            # redis-py parses XPENDING as a summary unless told the range form is used.
+            options = {"parse_detail": True} if command[0] == "XPENDING" else {}
+            pipe.execute_command(*command, **options)  # type: ignore[no-untyped-call]
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return finish(self.cache, stage, replies)
 
     def _raise_refusals(self, replies: list[Any]) -> None:
         """Raise a reply that is an error about the connection, not about the data (the
@@ -99,87 +126,109 @@ class BlockingCore:
                     raise error from reply
 
     def close(self) -> None:
-        """Release the blocking connection pool."""
+        """Stop the cache's listener and release the blocking connection pool."""
+        if self.invalidator is not None:
+            self.invalidator.close()
         self.client.close()
 
 
-class BlockingReads:
-    """The hot reads of the blocking ``Reader``, run by its :class:`BlockingCore`.
+def _never(p: int) -> bool:
+    return False
 
-    With a read cache the reader delegates to its :class:`AsyncReader` instead (see the
-    module docstring)."""
+
+class BlockingReads:
+    """The reads of history, state, sessions and working memory, and ``wait``, for the
+    blocking ``Reader``; with :meth:`run`, :meth:`deployment` and ``_read``, what every
+    blocking read mixin runs on (:class:`~.base.SyncRunner`)."""
 
     _core: BlockingCore
-    _cached: bool
-    _async: Any  # the AsyncReader that Reader wraps, for reads not run here
+    settings: Settings
+    shared: tuple[str, ...]
+    projections: tuple[Any, ...]
+    _history_page: Callable[[str, str, int, str | None], list[Message]]
+    """History past the hot window: :class:`~.reads_log.LogReads`, mixed into Reader."""
+    _bridge: Bridge | None
+
+    @property
+    def _async(self) -> AsyncReader:
+        """An :class:`AsyncReader` on a private loop, made on first use. It runs
+        ``wait`` (its change waiter), semantic search and ``search_messages``."""
+        if self._bridge is None:
+            self._bridge = Bridge(self.settings, self.shared)
+        return self._bridge.reader
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        raise NotImplementedError  # Reader runs the coroutine on its private loop
+        _ = self._async  # the loop exists once a coroutine of its reader is made
+        assert self._bridge is not None
+        return self._bridge.call(coro)
 
-    def _resolved(self, result: T) -> T:
-        """``result`` with archived values in place of their pointers. Only a result that
-        holds a pointer pays the hop to the async archive reader."""
-        if not _has_cold(result):
-            return result
-        return self._call(resolve_cold(self._core.settings, result))
+    @property
+    def client(self) -> redis.Redis:
+        """The blocking Redis client the reads run on."""
+        return self._core.client
 
-    def _read(self, query: Query[T]) -> T:
-        return self._resolved(self._core.run(query))
+    @property
+    def read_cache(self) -> ReadCache | None:
+        """In-process read cache (see :mod:`.cache`); None when the reader has none."""
+        return self._core.cache
+
+    @property
+    def context_sections(self) -> tuple[ContextSection, ...]:
+        """The sections :meth:`context` fills: the built-in ones and those of the reader's
+        extra ``projections``, by rank."""
+        return sections_with(self.projections)
+
+    def deployment(self) -> Deployment:
+        """The active deployment (projection version and partitions), cached briefly."""
+        return self._core.deployment()
+
+    def run(self, query: Query[T]) -> T:
+        """Run the plan ``query`` (the read of a projection of your own, say) with the
+        read deadline, the retries and the read cache of every built-in read."""
+        return self._core.run(query)
+
+    def _pk(self, owner: str) -> keys.Projection:
+        return self._core.pk(owner)
+
+    def _read(self, plan: Plan[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._core.run(plan(self._core.deployment(), *args, **kwargs))
 
     def history(
         self, owner: str, session: str, *, last: int = 20, before: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Message]:
         """The last ``last`` messages (1 to 10,000) of ``owner``'s ``session``, before the
         log id ``before`` when given, oldest first. Past the ``history_cap`` newest kept in
         Redis the page continues into the log and the archive; pass
         ``page[0]["log_id"]`` as ``before`` for the next older page (an empty page means
         the start of history)."""
         keys.check_id(session, "session")
-        if self._cached or before is not None or last > self._core.settings.history_cap:
-            page: list[dict[str, Any]] = self._call(
-                self._async.history(owner, session, last=last, before=before)
-            )
-            return page
-        return self._read(read_history(self._core.pk(owner), owner, session, _n(last)))
+        if before is not None or last > self._core.settings.history_cap:
+            return self._history_page(owner, session, _n(last), _cursor(before))
+        return Message.many(self.run(read_history(self._pk(owner), owner, session, _n(last))))
 
     def state(self, owner: str) -> dict[str, Any] | None:
         """``owner``'s state document, or None if never saved."""
-        if self._cached:
-            found: dict[str, Any] | None = self._call(self._async.state(owner))
-            return found
-        return self._read(read_state(self._core.pk(owner), owner))
+        return self.run(read_state(self._pk(owner), owner))
 
-    def sessions(self, owner: str) -> list[dict[str, Any]]:
+    def sessions(self, owner: str) -> list[SessionInfo]:
         """``owner``'s sessions, most recently active first."""
-        if self._cached:
-            found: list[dict[str, Any]] = self._call(self._async.sessions(owner))
-            return found
-        return self._read(read_sessions(self._core.pk(owner), owner))
+        return SessionInfo.many(self.run(read_sessions(self._pk(owner), owner)))
 
     def session_data(self, owner: str, session: str) -> dict[str, Any]:
         """The data saved for ``owner``'s ``session`` (empty when none)."""
         keys.check_id(session, "session")
-        if self._cached:
-            found: dict[str, Any] = self._call(self._async.session_data(owner, session))
-            return found
-        return self._read(read_session_data(self._core.pk(owner), owner, session))
+        return self.run(read_session_data(self._pk(owner), owner, session))
 
     def session_chain(self, owner: str, session: str) -> list[str]:
         """``owner``'s ``session`` and its predecessors, newest first."""
         keys.check_id(session, "session")
-        if self._cached:
-            found: list[str] = self._call(self._async.session_chain(owner, session))
-            return found
-        return self._read(read_session_chain(self._core.pk(owner), owner, session))
+        return self.run(read_session_chain(self._pk(owner), owner, session))
 
-    def working(self, owner: str, *, last: int = 20) -> list[dict[str, Any]]:
+    def working(self, owner: str, *, last: int = 20) -> list[Step]:
         """The newest ``last`` (1 to 10,000) live working-memory steps of ``owner``,
         oldest first."""
-        if self._cached:
-            found: list[dict[str, Any]] = self._call(self._async.working(owner, last=last))
-            return found
         ttl = self._core.settings.working_ttl_s
-        return self._read(read_working(self._core.pk(owner), owner, _n(last), ttl))
+        return Step.many(self.run(read_working(self._pk(owner), owner, _n(last), ttl)))
 
     def wait(self, receipt: Receipt, timeout: float = 5.0) -> WaitResult:
         """Return once ``receipt``'s entry is applied (or dead-lettered) in the active
@@ -189,10 +238,12 @@ class BlockingReads:
         through its eid: this waits for the flush, then for the apply. Redis being out of
         reach meanwhile is waited out too, up to ``timeout``; an outboxed append that
         Redis refused raises :class:`~memstream.producers.errors.AppendRejectedError`."""
-        # On the private loop, which holds the reader's one subscriber connection: the
-        # wait wakes on the entry's change record (:mod:`.waiter`), and with a read
-        # cache the async wait also drops the owner's entries for read-your-writes.
+        # On the private loop (:mod:`.bridge`), which holds the reader's one subscriber
+        # connection: the wait wakes on the entry's change record (:mod:`.waiter`).
         done: WaitResult = self._call(self._async.wait(receipt, timeout))
+        if self._core.cache is not None:
+            # Read-your-writes: this reader's own cache, not only the async reader's.
+            self._core.cache.invalidate(receipt.owner)
         return done
 
 
@@ -200,3 +251,9 @@ def _n(last: int) -> int:
     if not 1 <= last <= 10_000:
         raise InvalidInputError("last", "must be between 1 and 10000", last)
     return last
+
+
+def _cursor(before: str | None) -> str | None:
+    from .reads_log import check_cursor
+
+    return check_cursor(before, "before")

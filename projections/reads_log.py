@@ -2,7 +2,9 @@
 
 Mixed into :class:`~memstream.projections.reader.AsyncReader` (AsyncLogReads) and the
 blocking ``Reader`` (LogReads). Both read archived segments, then the hot log, as one
-continuous log (:mod:`memstream.tiering.readthrough`): no gap, no duplicate.
+continuous log (:mod:`memstream.tiering.readthrough`: ``AsyncColdLog`` and the blocking
+``ColdLog``): no gap, no duplicate. The decisions (which entry to keep, when to stop) are
+written once and shared by the two walks.
 
 History keeps the newest ``history_cap`` messages of a session in Redis. A page that
 asks for more, or for messages before a cursor older than those, continues into the log
@@ -24,10 +26,11 @@ from memstream.producers.errors import InvalidInputError
 from memstream.producers.events_messages import HistoryCleared, MessageAppended
 from memstream.producers.settings import Settings
 
-from .base import Query, SyncRunner
+from .base import Query, doc_from
 from .codec import split_versioned
 from .history import history_key, message_body, read_history
 from .ops import id_tuple, sortable
+from .results import LogEntry, Message
 
 LOG_LIMIT = 10_000
 T = TypeVar("T")
@@ -42,6 +45,17 @@ class _LogRunner(Protocol):
     async def _pk(self, owner: str) -> keys.Projection: ...
 
 
+class _SyncLogRunner(Protocol):
+    settings: Settings
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+    def run(self, query: Query[Any]) -> Any: ...
+
+    def _pk(self, owner: str) -> keys.Projection: ...
+
+
 def _cold(r: _LogRunner) -> Any:
     """The reader's read-through log, made on first use (it imports zstandard)."""
     found = r.__dict__.get("_cold_log")
@@ -51,6 +65,27 @@ def _cold(r: _LogRunner) -> Any:
 
         found = r.__dict__["_cold_log"] = AsyncColdLog(r.client, cached_archive(r.settings))
     return found
+
+
+def _cold_sync(r: _SyncLogRunner) -> Any:
+    """The blocking reader's read-through log, made on first use."""
+    found = r.__dict__.get("_cold_log")
+    if found is None:
+        from memstream.tiering.archive import cached_archive
+        from memstream.tiering.readthrough import ColdLog
+
+        found = r.__dict__["_cold_log"] = ColdLog(r.client, cached_archive(r.settings))
+    return found
+
+
+def _check_log(owner: str, since: str | None, until: str | None, limit: int) -> tuple[
+    str | None, str]:  # fmt: skip
+    keys.check_id(owner)
+    since = check_cursor(since, "since")
+    until = check_cursor(until, "until")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LOG_LIMIT:
+        raise InvalidInputError("limit", f"must be an integer between 1 and {LOG_LIMIT}", limit)
+    return since, until or "+"
 
 
 def check_cursor(value: str | None, field: str) -> str | None:
@@ -63,13 +98,13 @@ def check_cursor(value: str | None, field: str) -> str | None:
     return f"{ms}-{seq}"
 
 
-def _entry(owner: str, log_id: str, fields: Any) -> dict[str, Any]:
+def _entry(owner: str, log_id: str, fields: Any) -> LogEntry:
     try:
         event = decode_entry(owner, log_id, fields)
     except DecodeError as e:
-        return {"log_id": log_id, "error": str(e)}
-    return {"log_id": log_id, "type": event.type, "v": event.version, "session": event.session,
-            "eid": event.eid, "data": event.event.payload(json_safe=True)}  # fmt: skip
+        return LogEntry(log_id, error=str(e))
+    return LogEntry(log_id, event.type, event.version, event.session, event.eid,
+                    event.event.payload(json_safe=True))  # fmt: skip
 
 
 def _before_query(
@@ -96,19 +131,15 @@ class AsyncLogReads:
     async def log(
         self: _LogRunner, owner: str, since: str | None = None, until: str | None = None,
         limit: int = 100,
-    ) -> list[dict[str, Any]]:  # fmt: skip
-        """The owner's log entries after ``since`` (a log id, exclusive; None: from the
+    ) -> list[LogEntry]:  # fmt: skip
+        """``owner``'s log entries after ``since`` (a log id, exclusive; None: from the
         first) up to ``until`` (inclusive; None: the newest), oldest first, at most
         ``limit`` (1 to 10,000), archived and hot alike. Pass the last ``log_id`` back
         as ``since`` for the next page."""
-        keys.check_id(owner)
-        since = check_cursor(since, "since")
-        until = check_cursor(until, "until")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LOG_LIMIT:
-            raise InvalidInputError("limit", f"must be an integer between 1 and {LOG_LIMIT}", limit)
+        since, end = _check_log(owner, since, until, limit)
         p = (await self._pk(owner)).p
-        out: list[dict[str, Any]] = []
-        async for log_id, fields in _cold(self).forward(p, owner, since, until or "+",
+        out: list[LogEntry] = []
+        async for log_id, fields in _cold(self).forward(p, owner, since, end,
                                                        page=min(limit, 500)):  # fmt: skip
             out.append(_entry(owner, log_id, fields))
             if len(out) >= limit:
@@ -117,45 +148,62 @@ class AsyncLogReads:
 
     async def _history_page(
         self: _LogRunner, owner: str, session: str, last: int, before: str | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Message]:
         pk = await self._pk(owner)
-        hot: list[dict[str, Any]]
         if before is None:
             hot = await self.run(read_history(pk, owner, session, last))
             kept = len(hot) if len(hot) < last else self.settings.history_cap
         else:
             kept, hot = await self.run(_before_query(pk, owner, session, last, before))
-        if len(hot) >= last or kept < self.settings.history_cap:
-            return list(hot)  # the hot set holds every message not cleared
-        start = hot[0]["log_id"] if hot else before
-        older = await _walk(self, pk.p, owner, session, want=last - len(hot), before=start)
-        return [*older, *hot]
+        if _complete(self.settings, hot, kept, last):
+            return Message.many(hot)
+        walk = _Walk(self.settings, session, last - len(hot))
+        async for log_id, fields in _cold(self).backward(pk.p, owner, _start(hot, before)):
+            if walk.stop(owner, log_id, fields):
+                break
+        return Message.many([*walk.found(), *hot])
 
 
-async def _walk(
-    r: _LogRunner, p: int, owner: str, session: str, *, want: int, before: str | None
-) -> list[dict[str, Any]]:
-    """Up to ``want`` messages of ``session`` older than ``before``, oldest first."""
-    ttl = r.settings.history_ttl_s
-    oldest_live = int(time.time() * 1000) - ttl * 1000 if ttl is not None else None
-    found: list[dict[str, Any]] = []
-    async for log_id, fields in _cold(r).backward(p, owner, before):
-        if fields.get(b"session") != session.encode():
-            continue
-        if oldest_live is not None and id_tuple(log_id)[0] <= oldest_live:
-            break  # older messages have expired
+def _complete(settings: Settings, hot: list[dict[str, Any]], kept: int, last: int) -> bool:
+    """Whether the hot page is the whole answer: it has ``last`` messages, or the hot set
+    (``kept`` messages) holds every message not cleared."""
+    return len(hot) >= last or kept < settings.history_cap
+
+
+def _start(hot: list[dict[str, Any]], before: str | None) -> str | None:
+    """Where the walk into the log starts: before the oldest hot message (None: the
+    newest entry)."""
+    return str(hot[0]["log_id"]) if hot else before
+
+
+class _Walk:
+    """The messages of ``session`` a backward walk of the log keeps, oldest first at the
+    end: it stops at ``want`` messages, the session's last clear, or the history TTL."""
+
+    def __init__(self, settings: Settings, session: str, want: int) -> None:
+        ttl = settings.history_ttl_s
+        self.oldest_live = int(time.time() * 1000) - ttl * 1000 if ttl is not None else None
+        self.session, self.want = session.encode(), want
+        self._found: list[dict[str, Any]] = []
+
+    def stop(self, owner: str, log_id: str, fields: Any) -> bool:
+        """Take one entry (newest first); True when the walk is done."""
+        if fields.get(b"session") != self.session:
+            return False
+        if self.oldest_live is not None and id_tuple(log_id)[0] <= self.oldest_live:
+            return True  # older messages have expired
         try:
             event = decode_entry(owner, log_id, fields)
         except DecodeError:
-            continue
+            return False
         if isinstance(event.event, HistoryCleared):
-            break
+            return True
         if isinstance(event.event, MessageAppended):
-            found.append({"log_id": log_id, **message_body(event.event, event.ts_ms)})
-            if len(found) >= want:
-                break
-    found.reverse()
-    return found
+            self._found.append({"log_id": log_id, **message_body(event.event, event.ts_ms)})
+        return len(self._found) >= self.want
+
+    def found(self) -> list[dict[str, Any]]:
+        return self._found[::-1]
 
 
 COLD = "$cold"
@@ -199,16 +247,47 @@ async def resolve_cold(settings: Settings, result: T) -> T:
     return resolved
 
 
-def _sync(name: str) -> Any:
-    def method(self: SyncRunner, *args: Any, **kwargs: Any) -> Any:
-        return self._call(getattr(self._async, name)(*args, **kwargs))
+def resolve_cold_blocking(settings: Settings, result: T) -> T:
+    """:func:`resolve_cold` for the blocking reader, in the caller's thread."""
+    if not _has_cold(result):
+        return result
+    from memstream.tiering.archive import cached_archive
+    from memstream.tiering.cold import resolve_blocking
 
-    method.__name__ = name
-    method.__doc__ = getattr(AsyncLogReads, name).__doc__
-    return method
+    resolved: T = resolve_blocking(result, cached_archive(settings))
+    return resolved
 
 
 class LogReads:
-    """Blocking twins of :class:`AsyncLogReads`."""
+    """Blocking twins of :class:`AsyncLogReads`, walking the blocking ``ColdLog``."""
 
-    log = _sync("log")
+    @doc_from(AsyncLogReads.log)
+    def log(
+        self: _SyncLogRunner, owner: str, since: str | None = None, until: str | None = None,
+        limit: int = 100,
+    ) -> list[LogEntry]:  # fmt: skip
+        since, end = _check_log(owner, since, until, limit)
+        p = self._pk(owner).p
+        out: list[LogEntry] = []
+        for log_id, fields in _cold_sync(self).forward(p, owner, since, end, page=min(limit, 500)):
+            out.append(_entry(owner, log_id, fields))
+            if len(out) >= limit:
+                break
+        return out
+
+    def _history_page(
+        self: _SyncLogRunner, owner: str, session: str, last: int, before: str | None
+    ) -> list[Message]:
+        pk = self._pk(owner)
+        if before is None:
+            hot = self.run(read_history(pk, owner, session, last))
+            kept = len(hot) if len(hot) < last else self.settings.history_cap
+        else:
+            kept, hot = self.run(_before_query(pk, owner, session, last, before))
+        if _complete(self.settings, hot, kept, last):
+            return Message.many(hot)
+        walk = _Walk(self.settings, session, last - len(hot))
+        for log_id, fields in _cold_sync(self).backward(pk.p, owner, _start(hot, before)):
+            if walk.stop(owner, log_id, fields):
+                break
+        return Message.many([*walk.found(), *hot])

@@ -1,79 +1,43 @@
 """Reads of long-term memory: episodes, knowledge, skills, patterns, search, context.
 
 Mixed into :class:`~memstream.projections.reader.AsyncReader` (AsyncMemoryReads) and the
-blocking ``Reader`` (MemoryReads). Searches cover the owner and the reader's ``shared``
-namespaces; working memory stays the owner's own.
+blocking ``Reader`` (MemoryReads): each read is one line that runs a plan of
+:mod:`.memory_plans` on the reader's client. Searches cover the owner and the reader's
+``shared`` namespaces; working memory stays the owner's own.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from memstream.producers import keys
 from memstream.producers.errors import InvalidInputError
 
-from .base import AsyncRunner, SyncRunner
-from .context import check_budget, compose
-from .item_reads import Order, read_count, read_item, read_page
-from .patterns import fixes_key, learning_key, read_log, read_patterns
+from .base import AsyncRunner, SyncRunner, doc_from
+from .item_reads import Order
+from .memory_plans import (
+    Since,
+    _now_ms,
+    _since_ms,
+    context_plan,
+    count_plan,
+    fixes_plan,
+    insights_of,
+    insights_plan,
+    item_plan,
+    items_plan,
+    learning_plan,
+    page_of,
+    pattern_plan,
+    patterns_plan,
+    skill_of,
+    skill_plan,
+    skill_stats_plan,
+)
+from .results import Context, Episode, Insights, Knowledge, Page, Pattern, Skill, SkillStats
 from .search import Scope, check_filters, check_limit, query_tokens
 from .search_modes import Request, SearchMode, check_mode, run_search
-from .skills import read_skill_stats
-from .working import read_working
-
-Since = datetime | int | float | None
-"""A time filter: a datetime, or Unix seconds."""
-CONTEXT_HITS = 24
-CONTEXT_STEPS = 10
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _since_ms(since: Since) -> int | None:
-    if since is None:
-        return None
-    if isinstance(since, datetime):
-        return int(since.timestamp() * 1000)
-    if isinstance(since, bool) or not isinstance(since, int | float):
-        raise InvalidInputError("since", "must be a datetime or Unix seconds", since)
-    return int(since * 1000)
-
-
-def _limit(limit: int, field: str = "limit") -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise InvalidInputError(field, "must be an integer between 1 and 1000", limit)
-    return limit
-
-
-async def _item(r: AsyncRunner, owner: str, kind: str, item_id: str) -> Any:
-    return await r.run(read_item(await r._pk(owner), owner, kind, item_id))
-
-
-async def _items(
-    r: AsyncRunner, owner: str, kind: str, *, order: Order, limit: int, cursor: str | None
-) -> dict[str, Any]:
-    pk = await r._pk(owner)
-    page = read_page(pk, owner, kind, order=order, limit=_limit(limit), cursor=cursor,
-                     now_ms=_now_ms())  # fmt: skip
-    return await r.run(page)
-
-
-async def _count(r: AsyncRunner, owner: str, kind: str) -> int:
-    return await r.run(read_count(await r._pk(owner), owner, kind, _now_ms()))
-
-
-async def _skill_stats(r: AsyncRunner, owner: str, name: str) -> dict[str, Any]:
-    keys.check_id(name, "name")
-    return await r.run(read_skill_stats(await r._pk(owner), owner, name))
-
-
-async def _insights(r: AsyncRunner, owner: str, top: int) -> dict[str, Any]:
-    return await r.run(read_patterns(await r._pk(owner), owner, _limit(top, "top")))
 
 
 async def _search(
@@ -100,88 +64,118 @@ async def _search(
 class AsyncMemoryReads:
     # --- items: get by id, pages (newest first or by importance), live counts ---------
 
-    async def episode(self: AsyncRunner, owner: str, episode_id: str) -> dict[str, Any] | None:
-        """One live episode, or None (never saved, deleted or expired)."""
-        return await _item(self, owner, "episode", episode_id)  # type: ignore[no-any-return]
+    async def episode(self: AsyncRunner, owner: str, episode_id: str) -> Episode | None:
+        """``owner``'s live episode ``episode_id``, or None (never saved, deleted or
+        expired)."""
+        return Episode.maybe(await self._read(item_plan, owner, "episode", episode_id))
 
     async def episodes(
-        self: AsyncRunner, owner: str, *, order: Order = "recent", limit: int = 20,
+        self: AsyncRunner,
+        owner: str,
+        *,
+        order: Order = "recent",
+        limit: int = 20,
         cursor: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        """``{"items", "cursor"}``: newest first, or most important first."""
-        return await _items(self, owner, "episode", order=order, limit=limit, cursor=cursor)
+    ) -> Page[Episode]:
+        """A page of ``owner``'s episodes, ``order`` ``"recent"`` (newest first) or
+        ``"importance"``, at most ``limit`` (1 to 1,000); pass the page's ``cursor`` back
+        as ``cursor`` for the next one."""
+        return page_of(
+            Episode,
+            await self._read(items_plan, owner, "episode", order=order, limit=limit, cursor=cursor),
+        )
 
     async def episode_count(self: AsyncRunner, owner: str) -> int:
-        """Live (saved, not deleted, not expired) episodes."""
-        return await _count(self, owner, "episode")
+        """``owner``'s live (saved, not deleted, not expired) episodes."""
+        return await self._read(count_plan, owner, "episode")
 
-    async def knowledge_item(
-        self: AsyncRunner, owner: str, knowledge_id: str
-    ) -> dict[str, Any] | None:
-        return await _item(self, owner, "knowledge", knowledge_id)  # type: ignore[no-any-return]
+    async def knowledge_item(self: AsyncRunner, owner: str, knowledge_id: str) -> Knowledge | None:
+        """``owner``'s live knowledge item ``knowledge_id``, or None."""
+        return Knowledge.maybe(await self._read(item_plan, owner, "knowledge", knowledge_id))
 
     async def knowledge(
-        self: AsyncRunner, owner: str, *, order: Order = "recent", limit: int = 20,
+        self: AsyncRunner,
+        owner: str,
+        *,
+        order: Order = "recent",
+        limit: int = 20,
         cursor: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        """``{"items", "cursor"}``: newest first, or by confidence."""
-        return await _items(self, owner, "knowledge", order=order, limit=limit, cursor=cursor)
+    ) -> Page[Knowledge]:
+        """A page of ``owner``'s knowledge, ``order`` ``"recent"`` or ``"importance"``
+        (confidence), at most ``limit``; ``cursor`` continues a previous page."""
+        return page_of(
+            Knowledge,
+            await self._read(
+                items_plan, owner, "knowledge", order=order, limit=limit, cursor=cursor
+            ),
+        )
 
     async def knowledge_count(self: AsyncRunner, owner: str) -> int:
-        return await _count(self, owner, "knowledge")
+        """``owner``'s live knowledge items."""
+        return await self._read(count_plan, owner, "knowledge")
 
-    async def skill(self: AsyncRunner, owner: str, name: str) -> dict[str, Any] | None:
-        """A skill's definition with its ``stats``; None when never defined or deleted."""
-        found = await _item(self, owner, "skill", name)
-        if found is None:
-            return None
-        return {**found, "stats": await _skill_stats(self, owner, name)}
+    async def skill(self: AsyncRunner, owner: str, name: str) -> Skill | None:
+        """``owner``'s skill ``name`` with its ``stats``; None when never defined or
+        deleted."""
+        return skill_of(await self._read(skill_plan, owner, name))
 
-    async def skill_stats(self: AsyncRunner, owner: str, name: str) -> dict[str, Any]:
-        """Executions, successes, success rate, mean and p95 duration, last run."""
-        return await _skill_stats(self, owner, name)
+    async def skill_stats(self: AsyncRunner, owner: str, name: str) -> SkillStats:
+        """Executions, successes, success rate, mean and p95 duration and last run of
+        ``owner``'s skill ``name``."""
+        return SkillStats.of(await self._read(skill_stats_plan, owner, name))
 
     async def skills(
-        self: AsyncRunner, owner: str, *, order: Order = "recent", limit: int = 20,
+        self: AsyncRunner,
+        owner: str,
+        *,
+        order: Order = "recent",
+        limit: int = 20,
         cursor: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        return await _items(self, owner, "skill", order=order, limit=limit, cursor=cursor)
+    ) -> Page[Skill]:
+        """A page of ``owner``'s skills, ``order`` ``"recent"`` or ``"importance"``, at most
+        ``limit``; ``cursor`` continues a previous page."""
+        return page_of(
+            Skill,
+            await self._read(items_plan, owner, "skill", order=order, limit=limit, cursor=cursor),
+        )
 
     async def skill_count(self: AsyncRunner, owner: str) -> int:
-        return await _count(self, owner, "skill")
+        """``owner``'s live skills."""
+        return await self._read(count_plan, owner, "skill")
 
     # --- patterns -------------------------------------------------------------------
 
-    async def insights(self: AsyncRunner, owner: str, *, top: int = 10) -> dict[str, Any]:
-        """Top patterns and issue kinds by frequency, with acceptance rates."""
-        return await _insights(self, owner, top)
+    async def insights(self: AsyncRunner, owner: str, *, top: int = 10) -> Insights:
+        """``owner``'s ``top`` (1 to 1,000) patterns and issue kinds by frequency, with
+        acceptance rates."""
+        return insights_of(await self._read(insights_plan, owner, top))
 
     async def patterns(
         self: AsyncRunner, owner: str, *, limit: int = 20, offset: int = 0
-    ) -> list[dict[str, Any]]:
-        """Patterns by frequency (ties by name), each with its fix counts."""
-        found = await _insights(self, owner, 1000)
-        return list(found["patterns"][offset : offset + _limit(limit)])
+    ) -> list[Pattern]:
+        """``owner``'s patterns by frequency (ties by name), each with its fix counts:
+        ``limit`` (1 to 1,000) of them from ``offset``."""
+        return Pattern.many(await self._read(patterns_plan, owner, limit, offset))
 
-    async def pattern(self: AsyncRunner, owner: str, name: str) -> dict[str, Any] | None:
-        """One pattern's frequency, fix counts and last observation, or None."""
-        keys.check_id(name, "name")
-        found = await _insights(self, owner, 1000)
-        return next((p for p in found["patterns"] if p["pattern"] == name), None)
+    async def pattern(self: AsyncRunner, owner: str, name: str) -> Pattern | None:
+        """``owner``'s pattern ``name``: frequency, fix counts, last observation; or None."""
+        return Pattern.maybe(await self._read(pattern_plan, owner, name))
 
     async def pattern_count(self: AsyncRunner, owner: str) -> int:
-        """Distinct patterns observed."""
-        return int((await _insights(self, owner, 1))["distinct_patterns"])
+        """Distinct patterns ``owner`` observed."""
+        return int((await self._read(insights_plan, owner, 1))["distinct_patterns"])
 
-    async def fix_outcomes(self: AsyncRunner, owner: str, *, last: int = 100) -> list[Any]:
-        """The newest fix outcomes (at most 1,000 are kept), newest first."""
-        key = fixes_key(await self._pk(owner), owner)
-        return await self.run(read_log(key, _limit(last, "last")))
+    async def fix_outcomes(
+        self: AsyncRunner, owner: str, *, last: int = 100
+    ) -> list[dict[str, Any]]:
+        """``owner``'s ``last`` newest fix outcomes (at most 1,000 are kept), newest first."""
+        return await self._read(fixes_plan, owner, last)
 
-    async def learning_sessions(self: AsyncRunner, owner: str, *, last: int = 50) -> list[Any]:
-        """The newest learning sessions (at most 500 are kept), newest first."""
-        key = learning_key(await self._pk(owner), owner)
-        return await self.run(read_log(key, _limit(last, "last")))
+    async def learning_sessions(
+        self: AsyncRunner, owner: str, *, last: int = 50
+    ) -> list[dict[str, Any]]:
+        """``owner``'s ``last`` newest learning sessions (at most 500 kept), newest first."""
+        return await self._read(learning_plan, owner, last)
 
     # --- search and context ---------------------------------------------------------
 
@@ -190,7 +184,9 @@ class AsyncMemoryReads:
         tags: Sequence[str] = (), since: Since = None, success: bool | None = None,
         limit: int = 10, cursor: str | None = None, mode: SearchMode | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Search over the owner and the reader's shared namespaces: ``mode``
+        """Search for ``query`` over ``owner`` and the reader's shared namespaces:
+        ``types`` of memory (None: all), every one of ``tags``, saved at or after
+        ``since``, with ``success`` when given; ``limit`` hits a page. ``mode`` is
         ``"keyword"`` (BM25), ``"semantic"`` (cosine over the stored vectors) or
         ``"hybrid"`` (rank fusion of both); None is hybrid once vectors exist, else keyword.
 
@@ -204,63 +200,159 @@ class AsyncMemoryReads:
         since: Since = None, success: bool | None = None, limit: int = 10,
         cursor: str | None = None, mode: SearchMode | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Search every memory type at once (episodes, knowledge, skills); ``mode`` as
-        for :meth:`search`."""
+        """:meth:`search` for ``query`` in every memory type of ``owner`` at once (episodes,
+        knowledge, skills), with the same ``tags``, ``since``, ``success``, ``limit``,
+        ``cursor`` and ``mode``."""
         return await _search(self, owner, query, types=None, tags=tags, since=since,
                              success=success, limit=limit, cursor=cursor, mode=mode)  # fmt: skip
 
     async def context(
         self: AsyncRunner, owner: str, query: str, *, budget_chars: int = 4000
-    ) -> dict[str, Any]:
-        """Prompt-ready context: recent steps, relevant episodes, skills with success
-        rates, knowledge; ``text`` stays within ``budget_chars`` (see :mod:`.context`)."""
-        check_budget(budget_chars)
-        # Keyword: the context's sections keep their documented selection (docs/search.md).
-        found = await _search(self, owner, query, types=None, limit=CONTEXT_HITS, mode="keyword")
-        pk = await self._pk(owner)
-        steps = await self.run(read_working(pk, owner, CONTEXT_STEPS, self.settings.working_ttl_s))
-        steps.reverse()  # newest first: the most recent steps matter most
-        items: dict[str, list[dict[str, Any]]] = {"working": steps, "episodes": [],
-                                                  "skills": [], "knowledge": []}  # fmt: skip
-        section = {"episode": "episodes", "skill": "skills", "knowledge": "knowledge"}
-        for hit in found["hits"]:
-            entry = {**hit["item"], "owner": hit["owner"], "score": hit["score"]}
-            if hit["type"] == "skill":
-                entry["stats"] = await _skill_stats(self, hit["owner"], hit["id"])
-            items[section[hit["type"]]].append(entry)
-        return {**compose(items, budget_chars), "owner": owner, "query": query}
-
-
-def _sync(name: str) -> Any:
-    """A blocking method that runs the async reader's method of the same name."""
-
-    def method(self: SyncRunner, *args: Any, **kwargs: Any) -> Any:
-        return self._call(getattr(self._async, name)(*args, **kwargs))
-
-    method.__name__ = name
-    method.__doc__ = getattr(AsyncMemoryReads, name).__doc__
-    return method
+    ) -> Context:
+        """A prompt-ready context for ``owner`` and ``query``: recent steps, relevant
+        episodes, skills with success rates, knowledge, and the sections of the reader's
+        extra ``projections``; ``text`` stays within ``budget_chars`` (see :mod:`.context`)."""
+        return await self._read(
+            context_plan,
+            owner,
+            query,
+            budget_chars,
+            shared=self.shared,
+            ttl_s=self.settings.working_ttl_s,
+            sections=self.context_sections,
+        )
 
 
 class MemoryReads:
-    """Blocking twins of :class:`AsyncMemoryReads` (same arguments, same results)."""
+    """The blocking twins of :class:`AsyncMemoryReads`: the same plans, the same results."""
 
-    episode = _sync("episode")
-    episodes = _sync("episodes")
-    episode_count = _sync("episode_count")
-    knowledge_item = _sync("knowledge_item")
-    knowledge = _sync("knowledge")
-    knowledge_count = _sync("knowledge_count")
-    skill = _sync("skill")
-    skill_stats = _sync("skill_stats")
-    skills = _sync("skills")
-    skill_count = _sync("skill_count")
-    insights = _sync("insights")
-    patterns = _sync("patterns")
-    pattern = _sync("pattern")
-    pattern_count = _sync("pattern_count")
-    fix_outcomes = _sync("fix_outcomes")
-    learning_sessions = _sync("learning_sessions")
-    search = _sync("search")
-    search_all = _sync("search_all")
-    context = _sync("context")
+    @doc_from(AsyncMemoryReads.episode)
+    def episode(self: SyncRunner, owner: str, episode_id: str) -> Episode | None:
+        return Episode.maybe(self._read(item_plan, owner, "episode", episode_id))
+
+    @doc_from(AsyncMemoryReads.episodes)
+    def episodes(
+        self: SyncRunner,
+        owner: str,
+        *,
+        order: Order = "recent",
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page[Episode]:
+        return page_of(
+            Episode,
+            self._read(items_plan, owner, "episode", order=order, limit=limit, cursor=cursor),
+        )
+
+    @doc_from(AsyncMemoryReads.episode_count)
+    def episode_count(self: SyncRunner, owner: str) -> int:
+        return self._read(count_plan, owner, "episode")
+
+    @doc_from(AsyncMemoryReads.knowledge_item)
+    def knowledge_item(self: SyncRunner, owner: str, knowledge_id: str) -> Knowledge | None:
+        return Knowledge.maybe(self._read(item_plan, owner, "knowledge", knowledge_id))
+
+    @doc_from(AsyncMemoryReads.knowledge)
+    def knowledge(
+        self: SyncRunner,
+        owner: str,
+        *,
+        order: Order = "recent",
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page[Knowledge]:
+        return page_of(
+            Knowledge,
+            self._read(items_plan, owner, "knowledge", order=order, limit=limit, cursor=cursor),
+        )
+
+    @doc_from(AsyncMemoryReads.knowledge_count)
+    def knowledge_count(self: SyncRunner, owner: str) -> int:
+        return self._read(count_plan, owner, "knowledge")
+
+    @doc_from(AsyncMemoryReads.skill)
+    def skill(self: SyncRunner, owner: str, name: str) -> Skill | None:
+        return skill_of(self._read(skill_plan, owner, name))
+
+    @doc_from(AsyncMemoryReads.skill_stats)
+    def skill_stats(self: SyncRunner, owner: str, name: str) -> SkillStats:
+        return SkillStats.of(self._read(skill_stats_plan, owner, name))
+
+    @doc_from(AsyncMemoryReads.skills)
+    def skills(
+        self: SyncRunner,
+        owner: str,
+        *,
+        order: Order = "recent",
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page[Skill]:
+        return page_of(
+            Skill, self._read(items_plan, owner, "skill", order=order, limit=limit, cursor=cursor)
+        )
+
+    @doc_from(AsyncMemoryReads.skill_count)
+    def skill_count(self: SyncRunner, owner: str) -> int:
+        return self._read(count_plan, owner, "skill")
+
+    @doc_from(AsyncMemoryReads.insights)
+    def insights(self: SyncRunner, owner: str, *, top: int = 10) -> Insights:
+        return insights_of(self._read(insights_plan, owner, top))
+
+    @doc_from(AsyncMemoryReads.patterns)
+    def patterns(
+        self: SyncRunner, owner: str, *, limit: int = 20, offset: int = 0
+    ) -> list[Pattern]:
+        return Pattern.many(self._read(patterns_plan, owner, limit, offset))
+
+    @doc_from(AsyncMemoryReads.pattern)
+    def pattern(self: SyncRunner, owner: str, name: str) -> Pattern | None:
+        return Pattern.maybe(self._read(pattern_plan, owner, name))
+
+    @doc_from(AsyncMemoryReads.pattern_count)
+    def pattern_count(self: SyncRunner, owner: str) -> int:
+        return int(self._read(insights_plan, owner, 1)["distinct_patterns"])
+
+    @doc_from(AsyncMemoryReads.fix_outcomes)
+    def fix_outcomes(self: SyncRunner, owner: str, *, last: int = 100) -> list[dict[str, Any]]:
+        return self._read(fixes_plan, owner, last)
+
+    @doc_from(AsyncMemoryReads.learning_sessions)
+    def learning_sessions(self: SyncRunner, owner: str, *, last: int = 50) -> list[dict[str, Any]]:
+        return self._read(learning_plan, owner, last)
+
+    @doc_from(AsyncMemoryReads.search)
+    def search(
+        self: SyncRunner, owner: str, query: str, *, types: Sequence[str] | None = None,
+        tags: Sequence[str] = (), since: Since = None, success: bool | None = None,
+        limit: int = 10, cursor: str | None = None, mode: SearchMode | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        # Through the async reader (its bridge, :mod:`.bridge`): semantic and hybrid
+        # search have no blocking path yet.
+        found: dict[str, Any] = self._call(self._async.search(
+            owner, query, types=types, tags=tags, since=since, success=success, limit=limit,
+            cursor=cursor, mode=mode))  # fmt: skip
+        return found
+
+    @doc_from(AsyncMemoryReads.search_all)
+    def search_all(
+        self: SyncRunner, owner: str, query: str, *, tags: Sequence[str] = (),
+        since: Since = None, success: bool | None = None, limit: int = 10,
+        cursor: str | None = None, mode: SearchMode | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        found: dict[str, Any] = self._call(self._async.search_all(
+            owner, query, tags=tags, since=since, success=success, limit=limit,
+            cursor=cursor, mode=mode))  # fmt: skip
+        return found
+
+    @doc_from(AsyncMemoryReads.context)
+    def context(self: SyncRunner, owner: str, query: str, *, budget_chars: int = 4000) -> Context:
+        return self._read(
+            context_plan,
+            owner,
+            query,
+            budget_chars,
+            shared=self.shared,
+            ttl_s=self.settings.working_ttl_s,
+            sections=self.context_sections,
+        )

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from memstream.producers import keys
+from memstream.producers.deployment import Deployment
 from memstream.producers.entry import decode_entry
 from memstream.producers.errors import InvalidInputError, MemstreamError
 from memstream.producers.events_tensors import TensorModelPublished
 
-from .base import AsyncRunner, Query, SyncRunner
+from .base import AsyncRunner, Query, SyncRunner, doc_from, pk_of
 from .ops import log_id_of, sortable
+from .results import TensorState
 
 if TYPE_CHECKING:
     from .tensors.model import GroupedModel
@@ -116,70 +118,67 @@ def _models_log(where: keys.Projection) -> str:
     return keys.log(where.p, keys.TENSOR_MODELS_OWNER)
 
 
+def _tensors(d: Deployment, owner: str, kind: str, last: int) -> Query[list[dict[str, Any]]]:
+    from .tensors import index_key
+
+    keys.check_id(kind, "kind")
+    models_log = _models_log(pk_of(d, keys.TENSOR_MODELS_OWNER))
+    key = index_key(pk_of(d, owner), owner, kind)
+    return Query([("ZRANGE", key, -_last(last), -1)],
+                 lambda replies: _with_models(replies[0], models_log))  # fmt: skip
+
+
+def _tensor(d: Deployment, owner: str, log_id: str) -> Query[list[dict[str, Any]]]:
+    from .tensors import index_key, kinds_key
+
+    try:
+        start = sortable(log_id)
+    except ValueError as e:
+        raise InvalidInputError("log_id", "must be a stream id like 1700000000000-0", log_id) from e
+    pk = pk_of(d, owner)
+    models_log = _models_log(pk_of(d, keys.TENSOR_MODELS_OWNER))
+
+    def found(replies: list[Any]) -> Query[list[dict[str, Any]]]:
+        hits = [m for reply in replies for m in reply]
+        return _with_models(hits[:1], models_log)
+
+    def by_kind(replies: list[Any]) -> Query[list[dict[str, Any]]]:
+        kinds = [k.decode() for k in replies[0]]
+        lo, hi = f"[{start}", f"({start}\xff"
+        return Query([("ZRANGE", index_key(pk, owner, k), lo, hi, "BYLEX") for k in kinds], found)
+
+    return Query([("ZRANGE", kinds_key(pk, owner), 0, -1)], by_kind)
+
+
+def _first(states: list[dict[str, Any]]) -> TensorState | None:
+    return TensorState.of(states[0]) if states else None
+
+
 class AsyncTensorReads:
     async def tensors(
         self: AsyncRunner, owner: str, kind: str = "state", *, last: int = 20
-    ) -> list[dict[str, Any]]:
-        """The ``last`` newest states of ``owner``'s ``kind``, oldest first, decoded.
+    ) -> list[TensorState]:
+        """The ``last`` (1 to 10,000) newest states of ``owner``'s ``kind``, oldest first,
+        decoded: ``array`` (numpy, recorded shape and dtype), ``log_id``, ``time_ms``,
+        ``session``, ``meta``, ``model`` (version or None), per group ``codecs``,
+        ``errors`` (measured relative L2) and ``bounds``, ``stored_bytes``."""
+        return TensorState.many(await self._read(_tensors, owner, kind, last))
 
-        Each is a dict: ``array`` (numpy, recorded shape and dtype), ``log_id``,
-        ``time_ms``, ``session``, ``meta``, ``model`` (version or None), per group
-        ``codecs``, ``errors`` (measured relative L2) and ``bounds``, ``stored_bytes``.
-        """
-        from .tensors import index_key
-
-        keys.check_id(kind, "kind")
-        pk = await self._pk(owner)
-        models_log = _models_log(await self._pk(keys.TENSOR_MODELS_OWNER))
-        key = index_key(pk, owner, kind)
-        return await self.run(
-            Query(
-                [("ZRANGE", key, -_last(last), -1)],
-                lambda replies: _with_models(replies[0], models_log),
-            )
-        )
-
-    async def tensor(self: AsyncRunner, owner: str, log_id: str) -> dict[str, Any] | None:
-        """The state recorded at ``log_id`` (any kind), decoded as in :meth:`tensors`,
-        or None when it is not (or no longer) stored."""
-        from .tensors import index_key, kinds_key
-
-        try:
-            start = sortable(log_id)
-        except ValueError as e:
-            raise InvalidInputError(
-                "log_id", "must be a stream id like 1700000000000-0", log_id
-            ) from e
-        pk = await self._pk(owner)
-        models_log = _models_log(await self._pk(keys.TENSOR_MODELS_OWNER))
-
-        def found(replies: list[Any]) -> Query[list[dict[str, Any]]]:
-            hits = [m for reply in replies for m in reply]
-            return _with_models(hits[:1], models_log)
-
-        def by_kind(replies: list[Any]) -> Query[list[dict[str, Any]]]:
-            kinds = [k.decode() for k in replies[0]]
-            lo, hi = f"[{start}", f"({start}\xff"
-            return Query(
-                [("ZRANGE", index_key(pk, owner, k), lo, hi, "BYLEX") for k in kinds], found
-            )
-
-        first: Query[list[dict[str, Any]]] = Query(
-            [("ZRANGE", kinds_key(pk, owner), 0, -1)], by_kind
-        )
-        states = await self.run(first)
-        return states[0] if states else None
+    async def tensor(self: AsyncRunner, owner: str, log_id: str) -> TensorState | None:
+        """``owner``'s state recorded at ``log_id`` (any kind), decoded as in
+        :meth:`tensors`, or None when it is not (or no longer) stored."""
+        return _first(await self._read(_tensor, owner, log_id))
 
 
 class TensorReads:
+    """The blocking twins of :class:`AsyncTensorReads`: the same plans, the same results."""
+
+    @doc_from(AsyncTensorReads.tensors)
     def tensors(
         self: SyncRunner, owner: str, kind: str = "state", *, last: int = 20
-    ) -> list[dict[str, Any]]:
-        """Blocking :meth:`AsyncTensorReads.tensors`."""
-        result: list[dict[str, Any]] = self._call(self._async.tensors(owner, kind, last=last))
-        return result
+    ) -> list[TensorState]:
+        return TensorState.many(self._read(_tensors, owner, kind, last))
 
-    def tensor(self: SyncRunner, owner: str, log_id: str) -> dict[str, Any] | None:
-        """Blocking :meth:`AsyncTensorReads.tensor`."""
-        result: dict[str, Any] | None = self._call(self._async.tensor(owner, log_id))
-        return result
+    @doc_from(AsyncTensorReads.tensor)
+    def tensor(self: SyncRunner, owner: str, log_id: str) -> TensorState | None:
+        return _first(self._read(_tensor, owner, log_id))

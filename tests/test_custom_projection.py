@@ -1,6 +1,7 @@
-"""A projection defined only in this file: its event, its keys and its apply. It passes
-the shipped convergence harness, a real ``memstream worker --projections`` process folds
-it, and ``memstream replay --projections`` rebuilds it in the next version."""
+"""A projection defined only in this file: its event, its keys, its apply and its section
+of ``Reader.context``. It passes the shipped convergence harness, a real ``memstream worker
+--projections`` process folds it, ``memstream replay --projections`` rebuilds it in the
+next version, and a reader given it fills its context section."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from memstream.producers import Producer, keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.errors import ConfigError
 from memstream.producers.events import Event, register
-from memstream.projections.base import ApplyContext, Projection, Query
+from memstream.projections.base import ApplyContext, Projection, Query, then
 from memstream.projections.codec import pack, split_versioned
+from memstream.projections.context import ContextSection
 from memstream.projections.ops import Writes, sortable
-from memstream.projections.reader import AsyncReader
+from memstream.projections.reader import AsyncReader, Reader
 from memstream.projections.registry import load, stats_types, with_extra
 from memstream.projections.testing import check_convergence, event_streams, with_deliveries
 from tests.workers_util import spawn_worker, stop_worker, wait_until
@@ -43,10 +45,25 @@ def pins_key(pk: keys.Projection, owner: str) -> str:
     return pk.key("pins", owner)
 
 
+def pin_section(pk: keys.Projection, owner: str, query: str) -> Query[list[dict[str, str]]]:
+    """The context section's read: the owner's pins, those naming a word of the query
+    first."""
+    words = set(query.lower().split())
+
+    def rank(pins: dict[str, str]) -> list[dict[str, str]]:
+        found = [{"note_id": k, "text": v} for k, v in sorted(pins.items())]
+        return sorted(found, key=lambda p: not words & set(p["text"].lower().split()))
+
+    return then(read_pins(pk, owner), rank)
+
+
 class Pins(Projection):
     name: ClassVar[str] = "pins"
     handles: ClassVar[frozenset[str]] = frozenset({NotePinned.TYPE})
     key_names: ClassVar[frozenset[str]] = frozenset({"pins"})
+    context: ClassVar[ContextSection | None] = ContextSection(
+        "pins", "Pinned notes", lambda pin: f"{pin['note_id']}: {pin['text']}", 5, pin_section
+    )
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
         pin = event.event
@@ -128,6 +145,17 @@ def test_a_worker_process_folds_it_and_replay_rebuilds_it(
             producer.append(owner, NotePinned(note_id="n1", text="final"))
         wanted = {"n1": "final", "n2": "todo"}
         wait_until(lambda: pins(r, owner) == wanted, 20, "the worker to fold the pins")
+        with Reader.from_url(deployed, projections=[Pins()]) as reader:
+            ctx = reader.context(owner, "todo list", budget_chars=300)
+            assert ctx["pins"] == [{"note_id": "n2", "text": "todo"},
+                                   {"note_id": "n1", "text": "final"}]  # fmt: skip
+            assert ctx.pins == ctx["pins"] and "pins" in ctx.to_dict()
+            assert ctx.text.startswith("## Pinned notes\n- n2: todo\n- n1: final")
+        with Reader.from_url(deployed) as reader:  # a reader not given it has no such section
+            assert (
+                "pins" not in reader.context(owner, "todo")
+                and not reader.context(owner, "todo").text
+            )
         assert r.hget(keys.Projection(keys.partition(owner, 16), 1).partition_key("stats"),
                       "unknown") is None  # fmt: skip
         out = subprocess.run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -51,7 +52,7 @@ def _dlq(r: redis.Redis) -> list[dict[bytes, bytes]]:
     return [fields for _, fields in rows]
 
 
-async def _skill_stats(url: str, owner: str, name: str) -> dict[str, Any]:
+async def _skill_stats(url: str, owner: str, name: str) -> Mapping[str, Any]:
     async with AsyncReader.from_url(url) as reader:
         return await reader.skill_stats(owner, name)
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -188,7 +189,7 @@ def test_extreme_numbers_never_break_the_gate(
     for feed_id, ok in accepted.items():
         assert (feed_id not in dead) == ok, (feed_id, ok, dead.get(feed_id), cases)
 
-    async def stats() -> dict[str, Any]:
+    async def stats() -> Mapping[str, Any]:
         async with AsyncReader.from_url(redis_url) as reader:
             return await reader.skill_stats(OWNER, "s")
 

@@ -12,6 +12,7 @@ import redis
 from memstream.producers import Append, Producer, Settings, keys
 from memstream.producers.events_messages import HistoryCleared, MessageAppended
 from memstream.projections.reader import AsyncReader, Reader
+from memstream.projections.results import Message
 from memstream.tiering import ColdLog, SegmentCache
 from memstream.workers.tail import tail
 from tests.tier_util import PARTITIONS, drain, fill, hot, local_archive, through, tier_all
@@ -101,7 +102,7 @@ async def test_history_pages_past_the_cap_into_log_and_archive(
         assert [m["content"] for m in big] == [f"message {i}" for i in range(total - 10_000,
                                                                           total)]  # fmt: skip
         assert big[-100:] == newest  # the same shape from the log as from Redis
-        pages: list[dict[str, object]] = []
+        pages: list[Message] = []
         before = None
         while page := reader.history("ada", "long", last=1000, before=before):
             pages = page + pages

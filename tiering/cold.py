@@ -171,3 +171,13 @@ async def resolve(value: Any, archive: Archive | None) -> Any:
         body = await asyncio.to_thread(fetch, archive, holder.pop(COLD))
         holder.update(body)
     return value
+
+
+def resolve_blocking(value: Any, archive: Archive | None) -> Any:
+    """:func:`resolve` for the blocking reader: the same replacement, in the caller's
+    thread."""
+    found: list[dict[str, Any]] = []
+    _refs(value, found)
+    for holder in found:
+        holder.update(fetch(archive, holder.pop(COLD)))
+    return value
