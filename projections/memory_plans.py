@@ -19,6 +19,7 @@ from .item_reads import Order, read_count, read_item, read_page
 from .patterns import fixes_key, learning_key, read_log, read_patterns
 from .results import Context, Insights, Page, Pattern, Skill, SkillStats
 from .search import Scope, SearchPlan, check_filters, check_limit, query_tokens
+from .search_modes import Request
 from .skills import read_skill_stats
 from .working import read_working
 
@@ -112,6 +113,33 @@ def learning_plan(d: Deployment, owner: str, last: int) -> Query[list[dict[str, 
     return read_log(learning_key(pk_of(d, owner), owner), _limit(last, "last"))
 
 
+def search_request(
+    d: Deployment,
+    shared: Sequence[str],
+    owner: str,
+    query: str,
+    *,
+    types: Sequence[str] | None,
+    tags: Sequence[str] = (),
+    since: Since = None,
+    success: bool | None = None,
+    limit: int,
+    cursor: str | None = None,
+) -> Request:
+    """A search's arguments checked (each error names its field), as one :class:`Request`
+    over ``owner`` and the ``shared`` namespaces in deployment ``d``."""
+    words = query_tokens(query)
+    if isinstance(tags, str):  # one tag named alone, not its letters
+        tags = (tags,)
+    f = check_filters(types, [keys.check_id(t, "tags") for t in tags], _since_ms(since), success)
+    check_limit(limit)
+    if cursor is not None and not isinstance(cursor, str):
+        raise InvalidInputError("cursor", "must be a string returned by search", cursor)
+    owners = list(dict.fromkeys([keys.check_id(owner), *shared]))
+    scopes = [Scope(o, pk_of(d, o)) for o in owners]
+    return Request(scopes, query, words, f, limit, _now_ms())
+
+
 def search_plan(
     d: Deployment,
     shared: Sequence[str],
@@ -125,19 +153,13 @@ def search_plan(
     limit: int,
     cursor: str | None = None,
 ) -> Query[dict[str, Any]]:
-    words = query_tokens(query)
-    if isinstance(tags, str):  # one tag named alone, not its letters
-        tags = (tags,)
-    f = check_filters(types, [keys.check_id(t, "tags") for t in tags], _since_ms(since), success)
-    check_limit(limit)
-    if cursor is not None and not isinstance(cursor, str):
-        raise InvalidInputError("cursor", "must be a string returned by search", cursor)
-    owners = list(dict.fromkeys([keys.check_id(owner), *shared]))
-    scopes = [Scope(o, pk_of(d, o)) for o in owners]
-    if not words:
-        empty: dict[str, Any] = {"hits": [], "cursor": None, "total": 0, "as_of_ms": _now_ms()}
+    """The keyword (BM25) search plan; arguments as :func:`search_request`."""
+    q = search_request(d, shared, owner, query, types=types, tags=tags, since=since,
+                       success=success, limit=limit, cursor=cursor)  # fmt: skip
+    if not q.words:
+        empty: dict[str, Any] = {"hits": [], "cursor": None, "total": 0, "as_of_ms": q.now_ms}
         return Query([], lambda _: empty)
-    return SearchPlan(scopes, words, f, limit, _now_ms(), cursor).query()
+    return SearchPlan(q.scopes, q.words, q.filters, limit, q.now_ms, cursor).query()
 
 
 def context_plan(

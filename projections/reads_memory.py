@@ -11,15 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from memstream.producers import keys
-from memstream.producers.errors import InvalidInputError
-
 from .base import AsyncRunner, SyncRunner, doc_from
 from .item_reads import Order
 from .memory_plans import (
     Since,
-    _now_ms,
-    _since_ms,
     context_plan,
     count_plan,
     fixes_plan,
@@ -31,13 +26,13 @@ from .memory_plans import (
     page_of,
     pattern_plan,
     patterns_plan,
+    search_request,
     skill_of,
     skill_plan,
     skill_stats_plan,
 )
 from .results import Context, Episode, Insights, Knowledge, Page, Pattern, Skill, SkillStats
-from .search import Scope, check_filters, check_limit, query_tokens
-from .search_modes import Request, SearchMode, check_mode, run_search
+from .search_modes import SearchMode, check_mode, run_search
 
 
 async def _search(
@@ -45,19 +40,13 @@ async def _search(
     tags: Sequence[str] = (), since: Since = None, success: bool | None = None,
     limit: int, cursor: str | None = None, mode: SearchMode | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    words = query_tokens(query)
     check_mode(mode)
-    if isinstance(tags, str):  # one tag named alone, not its letters
-        tags = (tags,)
-    f = check_filters(types, [keys.check_id(t, "tags") for t in tags], _since_ms(since), success)
-    check_limit(limit)
-    if cursor is not None and not isinstance(cursor, str):
-        raise InvalidInputError("cursor", "must be a string returned by search", cursor)
-    owners = list(dict.fromkeys([keys.check_id(owner), *r.shared]))
-    scopes = [Scope(o, await r._pk(o)) for o in owners]
-    if not words and mode in (None, "keyword"):
-        return {"hits": [], "cursor": None, "total": 0, "as_of_ms": _now_ms(), "mode": "keyword"}
-    request = Request(scopes, query, words, f, limit, _now_ms())
+    request = search_request(await r.deployment(), r.shared, owner, query, types=types,
+                             tags=tags, since=since, success=success, limit=limit,
+                             cursor=cursor)  # fmt: skip
+    if not request.words and mode in (None, "keyword"):
+        return {"hits": [], "cursor": None, "total": 0, "as_of_ms": request.now_ms,
+                "mode": "keyword"}  # fmt: skip
     return await run_search(r, request, cursor=cursor, mode=mode)
 
 

@@ -231,7 +231,7 @@ def test_redis_shut_down_with_the_outbox(aof: RedisServer, tmp_path: Path, down_
 @pytest.mark.parametrize(
     ("total", "kills"),
     [
-        pytest.param(50_000, 20, id="short"),
+        pytest.param(25_000, 12, id="short"),
         pytest.param(1_000_000, 100, id="long", marks=pytest.mark.slow),
     ],
 )

@@ -11,7 +11,7 @@ import redis
 from memstream.producers import Producer, Settings
 from memstream.producers.events import EvidenceObserved
 from memstream.producers.world import World, record_exploration
-from memstream.projections.reader import AsyncReader
+from memstream.projections.reader import VERSION_TTL_S, AsyncReader
 from memstream.workers import dlq
 from memstream.workers.replay import replay_all
 from memstream.workers.replay_owner import replay_owner
@@ -82,6 +82,9 @@ async def test_replay_rebuilds_identical_posteriors_and_configuration(
             replay_all, r, Settings.from_url(deployed), grace_s=0.3, catchup_timeout_s=60
         )
         assert summary.to_version == 2
+        # A reader trusts its cached version for VERSION_TTL_S (why N outlives the flip):
+        # a replay faster than that leaves this reader on v1 until it looks again.
+        await asyncio.sleep(VERSION_TTL_S)
         assert (await reader.deployment()).version == 2
         after = await _everything(reader)
         owner_summary = await asyncio.to_thread(replay_owner, r, "bo")
