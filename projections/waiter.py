@@ -34,13 +34,16 @@ from memstream.producers.connection import (
 )
 from memstream.producers.deadline import deadline_scope
 from memstream.producers.driver import is_transient
-from memstream.producers.errors import MemstreamError
+from memstream.producers.errors import MemstreamError, RedisTimeoutError
 from memstream.producers.receipt import Receipt
 from memstream.producers.settings import Settings
 
 from .cache import _partition_of
 from .notify import decode
 from .wait import WaitResult, next_delay, timed_out
+
+CUT_LOOK_S = 0.05
+"""A look with less time than this left that times out was cut by the wait's deadline."""
 
 log = logging.getLogger("memstream.wait")
 
@@ -246,6 +249,17 @@ class ChangeWaiter:
             self.client = None
 
 
+def _cause(e: MemstreamError, budget: float, previous: Exception | None) -> Exception | None:
+    """What a look's error ``e`` leaves as the wait's cause: raised again unless transient;
+    a last look that had under ``CUT_LOOK_S`` of its ``budget`` and timed out was cut by
+    the wait's own deadline and says nothing about Redis, so the ``previous`` cause stands."""
+    if not is_transient(e):
+        raise e
+    if isinstance(e, RedisTimeoutError) and budget < CUT_LOOK_S:
+        return previous
+    return e
+
+
 async def wait_for(
     reader: Checker, waiter: ChangeWaiter | None, receipt: Receipt, timeout: float
 ) -> WaitResult:
@@ -263,16 +277,15 @@ async def wait_for(
                 delay = WATCHED_POLL_S if watch is not None else delay
             if watch is not None:
                 watch.event.clear()  # before the look: a record during it still wakes us
+            budget = max(deadline - time.monotonic(), 0.001)
             try:
-                with deadline_scope(max(deadline - time.monotonic(), 0.001)):
+                with deadline_scope(budget):
                     receipt, result = await reader._check(receipt)
                 if result is not None:
                     return result
                 failing = None
             except MemstreamError as e:
-                if not is_transient(e):
-                    raise
-                failing = e
+                failing = _cause(e, budget, failing)
             now = time.monotonic()
             if now >= deadline:
                 raise timed_out(receipt, timeout, failing) from failing
