@@ -111,6 +111,11 @@ async def _semantic(
     state = await _state(r)  # type: ignore[arg-type]
     if state.space is None:
         raise InvalidInputError("mode", "semantic search needs an embedder (embedder=none)")
+    if not r.settings.embed_messages:
+        raise InvalidInputError(
+            "mode", "semantic message search needs embed_messages on (MEMSTREAM_EMBED_MESSAGES"
+            "=1) for the workers and this reader, then `memstream replay`"
+        )  # fmt: skip
     pk = await r._pk(owner)
     found: list[Found] = await r.run(matrices(state.cache, [(owner, pk)], [MESSAGE], state.space))
     error = space_error(found, state.space)

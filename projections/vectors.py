@@ -95,10 +95,12 @@ def message_text(message: Mapping[str, Any]) -> str:
                      and p.get("type") == "text")  # fmt: skip
 
 
-def text_of(event: StoredEvent) -> str | None:
+def text_of(event: StoredEvent, settings: Settings) -> str | None:
     """The text an event's vector embeds, or None when it stores none (a delete, a
-    message without text, another event)."""
+    message without text or with ``settings.embed_messages`` off, another event)."""
     if isinstance(event.event, MessageAppended):
+        if not settings.embed_messages:
+            return None
         text = message_text({"content": event.event.content})[:MAX_TEXT]
         return text if text.strip() else None
     item = item_of(event)
@@ -153,6 +155,8 @@ class Vectors(Projection):
         ``pointers`` and ``logs`` are the planner's (feed id -> pointer, raw log fields).
         Entries that do not decode are left to the planner, which dead-letters them."""
         wanted = {t.encode() for t in self.handles}
+        if not settings.embed_messages:  # do not decode every message of the batch for nothing
+            wanted.discard(MessageAppended.TYPE.encode())
         found: list[tuple[tuple[str, str], str]] = []
         for fid, fields in logs.items():
             pointer: Any = pointers.get(fid)
@@ -162,7 +166,7 @@ class Vectors(Projection):
                 event = decode_entry(pointer.owner, pointer.log_id, fields)
             except DecodeError:
                 continue
-            text = text_of(event)
+            text = text_of(event, settings)
             if text is not None:
                 found.append(((event.owner, event.log_id), text))
         embedder = self.embedder(settings) if found else None
@@ -179,6 +183,8 @@ class Vectors(Projection):
         return found if found is not None else embedder.embed([text])[0]
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
+        if isinstance(event.event, MessageAppended) and not ctx.settings.embed_messages:
+            return
         embedder = self.embedder(ctx.settings)
         if embedder is None:
             return
@@ -192,7 +198,7 @@ class Vectors(Projection):
         ttl = ttl_of(ctx.settings, item.kind)
         if ctx.expired(event, ttl):
             return
-        text = text_of(event)
+        text = text_of(event, ctx.settings)
         if text is None:
             payload = TOMBSTONE
         else:
@@ -205,7 +211,7 @@ class Vectors(Projection):
         space: str,
     ) -> None:  # fmt: skip
         ttl = ctx.settings.history_ttl_s
-        text = text_of(event)
+        text = text_of(event, ctx.settings)
         if event.session is None or text is None or ctx.expired(event, ttl):
             return
         ref = message_ref(event.session, sortable(event.log_id))

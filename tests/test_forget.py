@@ -23,6 +23,8 @@ from memstream.workers.plan import Planner
 from memstream.workers.replay import replay_all
 from tests.workers_util import running_worker
 
+MESSAGE_VECTORS: dict[str, object] = {"embed_messages": True}
+
 OWNER = "ada.lovelace"
 NEIGHBOUR = "ada.lovelace2"
 """Matches the owner's SCAN glob (``*:ada.lovelace*``): forget must leave it alone."""
@@ -72,13 +74,14 @@ async def test_forget_leaves_nothing_that_names_the_owner(deployed: str, r: redi
         AsyncReader.from_url(deployed) as reader,
         AsyncProducer.from_url(deployed) as producer,
     ):
-        async with running_worker(deployed):
+        # Message vectors are opt-in (Settings.embed_messages): on, so forget must find them.
+        async with running_worker(deployed, settings=MESSAGE_VECTORS):
             last = await producer.save_state(OWNER, {"v": 2})
             await reader.wait(last, timeout=10)
         # Leftovers that name the owner outside its projection keys: a dead letter, a
         # pending feed entry, an old version's key, cutoff and fence fields, a request.
         r.xadd(keys.feed(p), {"o": OWNER, "l": "1-1"})
-        async with running_worker(deployed):
+        async with running_worker(deployed, settings=MESSAGE_VECTORS):
             tail = await producer.save_state(NEIGHBOUR, {"v": 3})
             await reader.wait(tail, timeout=10)
         assert any(f[b"owner"] == OWNER.encode() for _, f in r.xrange(keys.dlq(p)))

@@ -58,7 +58,8 @@ def monitored(url: str) -> Iterator[list[str]]:
 
 
 async def populate(url: str) -> None:
-    async with AsyncProducer.from_url(url) as producer, running_worker(url) as _:
+    settings = {"embed_messages": True}  # message vectors are opt-in
+    async with AsyncProducer.from_url(url) as producer, running_worker(url, settings=settings) as _:
         last = None
         for owner in (AGENT, TEAM, *STRANGERS):
             await producer.append(
@@ -82,7 +83,7 @@ async def test_namespace_queries_touch_only_the_agent_and_its_namespaces(
 ) -> None:
     await populate(deployed)
     before = keyspace(r)
-    async with AsyncReader.from_url(deployed, shared=[TEAM]) as reader:
+    async with AsyncReader.from_url(deployed, shared=[TEAM], embed_messages=True) as reader:
         await reader.deployment()  # not under MONITOR: meta is not an owner's key
         with monitored(deployed) as seen:
             found = await reader.search(AGENT, "rocket")

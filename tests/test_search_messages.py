@@ -20,14 +20,18 @@ def test_bm25_prefers_the_rarer_term_and_stems() -> None:
 
 
 async def test_search_messages_by_keyword_and_meaning(deployed: str) -> None:
-    async with running_worker(deployed), AsyncProducer.from_url(deployed) as producer:
+    # Message vectors are opt-in (Settings.embed_messages): on for worker and reader.
+    async with (
+        running_worker(deployed, settings={"embed_messages": True}),
+        AsyncProducer.from_url(deployed) as producer,
+    ):
         await producer.append_message(OWNER, "s1", "user", "Which trains go to Sintra?")
         await producer.append_message(OWNER, "s1", "assistant", "The Rossio line, hourly.")
         await producer.append_message(
             OWNER, "s2", "user", [{"type": "text", "text": "book a train ticket to Sintra"}]
         )
         last = await producer.append_message(OWNER, "s2", "user", "my database ran out of disk")
-        async with AsyncReader.from_url(deployed) as reader:
+        async with AsyncReader.from_url(deployed, embed_messages=True) as reader:
             await reader.wait(last, timeout=30)
             hits = await reader.search_messages(OWNER, "Sintra train")
             assert all(isinstance(h, MessageHit) for h in hits)
@@ -45,7 +49,7 @@ async def test_search_messages_by_keyword_and_meaning(deployed: str) -> None:
                 await reader.search_messages(OWNER, "x", mode="fuzzy")
             with pytest.raises(InvalidInputError, match="limit"):
                 await reader.search_messages(OWNER, "x", limit=0)
-    with Reader.from_url(deployed) as sync_reader:
+    with Reader.from_url(deployed, embed_messages=True) as sync_reader:
         assert [h.log_id for h in sync_reader.search_messages(OWNER, "Sintra train")] == [
             h.log_id for h in hits
         ]

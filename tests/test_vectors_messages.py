@@ -12,7 +12,7 @@ from memstream.projections.reader import AsyncReader
 from tests.workers_util import running_worker
 
 OWNER = "agent.ada"
-CAP = {"history_cap": 2}
+CAP = {"history_cap": 2, "embed_messages": True}  # message vectors are opt-in
 
 
 async def test_semantic_message_search_covers_the_whole_history(

@@ -129,7 +129,8 @@ def test_a_delete_is_a_tombstone_and_spaces_never_mix() -> None:
 def test_the_planner_embeds_a_batch_in_one_call() -> None:
     embedder = Counting()
     projection = Vectors(embedder)
-    planner = Planner([projection], Settings(), max_deliveries=5)
+    on = Settings(embed_messages=True)  # message vectors are opt-in
+    planner = Planner([projection], on, max_deliveries=5)
     events = [_event(i, ev.KnowledgeLearned(knowledge_id=f"k{i}", description=f"fact {i}"))
               for i in range(5)]  # fmt: skip
     events.append(_event(9, MessageAppended(role="user", content="hello there"), "s1"))
@@ -142,10 +143,16 @@ def test_the_planner_embeds_a_batch_in_one_call() -> None:
         if e.session:
             fields[b"session"] = e.session.encode()
         logs[e.log_id] = fields
-    ctx = ApplyContext(keys.Projection(0, 1), Settings(), NOW)
+    ctx = ApplyContext(keys.Projection(0, 1), on, NOW)
     out = planner.plan(ctx, "v1", entries, pointers, logs)
     assert out.applied == 6 and out.dead == 0
     assert embedder.calls == [6], "one embedding call for the whole batch"
-    alone = [op for e in events for op in _apply(Vectors(Counting()), e, Settings())]
+    alone = [op for e in events for op in _apply(Vectors(Counting()), e, on)]
     planned = [op for _, ops in out.entries for op in ops if op[0] != "SPUB"]
     assert planned == alone, "batched vectors equal those embedded one by one"
+
+
+def test_messages_get_no_vector_unless_the_deployment_asks() -> None:
+    message = _event(1, MessageAppended(role="user", content="hello there"), "s1")
+    assert _apply(Vectors(Counting()), message, Settings()) == []
+    assert _apply(Vectors(Counting()), message, Settings(embed_messages=True)) != []
