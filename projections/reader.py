@@ -38,7 +38,7 @@ from .cache import Invalidator, ReadCache, begin, finish
 from .context import ContextSection, sections_with
 from .history import read_history
 from .reader_sync import VERSION_TTL_S as _VERSION_TTL_S
-from .reader_sync import BlockingCore, BlockingReads
+from .reader_sync import BlockingCore, BlockingReads, check_before, check_last
 from .reads_live import AsyncLiveReads, LiveReads
 from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
@@ -200,8 +200,8 @@ class AsyncReader(
         keys.check_id(session, "session")
         if before is None and last <= self.settings.history_cap:
             pk = await self._pk(owner)
-            return Message.many(await self.run(read_history(pk, owner, session, _n(last))))
-        return await self._history_page(owner, session, _n(last), _cursor(before))
+            return Message.many(await self.run(read_history(pk, owner, session, check_last(last))))
+        return await self._history_page(owner, session, check_last(last), check_before(before))
 
     async def state(self, owner: str) -> dict[str, Any] | None:
         """``owner``'s state document, or None if never saved."""
@@ -226,7 +226,7 @@ class AsyncReader(
         oldest first."""
         pk = await self._pk(owner)
         ttl = self.settings.working_ttl_s
-        return Step.many(await self.run(read_working(pk, owner, _n(last), ttl)))
+        return Step.many(await self.run(read_working(pk, owner, check_last(last), ttl)))
 
     async def wait(self, receipt: Receipt, timeout: float = 5.0) -> WaitResult:
         """Return once the receipt's entry is applied (or dead-lettered) in the active
@@ -284,18 +284,6 @@ class AsyncReader(
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _n(last: int) -> int:
-    if not 1 <= last <= 10_000:
-        raise InvalidInputError("last", "must be between 1 and 10000", last)
-    return last
-
-
-def _cursor(before: str | None) -> str | None:
-    from .reads_log import check_cursor
-
-    return check_cursor(before, "before")
 
 
 def _never(p: int) -> bool:

@@ -203,8 +203,10 @@ class BlockingReads:
         the start of history)."""
         keys.check_id(session, "session")
         if before is not None or last > self._core.settings.history_cap:
-            return self._history_page(owner, session, _n(last), _cursor(before))
-        return Message.many(self.run(read_history(self._pk(owner), owner, session, _n(last))))
+            return self._history_page(owner, session, check_last(last), check_before(before))
+        return Message.many(
+            self.run(read_history(self._pk(owner), owner, session, check_last(last)))
+        )
 
     def state(self, owner: str) -> dict[str, Any] | None:
         """``owner``'s state document, or None if never saved."""
@@ -228,7 +230,7 @@ class BlockingReads:
         """The newest ``last`` (1 to 10,000) live working-memory steps of ``owner``,
         oldest first."""
         ttl = self._core.settings.working_ttl_s
-        return Step.many(self.run(read_working(self._pk(owner), owner, _n(last), ttl)))
+        return Step.many(self.run(read_working(self._pk(owner), owner, check_last(last), ttl)))
 
     def wait(self, receipt: Receipt, timeout: float = 5.0) -> WaitResult:
         """Return once ``receipt``'s entry is applied (or dead-lettered) in the active
@@ -247,13 +249,15 @@ class BlockingReads:
         return done
 
 
-def _n(last: int) -> int:
+def check_last(last: int) -> int:
+    """``last`` of a history or working-memory read, checked (1 to 10,000)."""
     if not 1 <= last <= 10_000:
         raise InvalidInputError("last", "must be between 1 and 10000", last)
     return last
 
 
-def _cursor(before: str | None) -> str | None:
+def check_before(before: str | None) -> str | None:
+    """The ``before`` cursor of a history page, checked."""
     from .reads_log import check_cursor
 
     return check_cursor(before, "before")
