@@ -2,8 +2,8 @@
 
 Each session is filled to its length with ``append_many`` (not timed) and applied by a
 ``memstream worker`` process; then ``Producer.append_message`` and
-``Reader.history(last=20)`` are timed, interleaved call by call, on every session in
-turn. Both should be flat: an append writes one log entry and a read takes the newest
+``Reader.history(last=20)`` are timed in one loop, interleaved call by call across
+every session. Both should be flat: an append writes one log entry and a read takes the newest
 20 members of the session's sorted set, whatever the session's length.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ def run_history(args: argparse.Namespace) -> tuple[Report, list[Target]]:
                     workers.check()
                     reader.wait(last, timeout=900)
 
+                # One timed loop over every length, call by call: drift in machine load
+                # then lands on all lengths alike instead of on whichever ran last.
+                calls: list[Callable[[int], object]] = []
                 for length in lengths:
                     session = f"h-{length}"
 
@@ -58,7 +62,10 @@ def run_history(args: argparse.Namespace) -> tuple[Report, list[Target]]:
                     def read(i: int, session: str = session) -> object:
                         return reader.history(OWNER, session, last=20)
 
-                    a, r = timed([append, read], n)
+                    calls += [append, read]
+                samples = timed(calls, n)
+                for k, length in enumerate(lengths):
+                    a, r = samples[2 * k], samples[2 * k + 1]
                     res[length] = {
                         "append_p50": percentile(a, 50),
                         "append_p99": percentile(a, 99),
