@@ -35,6 +35,7 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "EXPAT": (1,),
     "EXPATF": (1, 3),
     "SESSEXP": (1, 2, 4),
+    "SESSEXPD": (1, 2, 4),
     "DEL": (1,),
     "XADD": (1,),
     "SPUB": (1,),
@@ -54,7 +55,7 @@ CHANNEL_OPS = frozenset({"SPUB"})
 nothing is stored under it."""
 
 RERUNNABLE_OPS = frozenset(
-    {"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF", "SESSEXP"}
+    {"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF", "SESSEXP", "SESSEXPD"}
 )
 """Ops that may run again later, after other writes, and change nothing: idempotent and
 order-free. An owner rebuild re-runs only these on keys it cannot delete first (keys
@@ -156,6 +157,13 @@ class Writes:
         than the ``floor`` field: recomputed exactly, so a shorter TTL shortens it."""
         self.ops.append(("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms))
 
+    def session_data_expiry(
+        self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int
+    ) -> None:
+        """:meth:`session_expiry` for a hash of LWW values (``key``, a session's data): its
+        newest write is the highest version among the values."""
+        self.ops.append(("SESSEXPD", key, chosen[0], chosen[1], floor[0], floor[1], default_ms))
+
     def delete(self, key: str) -> None:
         self.ops.append(("DEL", key))
 
@@ -243,6 +251,7 @@ _ARG_RULES: dict[str, tuple[Any, ...]] = {
     "EXPAT": (_key, lambda v: _int(v, 0)),
     "EXPATF": (_key, lambda v: _int(v, 0), _key, _text),
     "SESSEXP": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
+    "SESSEXPD": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
     "DEL": (_key,),
     "SPUB": (_key, _text),
     "LWWZ": (_key, _text, _ver, _text, _key, _text,

@@ -2,6 +2,9 @@
 
 Convergence: created time is a ZMIN and last-active a ZMAX over event times (both
 commute); session data and chain links are last-writer-wins fields versioned by log id.
+Session data follows the session's own TTL (docs/ttl.md): its expiry is recomputed from
+merged state (newest write, LWW choice, floor) by ``SESSEXPD``; the index and chain are
+per owner, shared by its sessions, and keep the deployment's ``session_ttl_s``.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from typing import Any, ClassVar
 
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
-from memstream.producers.events import SessionDataSet, SessionStarted
+from memstream.producers.events import SessionDataSet, SessionStarted, SessionTtlSet
 from memstream.producers.events_live import TtlExtended
 
 from .base import ApplyContext, Projection, Query
 from .codec import pack, split_versioned
+from .history import ttl_choice
 from .ops import Writes, sortable
 
 MAX_CHAIN = 1000
@@ -45,34 +49,51 @@ class Sessions(Projection):
     )
     handles: ClassVar[frozenset[str]] = frozenset(
         {"session.started", "session.data_set", "message.appended", "history.cleared",
-         "step.recorded", "ttl.extended"}
+         "step.recorded", "ttl.extended", "session.ttl_set"}
     )  # fmt: skip
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
         session = event.session
         ttl = ctx.settings.session_ttl_s
-        if isinstance(event.event, TtlExtended):
-            if ttl is not None:
-                _extend(event, event.event.seconds, ctx, writes)
-            return
-        if session is None or ctx.expired(event, ttl):
-            return
-        pk, owner, version = ctx.keys, event.owner, sortable(event.log_id)
-        # Each touched key with the TTL floor field that extends it: session data per
-        # session, the index and chain per owner.
-        owner_floor = index_floor(pk, owner)
-        touched = [(created_key(pk, owner), owner_floor), (active_key(pk, owner), owner_floor)]
-        writes.zmin(touched[0][0], session, event.ts_ms)
-        writes.zmax(touched[1][0], session, event.ts_ms)
         payload = event.event
+        if isinstance(payload, TtlExtended):
+            _extend(event, payload.seconds, ctx, writes)
+            return
+        if session is None:
+            return
         if isinstance(payload, SessionDataSet):
-            touched.append((data_key(pk, owner, session), data_floor(pk, owner, session)))
-            writes.lww(touched[-1][0], payload.key, version, pack(payload.value))
-        elif isinstance(payload, SessionStarted):
-            touched.append((chain_key(pk, owner), owner_floor))
-            writes.lww(touched[-1][0], session, version, pack(payload.previous))
+            # No skip when the deployment TTL has passed: the session may have chosen a
+            # longer one. The exact expiry drops data whose TTL has passed, so replay still
+            # never brings it back (as for history).
+            key = data_key(ctx.keys, event.owner, session)
+            writes.lww(key, payload.key, sortable(event.log_id), pack(payload.value))
+            _data_expiry(event, ctx, writes, session)
+        elif isinstance(payload, SessionTtlSet) or (
+            isinstance(payload, SessionStarted) and payload.ttl_s is not None
+        ):
+            # History writes the choice (an LWW field); the expiry op reads it at the end
+            # of the call, so the order of the two projections' ops does not matter.
+            _data_expiry(event, ctx, writes, session)
+        if isinstance(payload, SessionTtlSet) or ctx.expired(event, ttl):
+            return  # a TTL choice is not activity: the index and chain do not move
+        self._index(event, ctx, writes, session, ttl)
+
+    @staticmethod
+    def _index(
+        event: StoredEvent, ctx: ApplyContext, writes: Writes, session: str, ttl: int | None
+    ) -> None:
+        """The owner's session index (created, last active) and chain, with the
+        deployment's ``session_ttl_s``: they are per owner, shared by all its sessions."""
+        pk, owner = ctx.keys, event.owner
+        floor = index_floor(pk, owner)
+        touched = [created_key(pk, owner), active_key(pk, owner)]
+        writes.zmin(touched[0], session, event.ts_ms)
+        writes.zmax(touched[1], session, event.ts_ms)
+        if isinstance(event.event, SessionStarted):
+            touched.append(chain_key(pk, owner))
+            writes.lww(touched[-1], session, sortable(event.log_id), pack(event.event.previous))
         if ttl is not None:
-            for key, floor in touched:
+            for key in touched:
                 writes.expire_at_floor(key, event.ts_ms + ttl * 1000, floor)
 
 
@@ -85,16 +106,31 @@ def data_floor(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]
     return keys.ttl_floor(pk, owner), f"sess_data:{session}"
 
 
+def _data_expiry(event: StoredEvent, ctx: ApplyContext, writes: Writes, session: str) -> None:
+    """Recompute the session data's expiry from merged state (docs/ttl.md): its newest
+    write plus the session's chosen TTL, else the deployment's ``session_ttl_s``."""
+    pk, owner = ctx.keys, event.owner
+    default_ms = (ctx.settings.session_ttl_s or 0) * 1000
+    writes.session_data_expiry(
+        data_key(pk, owner, session), ttl_choice(pk, owner, session),
+        data_floor(pk, owner, session), default_ms,
+    )  # fmt: skip
+
+
 def _extend(event: StoredEvent, seconds: int, ctx: ApplyContext, writes: Writes) -> None:
-    """``ttl.extended``: the index and chain, plus the named session's data."""
+    """``ttl.extended``: the index and chain (when the deployment gives them a TTL), plus
+    the named session's data (whenever it has a TTL, chosen or by default)."""
     at, pk, owner = event.ts_ms + seconds * 1000, ctx.keys, event.owner
     if at <= ctx.now_ms:
         return
-    index = [created_key(pk, owner), active_key(pk, owner), chain_key(pk, owner)]
-    writes.extend_to(index, at, index_floor(pk, owner))
+    if ctx.settings.session_ttl_s is not None:
+        index = [created_key(pk, owner), active_key(pk, owner), chain_key(pk, owner)]
+        writes.extend_to(index, at, index_floor(pk, owner))
     if event.session is not None:
-        session = event.session
-        writes.extend_to([data_key(pk, owner, session)], at, data_floor(pk, owner, session))
+        # Raise the floor, then recompute: an EXPAT would add an expiry to data that has
+        # none (a session that chose 0), and the recompute keeps it without one.
+        writes.extend_to([], at, data_floor(pk, owner, event.session))
+        _data_expiry(event, ctx, writes, event.session)
 
 
 def read_sessions(pk: keys.Projection, owner: str) -> Query[list[dict[str, Any]]]:

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 
 from memstream.producers import InvalidInputError, Producer, Receipt, Settings, keys
 from memstream.producers.entry import StoredEvent
-from memstream.producers.events import Event, SessionStarted, SessionTtlSet
+from memstream.producers.events import Event, SessionDataSet, SessionStarted, SessionTtlSet
+from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import HistoryCleared, MessageAppended
 from memstream.projections.history import History
 from memstream.projections.reader import AsyncReader
+from memstream.projections.sessions import Sessions
 from memstream.projections.testing import check_convergence
 from memstream.workers.replay import replay_all
 from tests.workers_util import running_worker
@@ -125,3 +127,94 @@ def test_out_of_range_session_ttls_are_refused_by_name(deployed: str, ttl_s: flo
             producer.set_session_ttl(OWNER, "s1", ttl_s)
         with pytest.raises(InvalidInputError, match="ttl_s"):
             producer.start_session(OWNER, "s1", ttl_s=ttl_s)
+
+
+# --- The session's data follows its TTL; extensions reach chosen TTLs ---------------------
+
+
+def _data_events(now: int) -> list[StoredEvent]:
+    """Session data and history of two sessions under TTL choices and extensions: s1
+    chooses 60 s then 30 s and is extended; s2 chooses never, then the default again."""
+
+    def at(dt_ms: int, event: Event, session: str | None, version: int = 1) -> StoredEvent:
+        return StoredEvent(OWNER, f"{now - 50_000 + dt_ms}-0", event.TYPE, version, event,
+                           session=session)  # fmt: skip
+
+    return [
+        at(0, SessionStarted(ttl_s=60), "s1", 2),
+        at(1_000, SessionDataSet(key="lang", value="en"), "s1"),
+        at(2_000, MessageAppended(role="user", content="a"), "s1"),
+        at(3_000, SessionTtlSet(ttl_s=30), "s1"),
+        at(4_000, SessionDataSet(key="lang", value="fr"), "s1"),
+        at(5_000, TtlExtended(seconds=120), "s1"),
+        at(6_000, SessionDataSet(key="tz", value="utc"), "s1"),
+        at(500, SessionDataSet(key="k", value=1), "s2"),
+        at(1_500, SessionTtlSet(ttl_s=0), "s2"),
+        at(2_500, SessionDataSet(key="k", value=2), "s2"),
+        at(3_500, TtlExtended(seconds=600), "s2"),
+        at(4_500, SessionTtlSet(ttl_s=None), "s2"),
+        at(7_000, TtlExtended(seconds=30), None),
+    ]
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(range(13)),
+    duplicates=st.lists(st.integers(0, 12), max_size=3),
+    batch=st.sampled_from([[1], [4], [2, 13]]),
+    defaults=st.sampled_from([(None, None), (20, 40), (3600, None), (None, 3600)]),
+)
+def test_session_data_ttls_converge_in_any_order(
+    r: redis.Redis,
+    deployed: str,
+    order: list[int],
+    duplicates: list[int],
+    batch: list[int],
+    defaults: tuple[int | None, int | None],
+) -> None:
+    now = (int(time.time()) + 86_400) * 1000
+    history_ttl, session_ttl = defaults
+    check_convergence(
+        r, [History(), Sessions()], _data_events(now), order=order, duplicates=duplicates,
+        batch_sizes=batch, settings=Settings(history_ttl_s=history_ttl, session_ttl_s=session_ttl),
+        now_ms=now,
+    )  # fmt: skip
+
+
+def _data_expiry_ms(r: redis.Redis, session: str) -> int:
+    return int(r.pexpiretime(keys.Projection(P, 1).key("sess_data", OWNER, session)))
+
+
+async def test_session_data_follows_the_chosen_ttl(deployed: str, r: redis.Redis) -> None:
+    with Producer.from_url(deployed) as producer:
+        # No history TTL and no session TTL in the deployment: only the choices expire.
+        async with running_worker(deployed), AsyncReader.from_url(deployed) as reader:
+            started = producer.start_session(OWNER, "s1", ttl_s=3600)
+            data = producer.set_session_data(OWNER, "s1", "lang", "en")
+            assert (await reader.wait(data, timeout=20)).applied and started.log_id
+            assert _data_expiry_ms(r, "s1") == _ms(data) + 3600_000  # newest write + TTL
+            shorter = producer.set_session_ttl(OWNER, "s1", 2)
+            assert (await reader.wait(shorter, timeout=20)).applied
+            assert _data_expiry_ms(r, "s1") == _ms(data) + 2000  # the choice shortened it
+            extended = producer.append(OWNER, TtlExtended(seconds=60), session="s1")
+            assert (await reader.wait(extended, timeout=20)).applied
+            # The extension reaches a chosen TTL even with no deployment TTL: the floor.
+            assert _data_expiry_ms(r, "s1") == _ms(extended) + 60_000
+            never = producer.set_session_ttl(OWNER, "s1", 0)
+            assert (await reader.wait(never, timeout=20)).applied
+            assert _data_expiry_ms(r, "s1") == -1
+            producer.set_session_ttl(OWNER, "s2", 1)
+            gone = producer.set_session_data(OWNER, "s2", "k", "v")
+            assert (await reader.wait(gone, timeout=20)).applied
+            await asyncio.sleep(max(0.0, (_ms(gone) + 1300) / 1000 - time.time()))
+            assert await reader.session_data(OWNER, "s2") == {}
+            assert await reader.session_data(OWNER, "s1") == {"lang": "en"}
+        summary = await asyncio.to_thread(
+            replay_all, r, Settings.from_url(deployed), grace_s=0.2, catchup_timeout_s=30
+        )
+        assert summary.to_version == 2
+        async with AsyncReader.from_url(deployed) as reader:
+            assert await reader.session_data(OWNER, "s2") == {}  # replay does not resurrect
+            assert await reader.session_data(OWNER, "s1") == {"lang": "en"}

@@ -60,6 +60,9 @@ local function end_batch()
   for _, k in ipairs(batch.capped) do
     trim(k, batch.caps[k])
   end
+  if batch.sessions then
+    batch.sessions.run()  -- the session expiries the call deferred (OPS.SESSEXP)
+  end
   batch = nil
 end
 
@@ -156,15 +159,39 @@ OPS.EXPATF = function(keys, op)
   OPS.EXPAT(keys, {'EXPATF', op[2], math.max(tonumber(op[3]), floor)})
 end
 
--- A session's history expires at its newest message's event time plus the session's TTL
+-- A session's keys expire at their newest write's event time plus the session's TTL
 -- (docs/ttl.md): the TTL a `session.started`/`session.ttl_set` chose (an LWW field, "d" for
 -- the deployment default, else ms, 0 for never) or the deployment default (op[7], 0 for
 -- none); never before the `ttl.extended` floor. Set exactly, not only extended, from merged
--- state (LWW choice, newest member, max floor), so a shorter TTL chosen later shortens it
--- and every delivery order ends with the same expiry.
-OPS.SESSEXP = function(keys, op)
-  local k = keys[op[2]]
-  local ttl = tonumber(op[7])
+-- state (LWW choice, newest write, max floor), so a shorter TTL chosen later shortens it
+-- and every delivery order ends with the same expiry. SESSEXP is for a session's history
+-- (a log-ordered sorted set: the newest write is its last member); SESSEXPD for a hash of
+-- LWW values (session data: the newest write is the highest version among the values).
+--
+-- Because the result depends on merged state only, computing it once per key at the end
+-- of the call (end_batch) gives what computing it after every op would: a batch of many
+-- messages of few sessions pays one choice read per session, not one per message, and
+-- ops of one event may come in any order (the choice written after the expiry op).
+local newest_ms = {}
+
+newest_ms.SESSEXP = function(k)
+  local newest = redis.call('ZRANGE', k, -1, -1)[1]
+  return newest and tonumber(string.sub(newest, 1, 13))
+end
+
+newest_ms.SESSEXPD = function(k)
+  local top = nil
+  for _, v in ipairs(redis.call('HVALS', k)) do
+    local ms = tonumber(string.sub(v, 1, 13))
+    if ms and (top == nil or ms > top) then
+      top = ms
+    end
+  end
+  return top
+end
+
+local function session_expire(keys, op)
+  local k, ttl = keys[op[2]], tonumber(op[7])
   local chosen = redis.call('HGET', keys[op[3]], op[4])
   if chosen then
     local v = string.sub(chosen, VERSION_LEN + 1)
@@ -178,13 +205,40 @@ OPS.SESSEXP = function(keys, op)
     end
     return
   end
-  local newest = redis.call('ZRANGE', k, -1, -1)[1]
+  local newest = newest_ms[op[1]](k)
   if not newest then
     return
   end
   local floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
-  redis.call('PEXPIREAT', k, math.max(tonumber(string.sub(newest, 1, 13)) + ttl, floor))
+  redis.call('PEXPIREAT', k, math.max(newest + ttl, floor))
 end
+
+-- pcall: a key of the wrong type (its own writes failed too) must not fail the whole call
+-- after its entries were acked; the other keys still get their expiry.
+local function run_session_expiries(pending)
+  for _, k in ipairs(pending.order) do
+    pcall(session_expire, pending.keys, pending.ops[k])
+  end
+end
+
+-- The pending expiries of this call, one per key (the last op naming it; every op on one
+-- key carries the same choice, floor and default). One KEYS table serves a whole call.
+local function defer_session_expiry(keys, op)
+  local k = keys[op[2]]
+  local pending = batch.sessions
+  if pending == nil then
+    pending = {order = {}, ops = {}, keys = keys}
+    pending.run = function() run_session_expiries(pending) end
+    batch.sessions = pending
+  end
+  if pending.ops[k] == nil then
+    pending.order[#pending.order + 1] = k
+  end
+  pending.ops[k] = op
+end
+
+OPS.SESSEXP = defer_session_expiry
+OPS.SESSEXPD = defer_session_expiry
 
 OPS.DEL = function(keys, op)
   redis.call('DEL', keys[op[2]])
@@ -415,6 +469,8 @@ CHECK.EXPATF = function(op) return is_int(op[3], 0, MAX_INT) and is_str(op[5]) e
 CHECK.SESSEXP = function(op)
   return is_str(op[4]) and is_str(op[6]) and is_int(op[7], 0, MAX_INT)
 end
+CHECK.SESSEXPD = CHECK.SESSEXP
+KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = KEY_ARGS.SESSEXP, ARITY.SESSEXP
 CHECK.DEL = function(op) return true end
 CHECK.XADD = function(op)
   if #op < 4 or #op % 2 ~= 0 then return false end
@@ -506,6 +562,13 @@ FAST.ZMAX = function(op, nkeys)
     and type(score) == 'number' and score >= -MAX_INT and score <= MAX_INT
 end
 FAST.ZMIN = FAST.ZMAX
+-- One per message (history's expiry): the generic check cost more than the op.
+FAST.SESSEXP = function(op, nkeys)
+  local default = op[7]
+  return #op == 7 and key_in(op[2], nkeys) and key_in(op[3], nkeys) and key_in(op[5], nkeys)
+    and type(op[4]) == 'string' and type(op[6]) == 'string'
+    and type(default) == 'number' and default >= 0 and default <= MAX_INT and default % 1 == 0
+end
 FAST.SPUB = function(op, nkeys)
   return #op == 3 and key_in(op[2], nkeys) and type(op[3]) == 'string'
 end
