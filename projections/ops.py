@@ -36,6 +36,8 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "EXPATF": (1, 3),
     "SESSEXP": (1, 2, 4),
     "SESSEXPD": (1, 2, 4),
+    "VFLOOR": (1, 2, 3, 5),
+    "VEXT": (1, 2, 3),
     "DEL": (1,),
     "XADD": (1,),
     "SPUB": (1,),
@@ -55,8 +57,9 @@ CHANNEL_OPS = frozenset({"SPUB"})
 nothing is stored under it."""
 
 RERUNNABLE_OPS = frozenset(
-    {"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF", "SESSEXP", "SESSEXPD"}
-)
+    {"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF", "SESSEXP", "SESSEXPD",
+     "VFLOOR"}
+)  # fmt: skip
 """Ops that may run again later, after other writes, and change nothing: idempotent and
 order-free. An owner rebuild re-runs only these on keys it cannot delete first (keys
 shared with other owners). Not HINCR or XADD (they would count twice), nor DEL (run
@@ -164,6 +167,18 @@ class Writes:
         newest write is the highest version among the values."""
         self.ops.append(("SESSEXPD", key, chosen[0], chosen[1], floor[0], floor[1], default_ms))
 
+    def vector_floor(self, vkeys: tuple[str, str, str], ref: str, floor: tuple[str, str]) -> None:
+        """Raise the vector ``ref`` just written in ``vkeys`` (hash, live set, meta) to
+        expire no earlier than the ``floor`` field (13-digit ms), keys included."""
+        self.ops.append(("VFLOOR", *vkeys, ref, floor[0], floor[1]))
+
+    def vector_extend(
+        self, vkeys: tuple[str, str, str], prefix: str, at_ms: int, count_field: str
+    ) -> None:
+        """Raise every live vector in ``vkeys`` whose id starts with ``prefix`` to expire
+        no earlier than ``at_ms``, and count it in the meta hash's ``count_field``."""
+        self.ops.append(("VEXT", *vkeys, prefix, int(at_ms), count_field))
+
     def delete(self, key: str) -> None:
         self.ops.append(("DEL", key))
 
@@ -252,6 +267,8 @@ _ARG_RULES: dict[str, tuple[Any, ...]] = {
     "EXPATF": (_key, lambda v: _int(v, 0), _key, _text),
     "SESSEXP": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
     "SESSEXPD": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
+    "VFLOOR": (_key, _key, _key, _text, _key, _text),
+    "VEXT": (_key, _key, _key, lambda v: _text(v) and len(v) > 0, lambda v: _int(v, 0), _text),
     "DEL": (_key,),
     "SPUB": (_key, _text),
     "LWWZ": (_key, _text, _ver, _text, _key, _text,

@@ -37,11 +37,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from memstream.producers import keys
 from memstream.producers.codec import DecodeError
 from memstream.producers.entry import StoredEvent, decode_entry
+from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 
 from .base import ApplyContext, Projection
 from .codec import pack
+from .history import ttl_floor as history_floor
 from .items import expiry_ms, item_of, ttl_of
 from .ops import Writes, sortable
 from .vector_codec import TOMBSTONE, encode
@@ -116,7 +118,7 @@ class Vectors(Projection):
 
     name: ClassVar[str] = "vectors"
     key_names: ClassVar[frozenset[str]] = frozenset({"vec", "vec_t", "vec_meta"})
-    handles: ClassVar[frozenset[str]] = ITEM_TYPES | {MessageAppended.TYPE}
+    handles: ClassVar[frozenset[str]] = ITEM_TYPES | {MessageAppended.TYPE, TtlExtended.TYPE}
 
     def __init__(self, embedder: Embedder | None = None) -> None:
         self._embedder = embedder
@@ -183,7 +185,9 @@ class Vectors(Projection):
         return found if found is not None else embedder.embed([text])[0]
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
-        if isinstance(event.event, MessageAppended) and not ctx.settings.embed_messages:
+        if isinstance(event.event, MessageAppended | TtlExtended) and not (
+            ctx.settings.embed_messages
+        ):
             return
         embedder = self.embedder(ctx.settings)
         if embedder is None:
@@ -191,6 +195,9 @@ class Vectors(Projection):
         space = space_of(embedder.name, embedder.dimension)
         if isinstance(event.event, MessageAppended):
             self._message(event, ctx, writes, embedder, space)
+            return
+        if isinstance(event.event, TtlExtended):
+            _extend_messages(event, event.event.seconds, ctx, writes, space)
             return
         item = item_of(event)
         if item is None:
@@ -218,6 +225,9 @@ class Vectors(Projection):
         payload = encode(self._vector(embedder, event, text), expiry_ms(event.ts_ms, ttl))
         self._write(event, ctx, writes, embedder=embedder, space=space, kind=MESSAGE, ref=ref,
                     payload=payload, ttl=ttl)  # fmt: skip
+        if ttl is not None:  # without a TTL a vector never expires: no floor to apply
+            floor = history_floor(ctx.keys, event.owner, event.session)
+            writes.vector_floor(_message_keys(ctx.keys, event.owner, space), ref, floor)
 
     @staticmethod
     def _write(
@@ -242,6 +252,25 @@ class Vectors(Projection):
         if ttl is not None:
             for key in touched:
                 writes.expire_at(key, expiry_ms(event.ts_ms, ttl))
+
+
+def _extend_messages(
+    event: StoredEvent, seconds: int, ctx: ApplyContext, writes: Writes, space: str
+) -> None:
+    """``ttl.extended`` naming a session: its message vectors live until the extension,
+    as its history does (docs/ttl.md). The floor is the history's: raised here too (the
+    same idempotent ops), so vectors converge without the history projection."""
+    at, pk, owner, session = event.ts_ms + seconds * 1000, ctx.keys, event.owner, event.session
+    if session is None or ctx.settings.history_ttl_s is None or at <= ctx.now_ms:
+        return
+    writes.extend_to([], at, history_floor(pk, owner, session))
+    prefix = message_ref(session, "")
+    writes.vector_extend(_message_keys(pk, owner, space), prefix, at, f"n:{space}")
+
+
+def _message_keys(pk: keys.Projection, owner: str, space: str) -> tuple[str, str, str]:
+    return (vector_key(pk, owner, space, MESSAGE), live_key(pk, owner, space, MESSAGE),
+            meta_key(pk, owner, MESSAGE))  # fmt: skip
 
 
 def batching(projections: Sequence[Projection]) -> list[Vectors]:

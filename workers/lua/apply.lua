@@ -240,6 +240,56 @@ end
 OPS.SESSEXP = defer_session_expiry
 OPS.SESSEXPD = defer_session_expiry
 
+-- Message vectors (projections/vectors.py) keep their expiry at the head of the payload
+-- (int64 ms, little-endian, after the version) and as their live-set score. A session's
+-- `ttl.extended` must reach them in any order: VFLOOR raises a vector just written to
+-- the session's floor, VEXT raises every vector of the session when an extension comes.
+-- Both only raise (max), so they commute with each other and with the writes.
+local function raise_vector(hk, zk, field, value, at)
+  if #value < VERSION_LEN + 12 then
+    return  -- a tombstone
+  end
+  if struct.unpack('<i8', value, VERSION_LEN + 1) < at then
+    redis.call('HSET', hk, field, string.sub(value, 1, VERSION_LEN) .. struct.pack('<i8', at)
+      .. string.sub(value, VERSION_LEN + 9))
+    redis.call('ZADD', zk, 'XX', 'GT', at, field)
+  end
+end
+
+local function extend_keys(keys, op, at)
+  for i = 2, 4 do
+    OPS.EXPAT(keys, {'EXPAT', op[i], at})
+  end
+end
+
+-- VFLOOR hkey zkey metakey field floor_key floor_field
+OPS.VFLOOR = function(keys, op)
+  local floor = tonumber(redis.call('HGET', keys[op[6]], op[7]) or '0') or 0
+  local value = floor > 0 and redis.call('HGET', keys[op[2]], op[5])
+  if value then
+    raise_vector(keys[op[2]], keys[op[3]], op[5], value, floor)
+    extend_keys(keys, op, floor)
+  end
+end
+
+-- VEXT hkey zkey metakey prefix at count_field: every live vector whose id starts with
+-- `prefix` (`<session>:`), found through the live set (scores are expiries). The count
+-- field rises once per extension, whatever changed, so cached matrices refetch and the
+-- count stays order-free.
+OPS.VEXT = function(keys, op)
+  local hk, zk, prefix, at = keys[op[2]], keys[op[3]], op[5], tonumber(op[6])
+  for _, field in ipairs(redis.call('ZRANGE', zk, 0, '(' .. at, 'BYSCORE')) do
+    if string.sub(field, 1, #prefix) == prefix then
+      local value = redis.call('HGET', hk, field)
+      if value then
+        raise_vector(hk, zk, field, value, at)
+      end
+    end
+  end
+  redis.call('HINCRBY', keys[op[4]], op[7], 1)
+  extend_keys(keys, op, at)
+end
+
 OPS.DEL = function(keys, op)
   redis.call('DEL', keys[op[2]])
   batch.marks = {}  -- the key may have been a watermark hash: read them again
@@ -471,6 +521,13 @@ CHECK.SESSEXP = function(op)
 end
 CHECK.SESSEXPD = CHECK.SESSEXP
 KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = KEY_ARGS.SESSEXP, ARITY.SESSEXP
+
+CHECK.VFLOOR = function(op) return is_str(op[5]) and is_str(op[7]) end
+CHECK.VEXT = function(op)
+  return is_str(op[5]) and #op[5] > 0 and is_int(op[6], 0, MAX_INT) and is_str(op[7])
+end
+KEY_ARGS.VFLOOR, ARITY.VFLOOR = {2, 3, 4, 6}, 7
+KEY_ARGS.VEXT, ARITY.VEXT = {2, 3, 4}, 7
 CHECK.DEL = function(op) return true end
 CHECK.XADD = function(op)
   if #op < 4 or #op % 2 ~= 0 then return false end
