@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -16,7 +17,9 @@ from memstream.producers.entry import StoredEvent
 from memstream.producers.events import Event, SessionDataSet, SessionStarted, SessionTtlSet
 from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import HistoryCleared, MessageAppended
+from memstream.projections.base import ApplyContext
 from memstream.projections.history import History
+from memstream.projections.ops import Writes, write_command
 from memstream.projections.reader import AsyncReader
 from memstream.projections.sessions import Sessions
 from memstream.projections.testing import check_convergence
@@ -218,3 +221,41 @@ async def test_session_data_follows_the_chosen_ttl(deployed: str, r: redis.Redis
         async with AsyncReader.from_url(deployed) as reader:
             assert await reader.session_data(OWNER, "s2") == {}  # replay does not resurrect
             assert await reader.session_data(OWNER, "s1") == {"lang": "en"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="history.py raises a session's history floor only with a deployment "
+    "history_ttl_s, so ttl.extended misses a chosen TTL without one (docs/ttl.md, Scope)",
+)
+def test_an_extension_reaches_a_chosen_history_ttl_without_a_default(
+    r: redis.Redis, deployed: str
+) -> None:
+    now = (int(time.time()) + 86_400) * 1000
+    version = 900_201
+    pk = keys.Projection(P, version)
+
+    def at(dt_ms: int, event: Event, version_: int = 1) -> StoredEvent:
+        return StoredEvent(OWNER, f"{now - 5_000 + dt_ms}-0", event.TYPE, version_, event,
+                           session="s1")  # fmt: skip
+
+    events = [
+        at(0, SessionStarted(ttl_s=60), 2),
+        at(1_000, MessageAppended(role="user", content="hi")),
+        at(2_000, TtlExtended(seconds=3600)),
+    ]
+    ctx = ApplyContext(pk, Settings(), now)
+    batches = []
+    for event in events:
+        writes = Writes()
+        History().apply(event, ctx, writes)
+        batches.append(writes.ops)
+    call: Any = r.execute_command
+    try:
+        call(*write_command([ops for ops in batches if ops]))
+        expiry = int(r.pexpiretime(pk.key("hist", OWNER, "s1")))
+        assert expiry == events[2].ts_ms + 3600_000  # the extension, not the message + 60 s
+    finally:
+        names = list(r.scan_iter(match=keys.version_prefix(P, version) + "*"))
+        if names:
+            r.delete(*names)
