@@ -172,11 +172,18 @@ class Planner:
             fid = entry.feed_id
             pointer = pointers[fid]
             etype, result = "", "applied"
-            reason = self._reason(entry, pointer, logs)
+            raw = logs.get(fid)
+            # The common case inline (a good pointer, its entry read): the checks that
+            # name a reason run only when one of these fails.
+            fine = (
+                type(pointer) is Pointer
+                and raw is not None
+                and entry.poison is None
+                and FETCH_ERROR not in raw
+            )
+            reason = None if fine else self._reason(entry, pointer, logs)
             if reason is None:
-                assert isinstance(pointer, Pointer)
-                raw = logs[fid]
-                assert raw is not None
+                assert isinstance(pointer, Pointer) and raw is not None
                 try:
                     event = decode_entry(pointer.owner, pointer.log_id, raw)
                     etype = event.type[:64]
@@ -192,7 +199,7 @@ class Planner:
                         ops = counted.ops
                         out.unknown += 1
                         result = "unknown"
-                    if not own_pointer(fid, pointer):
+                    if fid != pointer.log_id:  # not own_pointer(): inlined, per event
                         ops = [pointer_check(ctx, fid, pointer), *ops]
                     if UNSIGNED in raw:
                         ops = [*ops, ("HINCR", stats, "unsigned", 1)]
