@@ -121,6 +121,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--owners", type=int, default=50, help="owners (one session each)")
     ap.add_argument("--producers", type=int, default=0,
                     help=f"producer processes (0: one per {PER_PRODUCER:,}/s)")  # fmt: skip
+    ap.add_argument("--workers", type=int, default=1, help="worker processes")
     ap.add_argument("--batch", type=int, default=1,
                     help="events per append_many call (1: single appends)")  # fmt: skip
     ap.add_argument("--modes", default="event", help="event, poll or both (event,poll)")
@@ -174,21 +175,26 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         note(f"redis-server {server.version} on port {server.port}; load {load[0]:.1f}")
         for rate in rates:
             for mode in modes:
-                # A fresh worker per phase: its trace covers that phase only.
-                worker = TracedWorker(server.url, Path(tmp), args.trace, f"{mode}-{rate}")
+                # Fresh workers per phase: their traces cover that phase only.
+                workers = [
+                    TracedWorker(server.url, Path(tmp), args.trace, f"{mode}-{rate}-{w}")
+                    for w in range(args.workers)
+                ]
+                pids = [w.proc.pid for w in workers]
                 try:
                     found = run_rate(
                         server.url, rate, args.seconds, args.owners, producers=args.producers,
-                        mode=mode, trace=args.trace,
-                        watch_pids=(worker.proc.pid, server.proc.pid), stats=client,
-                        batch=args.batch,
+                        mode=mode, trace=args.trace, watch_pids=(*pids, server.proc.pid),
+                        stats=client, batch=args.batch,
                     )  # fmt: skip
                 finally:
-                    trace = worker.stop()
+                    trace = merged([w.stop() for w in workers])
                 calls = _calls(client)
                 found["looks_per_wait"] = calls.get("xinfo|groups", 0.0) / max(found["samples"], 1)
                 found["calls_per_event"] = {k: v / found["events"] for k, v in calls.items()}
-                found["cpu"] = dict(zip(("worker", "redis"), found["cpu"].values(), strict=True))
+                used = list(found["cpu"].values())
+                found["cpu"] = {"worker": sum(used[:-1]), "redis": used[-1]}
+                found["workers"] = float(args.workers)
                 if trace is not None:
                     found["breakdown"] = breakdown(found, trace)
                 del found["raw_samples"], found["arrivals"]
@@ -202,6 +208,14 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         version = server.version
         client.close()
     return build_report(args, version, results, load)
+
+
+def merged(traces: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The workers' traces as one (their clocks are the same host clock); None untraced."""
+    found = [t for t in traces if t is not None]
+    if not found:
+        return None
+    return {k: [row for t in found for row in t[k]] for k in ("reads", "applies", "gc")}
 
 
 def _calls(client: Any) -> dict[str, float]:
@@ -255,8 +269,8 @@ def build_report(
     rep.notes.append(
         f"{args.seconds:g} s per rate, every {SAMPLE_EVERY}th append waited for, "
         f"{SENDERS} sender threads per producer process (procs), {args.owners} owners; "
-        "1 worker; late = sends that started after their due time; CPU = cores used by "
-        "the worker / redis-server / all producer processes; looks/wait = XINFO GROUPS "
+        f"{args.workers} worker(s); late = sends that started after their due time; CPU = cores "
+        "used by the worker(s) / redis-server / all producer processes; looks/wait = XINFO GROUPS "
         "calls per sampled wait; "
         f"load average {', '.join(f'{x:.1f}' for x in load)} (shared 2-core machine)."
     )
