@@ -1,17 +1,18 @@
 """Freshness under load: append at a steady pace, time sampled events until visible.
 
     .venv/bin/python bench/freshness.py [--rates 1000,5000] [--seconds 5] [--producers N]
-                                        [--modes event,poll] [--trace] [--json PATH]
+                                        [--batch N] [--modes event,poll] [--trace]
+                                        [--json PATH]
 
 One private redis-server and one ``memstream worker`` (``--block-ms 1000 --batch 200``).
-For each rate, ``P`` producer processes (default one per 1,000 events/s: one Python
-process cannot send 5,000 single appends a second next to a worker and a server on two
-cores) share one schedule: event ``i`` is due at ``start + i / rate`` and belongs to
-process ``i % P``, where sender threads (:data:`SENDERS`) send it with
-``Producer.append``. Every :data:`SAMPLE_EVERY`-th event is followed by
-``AsyncReader.wait(receipt)``; its freshness is the time from the start of the append to
-the return of ``wait``. The achieved rate is the events sent over the time from the
-schedule's start to the last append's return: a run that falls behind its schedule says so.
+The load (:mod:`bench.fresh_load`): for each rate, ``P`` producer processes (default one
+per 1,000 events/s, or per ``batch`` x 1,000/s) share one schedule, event ``i`` due at
+``start + i / rate``; ``--batch N`` sends ``N`` events per ``append_many`` call. Every
+:data:`SAMPLE_EVERY`-th event is followed by ``AsyncReader.wait(receipt)``; its
+freshness is the time from the start of the append to the return of ``wait``. The
+achieved rate is the events sent over the time from the schedule's start to the last
+append's return: a run that falls behind its schedule says so. This module is the
+report: the worker, the trace's breakdown, the table and the targets.
 
 ``--modes event,poll`` measures each rate twice in the same run: ``event`` is
 ``AsyncReader.wait`` (wakes on the change record), ``poll`` is the same wait with no
@@ -25,26 +26,19 @@ start of the batch's preparation, ``ms_apply`` sent and returned, record receive
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import json
-import math
-import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.append import message
 from bench.common import (
     BenchRedis,
     Report,
@@ -54,201 +48,13 @@ from bench.common import (
     percentile,
     run_and_report,
 )
-from memstream.producers.producer import Producer
-from memstream.projections.reader import AsyncReader
-from memstream.projections.waiter import ChangeWaiter, wait_for
+from bench.fresh_load import PER_PRODUCER, SAMPLE_EVERY, SENDERS, owner, paced, run_rate
 
-SAMPLE_EVERY = 10
-"""Every this many appends, one is waited for with ``AsyncReader.wait``."""
-
-SENDERS = 2
-"""Sender threads per producer process sharing its pace, so one slow append does not
-hold up the schedule."""
-
-PER_PRODUCER = 1000
-"""Events per second one producer process is asked for (``--producers`` default)."""
+__all__ = ["SAMPLE_EVERY", "SENDERS", "main", "owner", "paced", "run_rate"]
+"""``bench/workers.py`` imports the load side from here."""
 
 TARGETS_MS = {1000: 10.0, 5000: 20.0}
 """Issue 16: freshness p99 at most 10 ms at 1,000/s and 20 ms at 5,000/s."""
-
-
-def owner(i: int, owners: int) -> tuple[str, str]:
-    k = i % owners
-    return f"bench-user-{k:03d}", f"sess-{k:03d}"
-
-
-# --- one producer process ---------------------------------------------------------------
-
-
-def _share(
-    url: str, rate: int, total: int, owners: int, k: int, procs: int, mode: str,
-    trace: bool, pipe: Connection,
-) -> dict[str, Any]:  # fmt: skip
-    """Send events ``k, k + procs, ...`` of the schedule from :data:`SENDERS` threads,
-    each with its own blocking ``Producer`` (about 40% less CPU per append than the
-    asyncio client); the sampled ones are waited for by one ``AsyncReader`` on a loop
-    thread, so a wait never holds up a send."""
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever, daemon=True)
-    runner.start()
-
-    def on_loop(coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, loop)
-
-    async def open_reader() -> tuple[AsyncReader, ChangeWaiter | None]:
-        reader = AsyncReader.from_url(url)
-        waiter = ChangeWaiter(reader.settings) if mode == "event" else None
-        if waiter is not None and trace:
-            waiter.arrivals = {}
-        return reader, waiter
-
-    reader, waiter = on_loop(open_reader()).result()
-    samples: list[tuple[str, str, str, float, float, float]] = []
-    late: list[float] = []
-    waits: list[Any] = []
-
-    async def visible(sent: float, acked: float, receipt: Any) -> None:
-        await wait_for(reader, waiter, receipt, 10.0)
-        samples.append((receipt.feed_id, receipt.owner, receipt.log_id, sent, acked,
-                        time.monotonic()))  # fmt: skip
-
-    producers = [Producer.from_url(url) for _ in range(SENDERS)]
-    # warm: connections, the deployment cache, the producer core, the subscriptions
-    for p in range(min(owners, 64)):
-        who, session = owner(p, owners)
-        receipt = producers[p % SENDERS].append(who, message(p), session=session)
-        on_loop(wait_for(reader, waiter, receipt, 10.0)).result()
-    pipe.send("ready")
-    start: float = pipe.recv()
-    cpu0 = time.process_time()
-
-    def sender(j: int) -> None:
-        producer = producers[j]
-        for i in range(k + procs * j, total, procs * SENDERS):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                late.append(-delay)
-            who, session = owner(i, owners)
-            sent = time.monotonic()
-            receipt = producer.append(who, message(i), session=session)
-            if i % SAMPLE_EVERY == 0:
-                waits.append(on_loop(visible(sent, time.monotonic(), receipt)))
-
-    threads = [threading.Thread(target=sender, args=(j,)) for j in range(SENDERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    last_sent = time.monotonic()
-    for w in waits:
-        w.result()
-    cpu = time.process_time() - cpu0
-    arrivals = waiter.arrivals if waiter is not None and waiter.arrivals else {}
-
-    async def close() -> None:
-        if waiter is not None:
-            await waiter.aclose()
-        await reader.aclose()
-
-    on_loop(close()).result()
-    loop.call_soon_threadsafe(loop.stop)
-    runner.join(timeout=5)
-    loop.close()
-    for producer in producers:
-        producer.close()
-    return {
-        "samples": samples,
-        "arrivals": [[o, lid, t] for (o, lid), t in arrivals.items()],
-        "late": late,
-        "last_sent": last_sent,
-        "cpu_s": cpu,
-    }
-
-
-def _child(
-    url: str, rate: int, total: int, owners: int, k: int, procs: int, mode: str,
-    trace: bool, pipe: Connection,
-) -> None:  # fmt: skip
-    pipe.send(_share(url, rate, total, owners, k, procs, mode, trace, pipe))
-    pipe.close()
-
-
-# --- one rate ----------------------------------------------------------------------------
-
-
-def run_rate(
-    url: str, rate: int, seconds: float, owners: int, *, producers: int = 0,
-    mode: str = "event", trace: bool = False, watch_pids: Sequence[int] = (),
-    stats: Any = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Append at ``rate``/s for ``seconds`` from ``producers`` processes (0: one per
-    :data:`PER_PRODUCER`/s) and time the sampled events; the figures as a dict.
-    ``stats``: a client whose server's command counters are reset when the schedule
-    starts (after the producers' warm-up)."""
-    procs = producers or max(1, math.ceil(rate / PER_PRODUCER))
-    total = int(rate * seconds)
-    ctx = multiprocessing.get_context("spawn")
-    pipes, children = [], []
-    for k in range(procs):
-        ours, theirs = ctx.Pipe()
-        args = (url, rate, total, owners, k, procs, mode, trace, theirs)
-        child = ctx.Process(target=_child, args=args, daemon=True)
-        child.start()
-        pipes.append(ours)
-        children.append(child)
-    for pipe in pipes:
-        if pipe.recv() != "ready":
-            raise RuntimeError("a producer process failed to start")
-    cpu0 = {pid: _cpu_s(pid) for pid in watch_pids}
-    if stats is not None:
-        stats.config_resetstat()
-    start = time.monotonic() + 0.2
-    for pipe in pipes:
-        pipe.send(start)
-    results = [pipe.recv() for pipe in pipes]
-    for child in children:
-        child.join(timeout=30)
-    end = max(r["last_sent"] for r in results)
-    elapsed = end - start
-    cpu = {pid: (_cpu_s(pid) - cpu0[pid]) / elapsed for pid in watch_pids}
-    samples = [s for r in results for s in r["samples"]]
-    lat = [done - sent for _, _, _, sent, _, done in samples]
-    late = [x for r in results for x in r["late"]]
-    return {
-        "mode": mode,
-        "rate_target": float(rate),
-        "rate_achieved": total / elapsed,
-        "producers": float(procs),
-        "events": float(total),
-        "samples": float(len(lat)),
-        "p50_s": percentile(lat, 50),
-        "p99_s": percentile(lat, 99),
-        "max_s": max(lat),
-        "late_sends": float(len(late)),
-        "late_p99_s": percentile(late, 99) if late else 0.0,
-        "producer_cpu": sum(r["cpu_s"] for r in results) / elapsed,
-        "cpu": {str(pid): c for pid, c in cpu.items()},
-        "raw_samples": samples,
-        "arrivals": [a for r in results for a in r["arrivals"]],
-    }
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def paced(url: str, rate: int, seconds: float, owners: int) -> dict[str, float]:
-    """:func:`run_rate` from a coroutine (``bench/workers.py``'s freshness phase)."""
-    found = await asyncio.to_thread(run_rate, url, rate, seconds, owners)
-    return {k: v for k, v in found.items() if isinstance(v, float)}
-
 
 # --- the trace ---------------------------------------------------------------------------
 
@@ -315,6 +121,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--owners", type=int, default=50, help="owners (one session each)")
     ap.add_argument("--producers", type=int, default=0,
                     help=f"producer processes (0: one per {PER_PRODUCER:,}/s)")  # fmt: skip
+    ap.add_argument("--workers", type=int, default=1, help="worker processes")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="events per append_many call (1: single appends)")  # fmt: skip
     ap.add_argument("--modes", default="event", help="event, poll or both (event,poll)")
     ap.add_argument("--trace", action="store_true", help="break each sample down")
     ap.add_argument("--json", type=Path, default=None, help="write every figure as JSON")
@@ -366,20 +175,26 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         note(f"redis-server {server.version} on port {server.port}; load {load[0]:.1f}")
         for rate in rates:
             for mode in modes:
-                # A fresh worker per phase: its trace covers that phase only.
-                worker = TracedWorker(server.url, Path(tmp), args.trace, f"{mode}-{rate}")
+                # Fresh workers per phase: their traces cover that phase only.
+                workers = [
+                    TracedWorker(server.url, Path(tmp), args.trace, f"{mode}-{rate}-{w}")
+                    for w in range(args.workers)
+                ]
+                pids = [w.proc.pid for w in workers]
                 try:
                     found = run_rate(
                         server.url, rate, args.seconds, args.owners, producers=args.producers,
-                        mode=mode, trace=args.trace,
-                        watch_pids=(worker.proc.pid, server.proc.pid), stats=client,
+                        mode=mode, trace=args.trace, watch_pids=(*pids, server.proc.pid),
+                        stats=client, batch=args.batch,
                     )  # fmt: skip
                 finally:
-                    trace = worker.stop()
+                    trace = merged([w.stop() for w in workers])
                 calls = _calls(client)
                 found["looks_per_wait"] = calls.get("xinfo|groups", 0.0) / max(found["samples"], 1)
                 found["calls_per_event"] = {k: v / found["events"] for k, v in calls.items()}
-                found["cpu"] = dict(zip(("worker", "redis"), found["cpu"].values(), strict=True))
+                used = list(found["cpu"].values())
+                found["cpu"] = {"worker": sum(used[:-1]), "redis": used[-1]}
+                found["workers"] = float(args.workers)
                 if trace is not None:
                     found["breakdown"] = breakdown(found, trace)
                 del found["raw_samples"], found["arrivals"]
@@ -393,6 +208,14 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         version = server.version
         client.close()
     return build_report(args, version, results, load)
+
+
+def merged(traces: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The workers' traces as one (their clocks are the same host clock); None untraced."""
+    found = [t for t in traces if t is not None]
+    if not found:
+        return None
+    return {k: [row for t in found for row in t[k]] for k in ("reads", "applies", "gc")}
 
 
 def _calls(client: Any) -> dict[str, float]:
@@ -411,14 +234,15 @@ def build_report(
 ) -> tuple[Report, list[Target]]:
     rep = Report(
         "memstream freshness under load (append -> wait returned)",
-        ("asked", "wait", "achieved", "procs", "p50 ms", "p99 ms", "max ms", "late",
+        ("asked", "wait", "achieved", "procs x batch", "p50 ms", "p99 ms", "max ms", "late",
          "CPU w/r/p", "looks/wait"),
     )  # fmt: skip
     targets: list[Target] = []
     for f in results:
         rate = int(f["rate_target"])
         rep.row(
-            f"{rate:,}/s", f["mode"], f"{f['rate_achieved']:,.0f}/s", f"{f['producers']:.0f}",
+            f"{rate:,}/s", f["mode"], f"{f['rate_achieved']:,.0f}/s",
+            f"{f['producers']:.0f}x{f['batch']:.0f}",
             f"{f['p50_s'] * 1e3:.1f}", f"{f['p99_s'] * 1e3:.1f}", f"{f['max_s'] * 1e3:.0f}",
             f"{f['late_sends']:.0f}",
             f"{f['cpu']['worker']:.2f}/{f['cpu']['redis']:.2f}/{f['producer_cpu']:.2f}",
@@ -445,8 +269,8 @@ def build_report(
     rep.notes.append(
         f"{args.seconds:g} s per rate, every {SAMPLE_EVERY}th append waited for, "
         f"{SENDERS} sender threads per producer process (procs), {args.owners} owners; "
-        "1 worker; late = sends that started after their due time; CPU = cores used by "
-        "the worker / redis-server / all producer processes; looks/wait = XINFO GROUPS "
+        f"{args.workers} worker(s); late = sends that started after their due time; CPU = cores "
+        "used by the worker(s) / redis-server / all producer processes; looks/wait = XINFO GROUPS "
         "calls per sampled wait; "
         f"load average {', '.join(f'{x:.1f}' for x in load)} (shared 2-core machine)."
     )
