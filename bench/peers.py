@@ -45,7 +45,7 @@ if __package__ in (None, ""):
 from bench.append import message
 from bench.common import BenchRedis, Report, Target, fmt_us, note, percentile, run_and_report
 from bench.workers import Workers
-from memstream.producers import Append, Producer
+from memstream.producers import Append, Producer, Receipt
 from memstream.projections.reader import Reader
 from memstream.workers.deploy import init
 
@@ -163,7 +163,7 @@ def measure(
     lc_msgs = [lc_message(i) for i in range(64)]
     entries = [doc_entry(i) for i in range(64)]
 
-    def ms_append(i: int) -> object:
+    def ms_append(i: int) -> Receipt:
         e = events[i % 64]
         return producer.append_message(OWNER, session, e.role, e.content, meta=e.meta)
 
