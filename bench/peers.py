@@ -15,6 +15,13 @@ On one private redis-server and the same ``message.appended`` payloads (bench/ap
 At each session length the session is filled first (not timed), then ``--n`` appends and
 ``--n`` reads of each store are timed, interleaved call by call so every store sees the
 same machine. Absolute times on a small shared machine are noise; compare within a run.
+
+Appends are timed under two conditions, in alternating blocks of :data:`BLOCK` calls:
+with the ``memstream worker`` processes applying each memstream append as it is made
+(they share the CPUs with the client and the server, which LangChain's and the document
+store's writes never ask for), and with the workers paused (SIGSTOP; SIGCONT after the
+block, and they catch up before the reads), so every store's write is timed alone.
+``--apply-during yes|no`` keeps one of them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -36,7 +45,7 @@ if __package__ in (None, ""):
 from bench.append import message
 from bench.common import BenchRedis, Report, Target, fmt_us, note, percentile, run_and_report
 from bench.workers import Workers
-from memstream.producers import Append, Producer
+from memstream.producers import Append, Producer, Receipt
 from memstream.projections.reader import Reader
 from memstream.workers.deploy import init
 
@@ -44,6 +53,9 @@ warnings.filterwarnings("ignore", message=".*langchain-community.*", category=De
 
 OWNER = "peer-agent"
 LAST = 20
+BLOCK = 50
+"""Appends per block of one condition (workers applying, workers paused)."""
+CONDITIONS = ("applying", "paused")
 
 
 def lc_history(url: str, session: str) -> Any:
@@ -108,8 +120,39 @@ def fill(url: str, client: Any, producer: Producer, session: str, length: int) -
     return receipts[-1]
 
 
+def pause(workers: Workers, paused: bool) -> None:
+    """Stop (SIGSTOP) or resume (SIGCONT) the worker processes this benchmark started."""
+    for proc in workers.procs:
+        os.kill(proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
+
+def timed_by_condition(
+    calls: Sequence[Callable[[int], object]], n: int, workers: Workers, conditions: Sequence[str]
+) -> dict[str, list[list[float]]]:
+    """:func:`timed` in blocks of :data:`BLOCK` calls, the conditions taking turns."""
+    out: dict[str, list[list[float]]] = {c: [[] for _ in calls] for c in conditions}
+    try:
+        for b, start in enumerate(range(0, n, BLOCK)):
+            condition = conditions[b % len(conditions)]
+            pause(workers, condition == "paused")
+            shifted = [lambda i, f=f, at=start: f(at + i) for f in calls]
+            block = timed(shifted, min(BLOCK, n - start))
+            for mine, new in zip(out[condition], block, strict=True):
+                mine.extend(new)
+    finally:
+        pause(workers, False)
+    return out
+
+
 def measure(
-    url: str, client: Any, producer: Producer, reader: Reader, length: int, n: int
+    url: str,
+    client: Any,
+    producer: Producer,
+    reader: Reader,
+    length: int,
+    n: int,
+    workers: Workers,
+    conditions: Sequence[str],
 ) -> dict[str, Any]:
     session = f"s-{length}"
     last = fill(url, client, producer, session, length)
@@ -120,18 +163,22 @@ def measure(
     lc_msgs = [lc_message(i) for i in range(64)]
     entries = [doc_entry(i) for i in range(64)]
 
-    def ms_append(i: int) -> object:
+    def ms_append(i: int) -> Receipt:
         e = events[i % 64]
         return producer.append_message(OWNER, session, e.role, e.content, meta=e.meta)
 
-    appends = timed(
+    by_condition = timed_by_condition(
         [
             ms_append,
             lambda i: history.add_message(lc_msgs[i % 64]),
             lambda i: doc.append(entries[i % 64]),
         ],
         n,
+        workers,
+        conditions,
     )
+    # The reads come from the projection: the workers catch up first.
+    reader.wait(ms_append(n), timeout=600)
     reads = timed(
         [
             lambda i: reader.history(OWNER, session, last=LAST),
@@ -143,13 +190,12 @@ def measure(
     )
     names = ("memstream", "langchain", "json_doc")
     out: dict[str, Any] = {}
-    for name, a, r in zip(names, appends, reads, strict=False):
-        out[name] = {
-            "append_p50": percentile(a, 50),
-            "append_p99": percentile(a, 99),
-            "read_p50": percentile(r, 50),
-            "read_p99": percentile(r, 99),
-        }
+    for k, (name, r) in enumerate(zip(names, reads, strict=False)):
+        out[name] = {"read_p50": percentile(r, 50), "read_p99": percentile(r, 99)}
+        for condition, appends in by_condition.items():
+            a = appends[k]
+            out[name][f"append_p50_{condition}"] = percentile(a, 50)
+            out[name][f"append_p99_{condition}"] = percentile(a, 99)
     out["raw_lrange_20"] = {
         "read_p50": percentile(reads[3], 50),
         "read_p99": percentile(reads[3], 99),
@@ -163,8 +209,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=500, help="timed appends and reads per store")
     parser.add_argument("--workers", type=int, default=1, help="memstream worker processes")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--apply-during",
+        choices=("both", "yes", "no"),
+        default="both",
+        help="time appends with the workers applying (yes), paused (no), or both in turns",
+    )
     args = parser.parse_args(argv)
     args.length_list = [int(x) for x in args.lengths.split(",") if x]
+    args.conditions = {"both": CONDITIONS, "yes": CONDITIONS[:1], "no": CONDITIONS[1:]}[
+        args.apply_during
+    ]
     return args
 
 
@@ -179,38 +234,41 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
                 for length in args.length_list:
                     note(f"session length {length:,}")
                     workers.check()
-                    results[length] = measure(server.url, client, producer, reader, length, args.n)
+                    results[length] = measure(
+                        server.url, client, producer, reader, length, args.n, workers,
+                        args.conditions,
+                    )  # fmt: skip
         finally:
             workers.stop()
         version = server.version
+    heads = [f"append p50 ({c})" for c in args.conditions]
+    heads += [f"append p99 ({c})" for c in args.conditions]
     rep = Report(
-        f"chat session stores on one redis-server {version}: {args.n} timed calls each",
-        ("length", "store", "append p50", "append p99", "last 20 p50", "last 20 p99"),
+        f"chat session stores on one redis-server {version}: {args.n} timed calls each "
+        f"(appends: {', '.join(f'{c} {args.n // len(args.conditions)}' for c in args.conditions)})",
+        ("length", "store", *heads, "last 20 p50", "last 20 p99"),
     )
     for length, res in results.items():
         for name in ("memstream", "langchain", "json_doc"):
             r = res[name]
-            rep.row(
-                f"{length:,}", name, fmt_us(r["append_p50"]), fmt_us(r["append_p99"]),
-                fmt_us(r["read_p50"]), fmt_us(r["read_p99"]),
-            )  # fmt: skip
+            cells = [fmt_us(r[f"append_p50_{c}"]) for c in args.conditions]
+            cells += [fmt_us(r[f"append_p99_{c}"]) for c in args.conditions]
+            rep.row(f"{length:,}", name, *cells, fmt_us(r["read_p50"]), fmt_us(r["read_p99"]))
         raw = res["raw_lrange_20"]
+        blank = [""] * len(heads)
         rep.row(
-            f"{length:,}",
-            "raw LRANGE 0 19",
-            "",
-            "",
-            fmt_us(raw["read_p50"]),
-            fmt_us(raw["read_p99"]),
-        )
+            f"{length:,}", "raw LRANGE 0 19", *blank,
+            fmt_us(raw["read_p50"]), fmt_us(raw["read_p99"]),
+        )  # fmt: skip
     targets = [
         Target(
-            f"memstream append_message p50 / LangChain add_message p50 at {length:,}",
-            res["memstream"]["append_p50"] / res["langchain"]["append_p50"],
+            f"memstream append_message p50 / LangChain add_message p50 at {length:,}, workers {c}",
+            res["memstream"][f"append_p50_{c}"] / res["langchain"][f"append_p50_{c}"],
             1.0,
             False,
         )
         for length, res in results.items()
+        for c in args.conditions
     ]
     rep.notes.append(
         "memstream reads Reader.history(last=20) (the projection kept by memstream worker); "

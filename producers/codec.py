@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Literal
 
 import msgpack
@@ -49,13 +50,27 @@ def check_depth(value: Any, field: str = "data") -> None:
         raise InvalidInputError(field, f"nests maps and lists deeper than {MAX_DEPTH} levels")
 
 
+_PACKERS = threading.local()
+
+
+def _packb(data: dict[str, Any]) -> bytes:
+    # One Packer per thread, reused: packb builds a Packer and its buffer on every call,
+    # which cost three times the packing of a chat message. A Packer is not thread-safe,
+    # hence one per thread; pack() resets it after each call, a failed one included.
+    packer = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    out: bytes = packer.pack(data)
+    return out
+
+
 def encode(data: dict[str, Any], ct: ContentType = "msgpack") -> bytes:
     """Encode a payload. JSON callers must pass blobs already as base64 text.
 
     Data nested deeper than :data:`MAX_DEPTH` is refused (``ms_append`` would refuse it)."""
     check_depth(data)
     if ct == "msgpack":
-        return msgpack.packb(data, use_bin_type=True)
+        return _packb(data)
     if ct == "json":
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     raise InvalidInputError("ct", "must be 'json' or 'msgpack'", ct)

@@ -117,16 +117,29 @@ class AppendCore:
 
 def prepare(item: Append, redactor: Redactor, ct: ContentType) -> Prepared:
     """Validate, redact and encode one append; raise :class:`InvalidInputError`."""
-    owner = keys.check_id(item.owner, "owner")
-    event = item.event
+    return prepare_one(item.owner, item.event, item.session, item.eid, redactor=redactor, ct=ct)
+
+
+def prepare_one(
+    owner: str,
+    event: Event,
+    session: str | None,
+    eid: str | None,
+    *,
+    redactor: Redactor,
+    ct: ContentType,
+) -> Prepared:
+    """:func:`prepare` of one append given as its parts (``owner``, ``event``,
+    ``session``, ``eid``), for the single-append path, which then builds no :class:`Append`."""
+    owner = keys.check_id(owner, "owner")
     if not isinstance(event, Event):
         raise InvalidInputError("event", "must be a memstream Event model", event)
     extra: list[Any] = []
-    if item.session is not None:
-        extra += ["session", keys.check_id(item.session, "session")]
+    if session is not None:
+        extra += ["session", keys.check_id(session, "session")]
     elif event.SESSION == "required":
         raise InvalidInputError("session", f"is required for {event.event_type}")
-    eid = new_eid() if item.eid is None else keys.check_id(item.eid, "eid")
+    eid = new_eid() if eid is None else keys.check_id(eid, "eid")
     raw_payload = event.payload(json_safe=ct == "json")
     payload = redactor.scrub(raw_payload)
     if payload is not raw_payload and not isinstance(event, GenericEvent):

@@ -32,7 +32,7 @@ import redis.asyncio
 
 from . import keys, many, replicas
 from .connection import async_client, sync_client
-from .core import Append, AppendCore, Prepared, prepare
+from .core import AppendCore, Prepared, prepare, prepare_one
 from .deadline import acall, call
 from .errors import MemstreamError
 from .events import Event
@@ -101,7 +101,7 @@ class AsyncProducer(ProducerBase, AppendHelpers[Coroutine[Any, Any, Receipt]]):
     ) -> Receipt:
         """Append ``event`` to ``owner``'s log (``session`` for session events; ``eid``
         to make a retry of your own idempotent). Bounded by ``append_deadline_s``."""
-        prepared = prepare(Append(owner, event, session, eid), self.redactor, self.ct)
+        prepared = prepare_one(owner, event, session, eid, redactor=self.redactor, ct=self.ct)
         if self._outbox is not None:
             self._start_flusher()
             if self._outbox.holds(prepared.owner) and await self._queue([prepared], True):
@@ -262,7 +262,7 @@ class Producer(ProducerBase, AppendHelpers[Receipt]):
     ) -> Receipt:
         """Append ``event`` to ``owner``'s log (``session`` for session events; ``eid``
         to make a retry of your own idempotent). Bounded by ``append_deadline_s``."""
-        prepared = prepare(Append(owner, event, session, eid), self.redactor, self.ct)
+        prepared = prepare_one(owner, event, session, eid, redactor=self.redactor, ct=self.ct)
         outbox = self._outbox
         if outbox is not None and outbox.store_if_pending(*row_of(prepared)):
             return self._pending(prepared)

@@ -74,6 +74,7 @@ class Redactor:
         self._gates = re.compile("(?s:.)" if always else f"[{gates}]" if gates else "(?!)")
         self._key_placeholder = next((r.placeholder for r in self._rules if r.kind == GENERIC), "")
         self._keys: dict[str, tuple[str | None, bool]] = {}
+        self._plain_shapes: set[tuple[Any, ...]] = set()
         self._check_placeholders()
 
     @classmethod
@@ -149,13 +150,27 @@ class Redactor:
     def _clean_keys(self, item: dict[Any, Any]) -> bool:
         """True when no str key of ``item`` changes or hides its value (other keys are
         left alone by the walk too)."""
+        # Payloads of one kind share their keys: a tuple of keys none of which is redacted
+        # or names a secret is remembered, so the next dict with them skips the loop.
+        shape = tuple(item)
+        if shape in self._plain_shapes:
+            return True
+        plain = True
         for key, child in item.items():
             if isinstance(key, str):
                 scrubbed, secret = self._keys.get(key) or self._key(key)
                 if scrubbed is not None:
                     return False
-                if secret and isinstance(child, str) and child and not child.startswith(self._done):
-                    return False
+                if secret:
+                    plain = False
+                    if isinstance(child, str) and child and not child.startswith(self._done):
+                        return False
+            else:
+                plain = False  # a key of another type: its hash may cost anything
+        if plain and len(shape) <= 32:
+            if len(self._plain_shapes) >= _KEY_CACHE_MAX:
+                self._plain_shapes.clear()
+            self._plain_shapes.add(shape)
         return True
 
     def _scrub(self, value: Any) -> Any:

@@ -30,6 +30,38 @@ local function valid_id(s)
   return s ~= nil and #s >= 1 and #s <= 200 and string.match(s, '^[%w][%w%._@%+=%-]*$') ~= nil
 end
 
+-- Memos of pure checks, kept by the library between calls: owners, sessions and types
+-- repeat from one append to the next, and each check is a pattern match or a sha1 that
+-- the same string always passes or fails alike. They hold only strings that passed (a
+-- result, never data or state), so replicas and AOF, which get the effects, not the
+-- calls, are unaffected, and a reload starts them empty. Each is cleared when it reaches
+-- MEMO_MAX entries, which bounds its memory (a few hundred KB at worst).
+local MEMO_MAX = 4096
+
+local function memo()
+  return { n = 0, of = {} }
+end
+
+local function remember(m, key, value)
+  if m.n >= MEMO_MAX then
+    m.n, m.of = 0, {}
+  end
+  m.n = m.n + 1
+  m.of[key] = value
+  return value
+end
+
+local good_ids, good_types, owner_hash = memo(), memo(), memo()
+
+-- valid_id, remembered: for owners and sessions (eids are new on every append, so they
+-- are checked with valid_id and not remembered).
+local function known_id(s)
+  if s ~= nil and good_ids.of[s] then
+    return true
+  end
+  return valid_id(s) and remember(good_ids, s, true)
+end
+
 local ARGS = { ct = true, eid = true, session = true, v = true, type = true, data = true }
 
 -- args[first..last] as name/value pairs (ms_append_many frames each event's pairs).
@@ -215,7 +247,10 @@ end
 local SIGNING_KEY = '__MEMSTREAM_SIGNING_KEY__'
 
 local function signature(owner, id, a, v, ct)
-  local frame = table.concat({owner, id, a.type, v, ct, a.session or '', a.eid or '', a.data}, '\0')
+  -- One concatenation expression builds the frame in one allocation (a table and
+  -- table.concat cost a second one and a table per event).
+  local frame = owner .. '\0' .. id .. '\0' .. a.type .. '\0' .. v .. '\0' .. ct .. '\0'
+    .. (a.session or '') .. '\0' .. (a.eid or '') .. '\0' .. a.data
   return redis.sha1hex(SIGNING_KEY .. redis.sha1hex(frame))
 end
 
@@ -239,8 +274,11 @@ local function check_fields(a)
   if a.data == nil then
     return nil, "field 'data' is required"
   end
-  if #a.type > 64 or string.match(a.type, '^[a-z][a-z0-9_]*%.[a-z0-9_%.]*[a-z0-9_]$') == nil then
-    return nil, "type must be 3 to 64 characters of a-z 0-9 _ . like 'message.appended', got '" .. cap(a.type) .. "'"
+  if not good_types.of[a.type] then
+    if #a.type > 64 or string.match(a.type, '^[a-z][a-z0-9_]*%.[a-z0-9_%.]*[a-z0-9_]$') == nil then
+      return nil, "type must be 3 to 64 characters of a-z 0-9 _ . like 'message.appended', got '" .. cap(a.type) .. "'"
+    end
+    remember(good_types, a.type, true)
   end
   a.ct = a.ct or 'msgpack'
   if a.ct ~= 'msgpack' and a.ct ~= 'json' then
@@ -250,7 +288,7 @@ local function check_fields(a)
   if string.match(a.v, '^[1-9]%d?%d?%d?$') == nil then
     return nil, "v must be an integer from 1 to 9999, got '" .. cap(a.v) .. "'"
   end
-  if a.session ~= nil and not valid_id(a.session) then
+  if a.session ~= nil and not known_id(a.session) then
     return nil, 'session ' .. ID_RULE
   end
   if a.eid ~= nil and not valid_id(a.eid) then
@@ -269,7 +307,12 @@ local function read_conf(tag, p)
 end
 
 local function check_owner(owner, p, conf)
-  local expected = tonumber(string.sub(redis.sha1hex(owner), 1, 8), 16) % conf.partitions
+  -- The hash is remembered, not the partition: a new partition count still applies.
+  local h = owner_hash.of[owner]
+  if h == nil then
+    h = remember(owner_hash, owner, tonumber(string.sub(redis.sha1hex(owner), 1, 8), 16))
+  end
+  local expected = h % conf.partitions
   if tostring(expected) ~= p then
     return nil, 'partition mismatch: owner ' .. owner .. ' belongs to partition ' .. expected .. ', keys name ' .. p
   end
@@ -302,16 +345,25 @@ end
 -- Write one checked event: its pointer in the feed, then its signed log entry, with one
 -- shared id after `last` (the feed's last id as the caller knows it). Returns log_id and
 -- feed_id, or nil and the reason; every write is a pcall, so a batch can go on.
+-- XADD of the signed log entry, its fields in the documented order. The arguments are
+-- spelled out, one branch per optional field, instead of a table and unpack(): that
+-- table was built for every event.
+local function xadd_log(log_key, id, a, sig)
+  if a.session ~= nil and a.eid ~= nil then
+    return redis.pcall('XADD', log_key, id, 'type', a.type, 'v', a.v, 'ct', a.ct, 'data', a.data,
+      'session', a.session, 'eid', a.eid, 'sig', sig)
+  elseif a.eid ~= nil then
+    return redis.pcall('XADD', log_key, id, 'type', a.type, 'v', a.v, 'ct', a.ct, 'data', a.data,
+      'eid', a.eid, 'sig', sig)
+  elseif a.session ~= nil then
+    return redis.pcall('XADD', log_key, id, 'type', a.type, 'v', a.v, 'ct', a.ct, 'data', a.data,
+      'session', a.session, 'sig', sig)
+  end
+  return redis.pcall('XADD', log_key, id, 'type', a.type, 'v', a.v, 'ct', a.ct, 'data', a.data,
+    'sig', sig)
+end
+
 local function write_event(log_key, feed_key, owner, a, now_ms, last)
-  local fields = { 'type', a.type, 'v', a.v, 'ct', a.ct, 'data', a.data }
-  if a.session ~= nil then
-    fields[#fields + 1] = 'session'
-    fields[#fields + 1] = a.session
-  end
-  if a.eid ~= nil then
-    fields[#fields + 1] = 'eid'
-    fields[#fields + 1] = a.eid
-  end
   -- The id: the next one of the feed. Its last id is kept in ms:{P}:last by every append
   -- (a GET is a twentieth of XINFO STREAM); when that is behind (a pointer written by
   -- `dlq retry` or around ms_append), the feed refuses the id and XINFO gives the truth.
@@ -333,10 +385,7 @@ local function write_event(log_key, feed_key, owner, a, now_ms, last)
       return nil, 'cannot append to the feed: ' .. cap(feed_id.err)
     end
   end
-  local n = #fields
-  fields[n + 1] = 'sig'
-  fields[n + 2] = signature(owner, log_id, a, a.v, a.ct)
-  local added = redis.pcall('XADD', log_key, log_id, unpack(fields))
+  local added = xadd_log(log_key, log_id, a, signature(owner, log_id, a, a.v, a.ct))
   if added.err then
     -- The log is ahead of the feed (written around ms_append) or not a stream. The pointer
     -- just written stays: its entry can never exist (the log is past it), so workers
@@ -353,8 +402,7 @@ local function write_event(log_key, feed_key, owner, a, now_ms, last)
     if log_id == nil then
       return nil, 'cannot append to the log: its id space is exhausted'
     end
-    fields[n + 2] = signature(owner, log_id, a, a.v, a.ct)
-    added = redis.pcall('XADD', log_key, log_id, unpack(fields))
+    added = xadd_log(log_key, log_id, a, signature(owner, log_id, a, a.v, a.ct))
     if added.err then
       return nil, 'cannot append to the log: ' .. cap(added.err)
     end
@@ -380,7 +428,7 @@ local function log_owner(key, p)
   if p ~= nil and kp ~= p then
     return nil, 'log key is not in the partition of the feed ' .. p .. ', got ' .. cap(key)
   end
-  if not valid_id(owner) then
+  if not known_id(owner) then
     return nil, 'owner ' .. ID_RULE
   end
   return owner, kp
