@@ -53,14 +53,18 @@ def check_depth(value: Any, field: str = "data") -> None:
 _PACKERS = threading.local()
 
 
-def _packb(data: dict[str, Any]) -> bytes:
-    # One Packer per thread, reused: packb builds a Packer and its buffer on every call,
-    # which cost three times the packing of a chat message. A Packer is not thread-safe,
-    # hence one per thread; pack() resets it after each call, a failed one included.
-    packer = getattr(_PACKERS, "packer", None)
-    if packer is None:
+def packb(value: Any) -> bytes:
+    """``value`` as msgpack (bin type for bytes), with one reused ``Packer`` per thread.
+
+    ``msgpack.packb`` builds a Packer and its buffer on every call, which cost three times
+    the packing of a chat message; a Packer is not thread-safe (a batch may be planned in a
+    thread), hence one per thread. A value msgpack cannot hold raises as ``packb`` would
+    (``TypeError``, ``OverflowError``) and the buffer starts clean for the next call."""
+    try:
+        packer: msgpack.Packer = _PACKERS.packer
+    except AttributeError:
         packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
-    out: bytes = packer.pack(data)
+    out: bytes = packer.pack(value)
     return out
 
 
@@ -70,7 +74,7 @@ def encode(data: dict[str, Any], ct: ContentType = "msgpack") -> bytes:
     Data nested deeper than :data:`MAX_DEPTH` is refused (``ms_append`` would refuse it)."""
     check_depth(data)
     if ct == "msgpack":
-        return _packb(data)
+        return packb(data)
     if ct == "json":
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     raise InvalidInputError("ct", "must be 'json' or 'msgpack'", ct)
