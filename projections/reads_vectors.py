@@ -6,8 +6,9 @@
 - ``semantic``: cosine similarity over the message vectors the worker stored
   (:mod:`.vectors`): every message embedded since the vectors exist, not only the hot
   window; the reader embeds only the query. A hit's body comes from the history read
-  model, or from the log when the message is older than the hot window (a message
-  already archived to the cold tier is not returned yet). Messages before the session's
+  model, or from the log when the message is older than the hot window, or through the
+  cold tier when the log entry is already archived (one segment read per such hit, at
+  most ``limit``/100 of them). Messages before the session's
   last ``history.cleared``, and those past the history TTL, are left out.
 - ``hybrid``: reciprocal rank fusion (k = 60) of the two rankings' first 100 hits.
 """
@@ -142,8 +143,38 @@ async def _semantic(
     sims = np.round((m.rows[rows] @ await _embed(state, query)).astype(np.float64), DIGITS)
     ranked = sorted(range(len(rows)), key=lambda j: (-sims[j], m.refs[keep[j]]))[:depth]
     picked = [(m.refs[keep[j]], float(sims[j])) for j in ranked]
-    hits: list[MessageHit] = await r.run(_bodies(pk, owner, picked))
+    found_bodies: list[dict[str, Any] | None] = await r.run(_bodies(pk, owner, picked))
+    hits = []
+    for (ref, score), found in zip(picked, found_bodies, strict=True):
+        name, _, version = ref.partition(":")
+        # Neither hot history nor hot log: the tier moved it to an archive. At most
+        # ``depth`` such reads, each one segment (cached after the first).
+        body = found if found is not None else await _from_cold(r, pk.p, owner, version)
+        if body is not None:
+            log_id = log_id_of(version)
+            hits.append(MessageHit(name, log_id, score, {"log_id": log_id, **body}))
     return hits
+
+
+def _before_id(log_id: str) -> str:
+    """The id just before ``log_id`` (the cold log's ``since`` is exclusive)."""
+    ms, _, seq = log_id.partition("-")
+    if int(seq) > 0:
+        return f"{ms}-{int(seq) - 1}"
+    return f"{int(ms) - 1}-{2**64 - 1}"
+
+
+async def _from_cold(r: Any, p: int, owner: str, version: str) -> dict[str, Any] | None:
+    """The message at ``version`` read through the cold tier (archived segment)."""
+    from .reads_log import _cold
+
+    log_id = log_id_of(version)
+    async for found_id, fields in _cold(r).forward(p, owner, _before_id(log_id), log_id,
+                                                   page=1):  # fmt: skip
+        if found_id == log_id:
+            return _from_log(owner, version, [(found_id, fields)])
+        break
+    return None
 
 
 def _now_ms() -> int:
@@ -154,8 +185,9 @@ def _now_ms() -> int:
 
 def _bodies(
     pk: keys.Projection, owner: str, picked: list[tuple[str, float]]
-) -> Query[list[MessageHit]]:
-    """Each hit's message from the history read model, else from the (hot) log."""
+) -> Query[list[dict[str, Any] | None]]:
+    """Each hit's message from the history read model, else from the (hot) log; None
+    where both miss (archived, or gone)."""
     commands: list[tuple[Any, ...]] = []
     for ref, _ in picked:
         name, _, version = ref.partition(":")
@@ -164,16 +196,13 @@ def _bodies(
         log_id = log_id_of(version)
         commands.append(("XRANGE", keys.log(pk.p, owner), log_id, log_id))
 
-    def parse(replies: list[Any]) -> list[MessageHit]:
-        hits = []
-        for n, (ref, score) in enumerate(picked):
-            name, _, version = ref.partition(":")
+    def parse(replies: list[Any]) -> list[dict[str, Any] | None]:
+        bodies = []
+        for n, (ref, _) in enumerate(picked):
+            version = ref.partition(":")[2]
             hot, logged = replies[2 * n], replies[2 * n + 1]
-            body = _from_history(hot) or _from_log(owner, version, logged)
-            if body is not None:
-                hits.append(MessageHit(name, log_id_of(version), score,
-                                       {"log_id": log_id_of(version), **body}))  # fmt: skip
-        return hits
+            bodies.append(_from_history(hot) or _from_log(owner, version, logged))
+        return bodies
 
     return Query(commands, parse)
 
