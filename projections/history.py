@@ -74,9 +74,15 @@ class History(Projection):
         session = event.session
         if isinstance(event.event, TtlExtended):
             at = event.ts_ms + event.event.seconds * 1000
-            if ttl is not None and session is not None and at > ctx.now_ms:
-                key = history_key(ctx.keys, event.owner, session)
-                writes.extend_to([key], at, ttl_floor(ctx.keys, event.owner, session))
+            if session is not None and at > ctx.now_ms:
+                # The floor is raised even with no deployment history_ttl_s: the session
+                # may have chosen its own TTL. The expiry is then recomputed from merged
+                # state, so a session with no TTL at all gains none.
+                floor = ttl_floor(ctx.keys, event.owner, session)
+                writes.hmax(floor[0], floor[1], f"{int(at):013d}")
+                writes.expire_at(floor[0], at)
+                self._expire(event, ctx, writes, history_key(ctx.keys, event.owner, session),
+                             session)  # fmt: skip
             return
         if session is None:
             return

@@ -223,11 +223,6 @@ async def test_session_data_follows_the_chosen_ttl(deployed: str, r: redis.Redis
             assert await reader.session_data(OWNER, "s1") == {"lang": "en"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="history.py raises a session's history floor only with a deployment "
-    "history_ttl_s, so ttl.extended misses a chosen TTL without one (docs/ttl.md, Scope)",
-)
 def test_an_extension_reaches_a_chosen_history_ttl_without_a_default(
     r: redis.Redis, deployed: str
 ) -> None:
