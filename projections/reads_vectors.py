@@ -145,7 +145,7 @@ async def _semantic(
     picked = [(m.refs[keep[j]], float(sims[j])) for j in ranked]
     found_bodies: list[dict[str, Any] | None] = await r.run(_bodies(pk, owner, picked))
     hits = []
-    for (ref, score), found in zip(picked, found_bodies, strict=True):
+    for (ref, score), hot in zip(picked, found_bodies, strict=True):
         name, _, version = ref.partition(":")
         # Neither hot history nor hot log: the tier moved it to an archive. At most
         # ``depth`` such reads, each one segment (cached after the first).
