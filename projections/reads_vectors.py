@@ -149,7 +149,7 @@ async def _semantic(
         name, _, version = ref.partition(":")
         # Neither hot history nor hot log: the tier moved it to an archive. At most
         # ``depth`` such reads, each one segment (cached after the first).
-        body = found if found is not None else await _from_cold(r, pk.p, owner, version)
+        body = hot if hot is not None else await _from_cold(r, pk.p, owner, version)
         if body is not None:
             log_id = log_id_of(version)
             hits.append(MessageHit(name, log_id, score, {"log_id": log_id, **body}))
