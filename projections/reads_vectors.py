@@ -30,6 +30,7 @@ from memstream.producers.settings import Settings
 from .base import Query
 from .codec import unpack
 from .history import history_key, message_body, watermark
+from .message_walk import COLD_LIMIT, check_cold, older_messages, windows
 from .ops import VERSION_LEN, log_id_of, sortable
 from .search import DIGITS, K1, B
 from .search_modes import DEPTH, RRF_K, _embed, _state
@@ -90,13 +91,19 @@ def bm25(query: str, texts: list[str]) -> list[float]:
 
 
 async def _keyword(
-    r: _HistoryRunner, owner: str, query: str, session: str | None
+    r: _HistoryRunner, owner: str, query: str, session: str | None, cold_limit: int = 0
 ) -> list[MessageHit]:
+    """BM25 over the hot windows, and with ``cold_limit`` also over up to that many log
+    entries older than them (:mod:`.message_walk`), one set of statistics over both."""
     names = [s["session"] for s in await r.sessions(owner)] if session is None else [session]
     found: list[tuple[str, dict[str, Any]]] = []
+    pages = {}
     for name in names:
-        page = await r.history(owner, name, last=r.settings.history_cap)
+        pages[name] = page = await r.history(owner, name, last=r.settings.history_cap)
         found += [(name, message) for message in page]
+    if cold_limit:
+        hot_from = windows(pages, r.settings.history_cap)
+        found += await older_messages(r, owner, hot_from, cold_limit)
     scores = bm25(query, [message_text(message) for _, message in found])
     hits = [MessageHit(name, message["log_id"], score, message)
             for (name, message), score in zip(found, scores, strict=True) if score > 0]  # fmt: skip
@@ -248,12 +255,17 @@ class AsyncVectorReads:
         *,
         mode: MessageMode = "keyword",
         limit: int = 10,
+        cold: bool = False,
+        cold_limit: int = COLD_LIMIT,
     ) -> list[MessageHit]:
         """Messages of ``owner``'s history matching ``query``, best first: in ``session``,
         or in every session when None; ``mode`` ``"keyword"`` (BM25, stemmed, over the
         hot history), ``"semantic"`` (cosine over the stored message vectors) or
         ``"hybrid"`` (rank fusion of both); at most ``limit`` hits (1..100). Keyword hits
-        score above zero; semantic returns the ``limit`` nearest."""
+        score above zero; semantic returns the ``limit`` nearest. ``cold=True`` makes the
+        keyword ranking (keyword and hybrid modes) also read the messages older than the
+        hot window, from the log and the archive, at most ``cold_limit`` log entries
+        (1..1,000,000); semantic already reaches them."""
         if mode not in ("keyword", "semantic", "hybrid"):
             raise InvalidInputError("mode", "must be 'keyword', 'semantic' or 'hybrid'", mode)
         if (
@@ -264,11 +276,13 @@ class AsyncVectorReads:
             raise InvalidInputError("limit", f"must be 1..{MAX_MESSAGE_HITS}", limit)
         if session is not None:
             keys.check_id(session, "session")
+        check_cold(cold, cold_limit)
+        scan = cold_limit if cold else 0
         if mode == "keyword":
-            return (await _keyword(self, owner, query, session))[:limit]
+            return (await _keyword(self, owner, query, session, scan))[:limit]
         if mode == "semantic":
             return await _semantic(self, owner, query, session, limit)
-        keyword = await _keyword(self, owner, query, session)
+        keyword = await _keyword(self, owner, query, session, scan)
         semantic = await _semantic(self, owner, query, session, DEPTH)
         return _fuse(keyword, semantic)[:limit]
 
@@ -284,9 +298,12 @@ class VectorReads:
         *,
         mode: MessageMode = "keyword",
         limit: int = 10,
+        cold: bool = False,
+        cold_limit: int = COLD_LIMIT,
     ) -> list[MessageHit]:
-        result: list[MessageHit] = self._call(
-            self._async.search_messages(owner, query, session, mode=mode, limit=limit))  # fmt: skip
+        result: list[MessageHit] = self._call(self._async.search_messages(
+            owner, query, session, mode=mode, limit=limit, cold=cold,
+            cold_limit=cold_limit))  # fmt: skip
         return result
 
     search_messages.__doc__ = AsyncVectorReads.search_messages.__doc__
