@@ -30,6 +30,7 @@ from memstream.producers.settings import Settings
 from .base import Query
 from .codec import unpack
 from .history import history_key, message_body, watermark
+from .message_life import living
 from .message_walk import COLD_LIMIT, check_cold, older_messages, windows
 from .ops import VERSION_LEN, log_id_of, sortable
 from .search import DIGITS, K1, B
@@ -144,6 +145,7 @@ async def _semantic(
         mark = marks.get(f"hist:{name}".encode())
         if (mark is None or version > mark.decode()) and m.expiry[i] > now:
             keep.append(i)
+    keep = await living(r, pk, owner, m.refs, keep)  # the session's TTL (.message_life)
     if not keep:
         return []
     rows = np.asarray(keep)

@@ -1,0 +1,56 @@
+"""Whether a stored message vector is live: its session's history still exists.
+
+A message lives as long as its session's history key (docs/ttl.md): that key expires
+``ttl_s`` after the session's newest message (the session's chosen TTL, else the
+deployment's ``history_ttl_s``), never before a ``ttl.extended`` floor, and is recomputed
+from merged state by every change (``SESSEXP``). That life changes after a vector is
+written (each message slides it, a later choice shortens it), so it is not stored in each
+vector: rewriting every vector of a session per message would cost what the history
+costs once. Semantic search asks the history instead: one ``EXISTS`` per session among
+the candidate vectors, pipelined in one round trip.
+
+Convergent and replay-safe because the history key's existence is: its expiry is
+computed from order-free merged state, and a session whose computed time has passed is
+dropped at once, in a live run and in a replay alike, so a replay never brings its
+vectors back. The vector's own stored expiry (``ts + history_ttl_s``, raised by
+extensions) still bounds it: it is when the vector's storage may be pruned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from memstream.producers import keys
+
+from .base import Query
+from .history import history_key
+
+
+def session_of(ref: str) -> str:
+    """The session of a message vector's id (``<session>:<version>``)."""
+    return ref.partition(":")[0]
+
+
+def live_sessions(
+    pk: keys.Projection, owner: str, sessions: Sequence[str]
+) -> Query[frozenset[str]]:
+    """The ``sessions`` whose history key exists: their message vectors are live."""
+    names = sorted(set(sessions))
+
+    def parse(replies: list[Any]) -> frozenset[str]:
+        return frozenset(name for name, n in zip(names, replies, strict=True) if int(n))
+
+    return Query([("EXISTS", history_key(pk, owner, name)) for name in names], parse)
+
+
+async def living(
+    r: Any, pk: keys.Projection, owner: str, refs: Sequence[str], rows: list[int]
+) -> list[int]:
+    """The ``rows`` (indexes into ``refs``) whose session's history still exists."""
+    if not rows:
+        return rows
+    alive: frozenset[str] = await r.run(
+        live_sessions(pk, owner, [session_of(refs[i]) for i in rows])
+    )
+    return [i for i in rows if session_of(refs[i]) in alive]
