@@ -50,7 +50,6 @@ async def living(
     """The ``rows`` (indexes into ``refs``) whose session's history still exists."""
     if not rows:
         return rows
-    alive: frozenset[str] = await r.run(
-        live_sessions(pk, owner, [session_of(refs[i]) for i in rows])
-    )
-    return [i for i in rows if session_of(refs[i]) in alive]
+    sessions = [session_of(refs[i]) for i in rows]
+    alive: frozenset[str] = await r.run(live_sessions(pk, owner, sessions))
+    return [i for i, name in zip(rows, sessions, strict=True) if name in alive]

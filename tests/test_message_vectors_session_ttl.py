@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis
 
 from memstream.producers import AsyncProducer, Receipt, Settings, TtlExtended
@@ -78,3 +79,29 @@ async def test_message_vectors_follow_the_sessions_chosen_ttl(
     async with AsyncReader.from_settings(settings) as reader:
         # The replay re-embedded every message; the expired sessions stay gone.
         assert {s for s, _ in await _found(reader)} == {"ext", "keep"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a session id used again after its history expired: the history key exists "
+    "again, so the earlier life's vectors are live again (docs/ttl.md, Open)",
+)
+async def test_a_session_used_again_after_expiry_keeps_its_old_messages_out(
+    deployed: str,
+) -> None:
+    settings = Settings.from_url(deployed, **EMBED)
+    async with (
+        running_worker(deployed, settings=EMBED),
+        AsyncProducer.from_url(deployed) as p,
+        AsyncReader.from_settings(settings) as reader,
+    ):
+        await p.start_session(OWNER, "back", ttl_s=1)
+        old = await p.append_message(OWNER, "back", "user", "my database ran out of disk")
+        assert (await reader.wait(old, timeout=60)).applied
+        await _until(_ms(old) + 1300)
+        new = await p.append_message(OWNER, "back", "user", "the storage volume is full")
+        assert (await reader.wait(new, timeout=30)).applied
+        assert [m["content"] for m in await reader.history(OWNER, "back")] == [
+            "the storage volume is full"
+        ]
+        assert await _found(reader) == {("back", "the storage volume is full")}
