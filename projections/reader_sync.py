@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
 
 from memstream.producers import keys
 from memstream.producers.deadline import call
@@ -30,6 +30,7 @@ from .bridge import Bridge
 from .cache import ReadCache, begin, finish
 from .cache_blocking import BlockingInvalidator
 from .context import ContextSection, sections_with
+from .direct import Direct
 from .history import read_messages
 from .reads_log import resolve_cold_blocking
 from .results import Message, SessionInfo, Step
@@ -63,6 +64,8 @@ class BlockingCore:
         self.settings = settings
         self.cache = cache
         self.invalidator = BlockingInvalidator(settings, cache) if cache is not None else None
+        self.direct = Direct(client) if Direct.serves(client) else None
+        """Where single commands go (None for a Cluster client: ``execute_command``)."""
         self._deployment: Deployment | None = None
         self._checked = 0.0
 
@@ -115,14 +118,22 @@ class BlockingCore:
         pipe = self.client.pipeline(transaction=False)
         for command in stage.commands:
             pipe.execute_command(*command, **command_options(command))  # type: ignore[no-untyped-call]
-        replies: list[Any] = pipe.execute(raise_on_error=False)
+        try:
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+        except MaxConnectionsError:
+            if self.direct is not None:
+                self.direct.give_back()  # the retry may have the connection it held back
+            raise
         return finish(self.cache, stage, replies)
 
     def _one(self, command: tuple[Any, ...]) -> Any:
         """One command's reply, sent without a pipeline (a pipeline of one costs about
-        as much again in redis-py); an error reply is returned, as the pipeline's
+        as much again in redis-py), on :class:`.direct.Direct`'s kept connection; an
+        error reply is returned, as the pipeline's
         ``raise_on_error=False`` returns it, for :meth:`_raise_refusals`."""
         try:
+            if self.direct is not None:
+                return self.direct.execute(*command, **command_options(command))
             return self.client.execute_command(*command, **command_options(command))  # type: ignore[no-untyped-call]
         except ResponseError as e:
             return e
@@ -140,6 +151,8 @@ class BlockingCore:
         """Stop the cache's listener and release the blocking connection pool."""
         if self.invalidator is not None:
             self.invalidator.close()
+        if self.direct is not None:
+            self.direct.close()
         self.client.close()
 
 
