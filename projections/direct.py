@@ -10,7 +10,8 @@ callbacks, health checks and the deadline's clipped timeouts still apply), and a
 connection that fails in any way is disconnected and given back to the pool, never kept.
 
 It only serves a plain :class:`redis.Redis` on a connection pool; a Cluster client keeps
-``execute_command`` (its routing and redirects live there).
+``execute_command`` (its routing and redirects live there). :class:`AsyncDirect` is its
+asyncio twin, for ``AsyncReader``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 from typing import Any
 
 import redis
+import redis.asyncio
 from redis.exceptions import ResponseError
 
 MAX_KEPT = 1
@@ -97,3 +99,62 @@ class Direct:
                 return
             conn.disconnect()
             self.pool.release(conn)
+
+
+class AsyncDirect:
+    """:class:`Direct` for an asyncio ``client``: the same kept connection, for the tasks
+    of one event loop. A task cancelled mid-read (the read deadline is an
+    ``asyncio.timeout``) leaves its connection disconnected and given back."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self.pool: Any = client.connection_pool
+        self._kept: list[Any] = []
+
+    @staticmethod
+    def serves(client: Any) -> bool:
+        """:meth:`Direct.serves` for an asyncio client."""
+        pool = getattr(client, "connection_pool", None)
+        return (
+            isinstance(client, redis.asyncio.Redis)
+            and not client.single_connection_client
+            and isinstance(pool, redis.asyncio.ConnectionPool)
+            and pool.max_connections > MAX_KEPT
+        )
+
+    async def execute(self, *args: Any, **options: Any) -> Any:
+        """:meth:`Direct.execute`, awaited."""
+        try:
+            conn = self._kept.pop()
+        except IndexError:
+            conn = await self.pool.get_connection()
+        try:
+            await conn.send_command(*args)
+            reply = await self.client.parse_response(conn, args[0], **options)
+        except ResponseError:
+            await self._keep(conn)
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            await self.pool.release(conn)
+            raise
+        await self._keep(conn)
+        return reply
+
+    async def _keep(self, conn: Any) -> None:
+        if len(self._kept) < MAX_KEPT:
+            self._kept.append(conn)
+        else:
+            await self.pool.release(conn)
+
+    async def give_back(self) -> None:
+        """:meth:`Direct.give_back`, awaited."""
+        while self._kept:
+            await self.pool.release(self._kept.pop())
+
+    async def aclose(self) -> None:
+        """Disconnect the kept connections and give them back."""
+        while self._kept:
+            conn = self._kept.pop()
+            await conn.disconnect()
+            await self.pool.release(conn)

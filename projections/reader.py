@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
 
 from memstream.producers import keys
 from memstream.producers.connection import async_client, sync_client
@@ -36,6 +36,7 @@ from .base import Continue, Plan, Projection, Query, pk_of
 from .bridge import Bridge
 from .cache import Invalidator, ReadCache, begin, finish
 from .context import ContextSection, sections_with
+from .direct import AsyncDirect
 from .history import read_messages
 from .reader_sync import VERSION_TTL_S as _VERSION_TTL_S
 from .reader_sync import BlockingCore, BlockingReads, check_before, check_last, command_options
@@ -92,6 +93,8 @@ class AsyncReader(
         )
         self._waiter: ChangeWaiter | None = None
         """``wait``'s subscriber, made by the first ``wait``."""
+        self._direct = AsyncDirect(client) if AsyncDirect.serves(client) else None
+        """Where single commands go (:mod:`.direct`; None: ``execute_command``)."""
 
     @classmethod
     def from_settings(
@@ -188,13 +191,21 @@ class AsyncReader(
         pipe = self.client.pipeline(transaction=False)
         for command in stage.commands:
             pipe.execute_command(*command, **command_options(command))
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        try:
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        except MaxConnectionsError:
+            if self._direct is not None:
+                await self._direct.give_back()  # the retry may have the one it held back
+            raise
         return finish(self.read_cache, stage, replies)
 
     async def _one(self, command: tuple[Any, ...]) -> Any:
-        """One command's reply, sent without a pipeline; an error reply is returned, as
+        """One command's reply, sent without a pipeline, on :mod:`.direct`'s kept
+        connection; an error reply is returned, as
         the pipeline's ``raise_on_error=False`` returns it, for :meth:`_raise_refusals`."""
         try:
+            if self._direct is not None:
+                return await self._direct.execute(*command, **command_options(command))
             reply = self.client.execute_command(*command, **command_options(command))  # type: ignore[no-untyped-call]
             return await reply
         except ResponseError as e:
@@ -288,6 +299,8 @@ class AsyncReader(
             await self._waiter.aclose()
         if self._invalidator is not None:
             await self._invalidator.aclose()
+        if self._direct is not None:
+            await self._direct.aclose()
         await self.client.aclose()
 
     async def __aenter__(self) -> AsyncReader:

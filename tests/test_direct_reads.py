@@ -4,10 +4,14 @@ small pool still serves every other read; close disconnects it."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 import redis
+import redis.asyncio
 
 from memstream.producers import Producer
-from memstream.projections import Reader
+from memstream.projections import AsyncReader, Reader
 from memstream.projections.direct import Direct
 from tests.workers_util import spawn_worker, stop_worker
 
@@ -73,3 +77,36 @@ def test_only_plain_pooled_clients_are_served(deployed: str) -> None:
     assert Direct.serves(redis.Redis.from_url(deployed))
     assert not Direct.serves(redis.Redis.from_url(deployed, single_connection_client=True))
     assert not Direct.serves(object())
+
+
+async def test_the_async_reader_keeps_one_connection_and_drops_a_cancelled_one(
+    deployed: str, r: redis.Redis
+) -> None:
+    async with AsyncReader.from_url(deployed) as ard:
+        direct = ard._direct
+        assert direct is not None
+        assert await ard.history(OWNER, "s1") == [] and await ard.state(OWNER) is None
+        (kept,) = direct._kept
+        assert await ard.history(OWNER, "s1") == [] and direct._kept == [kept]
+        r.set("direct:notalist", "x")
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await direct.execute("LRANGE", "direct:notalist", 0, -1)
+        assert direct._kept == [kept]
+        # Cancelled mid-read (as a read deadline cancels): that connection is not kept.
+        task = asyncio.ensure_future(direct.execute("BLPOP", "direct:empty", 5))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert direct._kept == [] and kept.is_connected is False
+        assert await ard.history(OWNER, "s1") == [] and len(direct._kept) == 1
+        in_use = len(direct.pool._in_use_connections)
+    assert in_use == 1  # the kept one only: the cancelled one went back to the pool
+    assert direct._kept == []
+
+
+async def test_a_user_supplied_single_connection_client_is_not_served(deployed: str) -> None:
+    client = redis.asyncio.Redis.from_url(deployed, single_connection_client=True)
+    async with AsyncReader(client) as ard:
+        assert ard._direct is None
+        assert await ard.history(OWNER, "s1") == []
