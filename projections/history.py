@@ -160,9 +160,15 @@ def read_messages(pk: keys.Projection, owner: str, session: str, last: int) -> Q
 
 def _messages(replies: list[Any]) -> list[Message]:
     # One pass straight from the members to the results: no dict per message, no
-    # Message.of (its **kwargs and frozen __init__ cost as much as the decode).
+    # Message.of (its **kwargs and frozen __init__ cost as much as the decode). A member
+    # is b"<ms:013d>-<seq:010d><msgpack>": the log id is its prefix without the zero
+    # padding, stripped as bytes (cheaper than int() and a format, for 20 members a read).
     return [
-        message_of(f"{int(raw[:13])}-{int(raw[14:VERSION_LEN])}",
+        message_of(((raw[:13].lstrip(_ZERO) or _ZERO) + b"-"
+                    + (raw[14:VERSION_LEN].lstrip(_ZERO) or _ZERO)).decode(),
                    unpackb(raw[VERSION_LEN:], raw=False))
         for raw in replies[0]
     ]  # fmt: skip
+
+
+_ZERO = b"0"

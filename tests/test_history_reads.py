@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 import redis
 
-from memstream.producers import AsyncProducer, PermissionDeniedError, Settings
+from memstream.producers import AsyncProducer, PermissionDeniedError, Settings, keys
 from memstream.projections import AsyncReader, Message, Reader
+from memstream.projections.codec import pack
 from memstream.projections.history import read_history, read_messages
+from memstream.projections.ops import sortable
 from memstream.projections.results import message_of
 from tests.workers_util import running_worker
 
@@ -98,3 +100,15 @@ async def test_a_refused_single_command_read_is_wrapped_on_both_readers(
             rd.history(OWNER, "s1")
     finally:
         r.acl_deluser("viewer2")
+
+
+@pytest.mark.parametrize(
+    "log_id", ["1700000000000-0", "1-12", "0-1", "0-0", "10-0", "1700000000000-1234567890"]
+)
+def test_a_member_reads_back_its_log_id(log_id: str) -> None:
+    member = sortable(log_id).encode() + pack({"role": "user", "content": "c", "ts": 1})
+    pk = keys.Projection(0, 1)
+    typed = read_messages(pk, OWNER, "s1", 1).parse([[member]])
+    plain = read_history(pk, OWNER, "s1", 1).parse([[member]])
+    assert isinstance(typed, list) and isinstance(plain, list)
+    assert typed[0].log_id == plain[0]["log_id"] == log_id
