@@ -155,7 +155,7 @@ def read_messages(pk: keys.Projection, owner: str, session: str, last: int) -> Q
     """The last ``last`` messages of a session as typed :class:`Message` results, oldest
     first: ``history(last=...)``'s hot read, which needs no intermediate dicts."""
     key = history_key(pk, owner, session)
-    return Query([("ZRANGE", key, -last, -1)], _messages, (key,))
+    return Query([("ZRANGE", key, -last, -1)], _messages, (key,), archived=False)
 
 
 def _messages(replies: list[Any]) -> list[Message]:

@@ -153,6 +153,8 @@ class AsyncReader(
         from memory when it can be (see :mod:`.cache` for why that is never stale)."""
         deadline = self.settings.read_deadline_s
         result = await acall(lambda: self._run(query), self.settings, deadline)
+        if not query.archived:
+            return result
         # Outside the Redis deadline: fetching archived values is the archive's business.
         return await resolve_cold(self.settings, result)  # archived values, if any
 

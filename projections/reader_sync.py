@@ -93,7 +93,7 @@ class BlockingCore:
         bounded by ``settings.read_deadline_s``, retries of transient errors included.
         Archived values are put in place of their pointers, after the deadline."""
         result = call(lambda: self._run(query), self.settings, self.settings.read_deadline_s)
-        return resolve_cold_blocking(self.settings, result)
+        return resolve_cold_blocking(self.settings, result) if query.archived else result
 
     def _run(self, query: Query[T]) -> T:
         while True:

@@ -11,6 +11,7 @@ import redis
 
 from memstream.producers import AsyncProducer, PermissionDeniedError, Settings, keys
 from memstream.projections import AsyncReader, Message, Reader
+from memstream.projections.base import then
 from memstream.projections.codec import pack
 from memstream.projections.history import read_history, read_messages
 from memstream.projections.ops import sortable
@@ -112,3 +113,11 @@ def test_a_member_reads_back_its_log_id(log_id: str) -> None:
     plain = read_history(pk, OWNER, "s1", 1).parse([[member]])
     assert isinstance(typed, list) and isinstance(plain, list)
     assert typed[0].log_id == plain[0]["log_id"] == log_id
+
+
+def test_only_the_history_plan_skips_the_archived_value_walk() -> None:
+    pk = keys.Projection(0, 1)
+    assert read_messages(pk, OWNER, "s1", 20).archived is False  # messages are never archived
+    assert read_history(pk, OWNER, "s1", 20).archived is True
+    # A composed plan may read anything after: the walk is back on.
+    assert then(read_messages(pk, OWNER, "s1", 20), len).archived is True
