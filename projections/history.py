@@ -8,6 +8,7 @@ at or below it is dropped even when it arrives after the clear.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from msgpack import unpackb
@@ -151,11 +152,15 @@ def read_history(
     return Query([("ZRANGE", key, -last, -1)], parse, (key,))
 
 
+@lru_cache(maxsize=1024)
 def read_messages(pk: keys.Projection, owner: str, session: str, last: int) -> Query[list[Message]]:
     """The last ``last`` messages of a session as typed :class:`Message` results, oldest
-    first: ``history(last=...)``'s hot read, which needs no intermediate dicts."""
+    first: ``history(last=...)``'s hot read, which needs no intermediate dicts.
+
+    Cached: a plan is immutable and an agent rereads the same few sessions; building the
+    key and the plan was a few percent of a read's round trip."""
     key = history_key(pk, owner, session)
-    return Query([("ZRANGE", key, -last, -1)], _messages, (key,), archived=False)
+    return Query((("ZRANGE", key, -last, -1),), _messages, (key,), archived=False)
 
 
 def _messages(replies: list[Any]) -> list[Message]:
