@@ -203,8 +203,8 @@ class AsyncReader(
 
     async def _one(self, command: tuple[Any, ...]) -> Any:
         """One command's reply, sent without a pipeline, on :mod:`.direct`'s kept
-        connection; an error reply is returned, as
-        the pipeline's ``raise_on_error=False`` returns it, for :meth:`_raise_refusals`."""
+        connection; an error reply is returned, as the pipeline's ``raise_on_error=False``
+        returns it, for :meth:`_raise_refusals`."""
         try:
             if self._direct is not None:
                 return await self._direct.execute(*command, **command_options(command))

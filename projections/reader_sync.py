@@ -129,8 +129,8 @@ class BlockingCore:
     def _one(self, command: tuple[Any, ...]) -> Any:
         """One command's reply, sent without a pipeline (a pipeline of one costs about
         as much again in redis-py), on :class:`.direct.Direct`'s kept connection; an
-        error reply is returned, as the pipeline's
-        ``raise_on_error=False`` returns it, for :meth:`_raise_refusals`."""
+        error reply is returned, as the pipeline's ``raise_on_error=False`` returns it,
+        for :meth:`_raise_refusals`."""
         try:
             if self.direct is not None:
                 return self.direct.execute(*command, **command_options(command))

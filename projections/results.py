@@ -131,10 +131,10 @@ def message_of(log_id: str, body: dict[str, Any]) -> Message:
     :func:`~memstream.projections.history.message_body`), built as ``Message.of`` builds
     it (an unknown key dropped, a missing optional field None) without ``__init__``: this
     runs for every message of every history read."""
-    get = body.get
     try:
+        get = body.get
         role, content, ts = body["role"], body["content"], body["ts"]
-    except KeyError:
+    except (AttributeError, KeyError, TypeError):
         return Message.of({"log_id": log_id, **body})  # raises as Message.of does
     m = _new(Message)
     _log_id(m, log_id)

@@ -121,3 +121,10 @@ def test_only_the_history_plan_skips_the_archived_value_walk() -> None:
     assert read_history(pk, OWNER, "s1", 20).archived is True
     # A composed plan may read anything after: the walk is back on.
     assert then(read_messages(pk, OWNER, "s1", 20), len).archived is True
+
+
+def test_a_member_that_is_not_a_message_raises_as_the_dict_read_did() -> None:
+    pk = keys.Projection(0, 1)
+    member = sortable("5-0").encode() + pack([1, 2, 3])  # not a map
+    with pytest.raises(TypeError):
+        read_messages(pk, OWNER, "s1", 1).parse([[member]])
