@@ -49,6 +49,7 @@ def test_message_of_a_body_missing_a_field_raises_as_message_of() -> None:
         message_of("1-0", {"role": "user"})
 
 
+@pytest.mark.topologies  # a Cluster client keeps execute_command
 async def test_both_readers_return_what_the_dict_read_returns(deployed: str) -> None:
     async with running_worker(deployed), AsyncProducer.from_url(deployed) as producer:
         for i in range(30):
@@ -76,6 +77,7 @@ async def test_both_readers_return_what_the_dict_read_returns(deployed: str) -> 
     assert got[0].meta == {"i": 12} and got[0].meta is not blocking[0].meta  # fresh objects
 
 
+@pytest.mark.topologies  # a Cluster client keeps execute_command
 async def test_a_missing_session_reads_empty_on_both_readers(deployed: str) -> None:
     async with AsyncReader.from_url(deployed) as ard:
         assert await ard.history(OWNER, "none", last=5) == []
