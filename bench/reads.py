@@ -10,8 +10,9 @@ that rotates, on the same key and the same 20 members (checked):
 * ``Reader.history(owner, session, last=20)`` (blocking);
 * ``AsyncReader.history(owner, session, last=20)``.
 
-Targets: the p50 of each reader over the p50 of the raw blocking ZRANGE, at most 1.5.
-The async reader over the raw asyncio ZRANGE is printed too. The exit status is 0
+Targets: the p50 of each reader over the p50 of the raw blocking ZRANGE, at most 1.5;
+and the async reader over the raw *asyncio* ZRANGE (the like-for-like baseline: the raw
+asyncio ZRANGE alone is about 1.5x the blocking one), at most 1.5. The exit status is 0
 whether or not the targets are met.
 """
 
@@ -119,14 +120,16 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     base = p50[0]
     rep = Report(
         f"history(last=20) against raw ZRANGE, redis-server {version}, {args.n:,} calls each",
-        ("read", "p50", "p99", "p50 / raw sync ZRANGE"),
+        ("read", "p50", "p99", "p50 / raw sync ZRANGE", "p50 / raw async ZRANGE"),
     )
     for name, a, b in zip(NAMES, p50, p99, strict=True):
-        rep.row(name, fmt_us(a), fmt_us(b), f"{div(a, base):.2f}x")
-    rep.notes.append(f"AsyncReader.history / raw async ZRANGE: {div(p50[3], p50[1]):.2f}x")
+        rep.row(name, fmt_us(a), fmt_us(b), f"{div(a, base):.2f}x", f"{div(a, p50[1]):.2f}x")
     targets = [
-        Target("Reader.history p50 / raw ZRANGE p50", div(p50[2], base), TARGET, False),
-        Target("AsyncReader.history p50 / raw ZRANGE p50", div(p50[3], base), TARGET, False),
+        Target("Reader.history p50 / raw sync ZRANGE p50", div(p50[2], base), TARGET, False),
+        Target("AsyncReader.history p50 / raw sync ZRANGE p50", div(p50[3], base), TARGET, False),
+        Target(
+            "AsyncReader.history p50 / raw asyncio ZRANGE p50", div(p50[3], p50[1]), TARGET, False
+        ),
     ]
     rep.data = {
         "n": args.n,

@@ -158,12 +158,25 @@ def call(fn: Callable[[], T], settings: Settings, seconds: float) -> T:
 
 async def acall(fn: Callable[[], Awaitable[T]], settings: Settings, seconds: float) -> T:
     """The asyncio twin of :func:`call`: the whole call runs under ``asyncio.timeout``."""
-    with deadline_scope(seconds) as end:
-        tries = _Tries(settings, end)
+    # As in call(): the scope spelled out and _Tries made at the first failure, since
+    # nearly every read succeeds at once. timeout_at(end) is asyncio.timeout(left).
+    started = time.monotonic()
+    end = started + seconds
+    outer = _DEADLINE.get()
+    if outer is not None:
+        end = min(end, outer)
+    token = _DEADLINE.set(end)
+    loop_end = asyncio.get_running_loop().time() + (end - started)
+    try:
+        tries: _Tries | None = None
         while True:
             try:
-                async with asyncio.timeout(max(tries.left(), 0.0)):
+                async with asyncio.timeout_at(loop_end):
                     return await fn()
             except (rx.RedisError, TimeoutError, AttributeError, TypeError) as e:
+                if tries is None:
+                    tries = _Tries(settings, end, started)
                 delay = tries.failed(e)
             await asyncio.sleep(delay)
+    finally:
+        _DEADLINE.reset(token)

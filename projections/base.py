@@ -85,6 +85,9 @@ class Query(Generic[T]):
     commands: Sequence[tuple[Any, ...]]
     parse: Callable[[list[Any]], T | Query[T] | Continue[T]]
     cacheable_keys: tuple[str, ...] = field(default=())
+    archived: bool = True
+    """False when the plan's result never holds an archived value's pointer (history
+    messages are never archived): the runner then skips the walk that looks for one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
 
 from memstream.producers import keys
 from memstream.producers.connection import async_client, sync_client
@@ -36,9 +36,10 @@ from .base import Continue, Plan, Projection, Query, pk_of
 from .bridge import Bridge
 from .cache import Invalidator, ReadCache, begin, finish
 from .context import ContextSection, sections_with
-from .history import read_history
+from .direct import AsyncDirect
+from .history import read_messages
 from .reader_sync import VERSION_TTL_S as _VERSION_TTL_S
-from .reader_sync import BlockingCore, BlockingReads, check_before, check_last
+from .reader_sync import BlockingCore, BlockingReads, check_before, check_last, command_options
 from .reads_live import AsyncLiveReads, LiveReads
 from .reads_log import AsyncLogReads, LogReads, resolve_cold
 from .reads_memory import AsyncMemoryReads, MemoryReads
@@ -92,6 +93,8 @@ class AsyncReader(
         )
         self._waiter: ChangeWaiter | None = None
         """``wait``'s subscriber, made by the first ``wait``."""
+        self._direct = AsyncDirect(client) if AsyncDirect.serves(client) else None
+        """Where single commands go (:mod:`.direct`; None: ``execute_command``)."""
 
     @classmethod
     def from_settings(
@@ -150,6 +153,8 @@ class AsyncReader(
         from memory when it can be (see :mod:`.cache` for why that is never stale)."""
         deadline = self.settings.read_deadline_s
         result = await acall(lambda: self._run(query), self.settings, deadline)
+        if not query.archived:
+            return result
         # Outside the Redis deadline: fetching archived values is the archive's business.
         return await resolve_cold(self.settings, result)  # archived values, if any
 
@@ -177,17 +182,36 @@ class AsyncReader(
                     raise error from reply
 
     async def _replies(self, query: Query[Any]) -> list[Any]:
+        if self.read_cache is None and len(query.commands) == 1:
+            return [await self._one(query.commands[0])]  # most reads: no stage, no pipeline
         ready = self._invalidator.ready if self._invalidator is not None else _never
         stage = begin(self.read_cache, ready, query)
         if stage.hit is not None:
             return stage.hit
+        if len(stage.commands) == 1:
+            return finish(self.read_cache, stage, [await self._one(stage.commands[0])])
         pipe = self.client.pipeline(transaction=False)
         for command in stage.commands:
-            # redis-py parses XPENDING as a summary unless told the range form is used.
-            options = {"parse_detail": True} if command[0] == "XPENDING" else {}
-            pipe.execute_command(*command, **options)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+            pipe.execute_command(*command, **command_options(command))
+        try:
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        except MaxConnectionsError:
+            if self._direct is not None:
+                await self._direct.give_back()  # the retry may have the one it held back
+            raise
         return finish(self.read_cache, stage, replies)
+
+    async def _one(self, command: tuple[Any, ...]) -> Any:
+        """One command's reply, sent without a pipeline, on :mod:`.direct`'s kept
+        connection; an error reply is returned, as the pipeline's ``raise_on_error=False``
+        returns it, for :meth:`_raise_refusals`."""
+        try:
+            if self._direct is not None:
+                return await self._direct.execute(*command, **command_options(command))
+            reply = self.client.execute_command(*command, **command_options(command))  # type: ignore[no-untyped-call]
+            return await reply
+        except ResponseError as e:
+            return e
 
     async def history(
         self, owner: str, session: str, *, last: int = 20, before: str | None = None
@@ -200,7 +224,7 @@ class AsyncReader(
         keys.check_id(session, "session")
         if before is None and last <= self.settings.history_cap:
             pk = await self._pk(owner)
-            return Message.many(await self.run(read_history(pk, owner, session, check_last(last))))
+            return await self.run(read_messages(pk, owner, session, check_last(last)))
         return await self._history_page(owner, session, check_last(last), check_before(before))
 
     async def state(self, owner: str) -> dict[str, Any] | None:
@@ -277,6 +301,8 @@ class AsyncReader(
             await self._waiter.aclose()
         if self._invalidator is not None:
             await self._invalidator.aclose()
+        if self._direct is not None:
+            await self._direct.aclose()
         await self.client.aclose()
 
     async def __aenter__(self) -> AsyncReader:

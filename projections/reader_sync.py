@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import redis
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
 
 from memstream.producers import keys
 from memstream.producers.deadline import call
@@ -30,7 +30,8 @@ from .bridge import Bridge
 from .cache import ReadCache, begin, finish
 from .cache_blocking import BlockingInvalidator
 from .context import ContextSection, sections_with
-from .history import read_history
+from .direct import Direct
+from .history import read_messages
 from .reads_log import resolve_cold_blocking
 from .results import Message, SessionInfo, Step
 from .sessions import read_session_chain, read_session_data, read_sessions
@@ -63,6 +64,8 @@ class BlockingCore:
         self.settings = settings
         self.cache = cache
         self.invalidator = BlockingInvalidator(settings, cache) if cache is not None else None
+        self.direct = Direct(client) if Direct.serves(client) else None
+        """Where single commands go (None for a Cluster client: ``execute_command``)."""
         self._deployment: Deployment | None = None
         self._checked = 0.0
 
@@ -90,7 +93,7 @@ class BlockingCore:
         bounded by ``settings.read_deadline_s``, retries of transient errors included.
         Archived values are put in place of their pointers, after the deadline."""
         result = call(lambda: self._run(query), self.settings, self.settings.read_deadline_s)
-        return resolve_cold_blocking(self.settings, result)
+        return resolve_cold_blocking(self.settings, result) if query.archived else result
 
     def _run(self, query: Query[T]) -> T:
         while True:
@@ -104,17 +107,36 @@ class BlockingCore:
             query = step
 
     def _replies(self, query: Query[Any]) -> list[Any]:
+        if self.cache is None and len(query.commands) == 1:
+            return [self._one(query.commands[0])]  # most reads: no stage, no pipeline
         ready = self.invalidator.ready if self.invalidator is not None else _never
         stage = begin(self.cache, ready, query)
         if stage.hit is not None:
             return stage.hit
+        if len(stage.commands) == 1:
+            return finish(self.cache, stage, [self._one(stage.commands[0])])
         pipe = self.client.pipeline(transaction=False)
         for command in stage.commands:
-            # redis-py parses XPENDING as a summary unless told the range form is used.
-            options = {"parse_detail": True} if command[0] == "XPENDING" else {}
-            pipe.execute_command(*command, **options)  # type: ignore[no-untyped-call]
-        replies: list[Any] = pipe.execute(raise_on_error=False)
+            pipe.execute_command(*command, **command_options(command))  # type: ignore[no-untyped-call]
+        try:
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+        except MaxConnectionsError:
+            if self.direct is not None:
+                self.direct.give_back()  # the retry may have the connection it held back
+            raise
         return finish(self.cache, stage, replies)
+
+    def _one(self, command: tuple[Any, ...]) -> Any:
+        """One command's reply, sent without a pipeline (a pipeline of one costs about
+        as much again in redis-py), on :class:`.direct.Direct`'s kept connection; an
+        error reply is returned, as the pipeline's ``raise_on_error=False`` returns it,
+        for :meth:`_raise_refusals`."""
+        try:
+            if self.direct is not None:
+                return self.direct.execute(*command, **command_options(command))
+            return self.client.execute_command(*command, **command_options(command))  # type: ignore[no-untyped-call]
+        except ResponseError as e:
+            return e
 
     def _raise_refusals(self, replies: list[Any]) -> None:
         """Raise a reply that is an error about the connection, not about the data (the
@@ -129,11 +151,23 @@ class BlockingCore:
         """Stop the cache's listener and release the blocking connection pool."""
         if self.invalidator is not None:
             self.invalidator.close()
+        if self.direct is not None:
+            self.direct.close()
         self.client.close()
 
 
 def _never(p: int) -> bool:
     return False
+
+
+_NO_OPTIONS: dict[str, Any] = {}
+_DETAIL = {"parse_detail": True}
+
+
+def command_options(command: tuple[Any, ...]) -> dict[str, Any]:
+    """The redis-py options to send ``command`` with (both readers use them)."""
+    # redis-py parses XPENDING as a summary unless told the range form is used.
+    return _DETAIL if command[0] == "XPENDING" else _NO_OPTIONS
 
 
 class BlockingReads:
@@ -204,9 +238,7 @@ class BlockingReads:
         keys.check_id(session, "session")
         if before is not None or last > self._core.settings.history_cap:
             return self._history_page(owner, session, check_last(last), check_before(before))
-        return Message.many(
-            self.run(read_history(self._pk(owner), owner, session, check_last(last)))
-        )
+        return self.run(read_messages(self._pk(owner), owner, session, check_last(last)))
 
     def state(self, owner: str) -> dict[str, Any] | None:
         """``owner``'s state document, or None if never saved."""

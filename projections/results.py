@@ -116,6 +116,40 @@ class Message(Result):
     additional_kwargs: dict[str, Any] | None = None
 
 
+_new = object.__new__
+# The slots' own setters: they skip the frozen __setattr__ and the keyword parsing of
+# __init__, about half of a message's construction cost (docs/benchmarks.md).
+(_log_id, _role, _content, _ts, _name, _meta, _id, _tool_calls, _tool_call_id,
+ _additional) = (Message.__dict__[f].__set__ for f in Message.__match_args__)  # fmt: skip
+_MESSAGE_FIELDS = ("log_id", "role", "content", "ts", "name", "meta", "id", "tool_calls",
+                   "tool_call_id", "additional_kwargs")  # fmt: skip
+assert Message.__match_args__ == _MESSAGE_FIELDS, "message_of must set every field"
+
+
+def message_of(log_id: str, body: dict[str, Any]) -> Message:
+    """The :class:`Message` at ``log_id`` with the stored ``body`` (what history wrote:
+    :func:`~memstream.projections.history.message_body`), built as ``Message.of`` builds
+    it (an unknown key dropped, a missing optional field None) without ``__init__``: this
+    runs for every message of every history read."""
+    try:
+        get = body.get
+        role, content, ts = body["role"], body["content"], body["ts"]
+    except (AttributeError, KeyError, TypeError):
+        return Message.of({"log_id": log_id, **body})  # raises as Message.of does
+    m = _new(Message)
+    _log_id(m, log_id)
+    _role(m, role)
+    _content(m, content)
+    _ts(m, ts)
+    _name(m, get("name"))
+    _meta(m, get("meta"))
+    _id(m, get("id"))
+    _tool_calls(m, get("tool_calls"))
+    _tool_call_id(m, get("tool_call_id"))
+    _additional(m, get("additional_kwargs"))
+    return m
+
+
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
 class SessionInfo(Result):
     """A session and its first and last activity (ms; ``created_ms`` None when the
