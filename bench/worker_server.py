@@ -57,6 +57,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--base", default="HEAD", help="git revision to compare the tree with")
     ap.add_argument("--rounds", type=int, default=12, help="rounds of each version")
     ap.add_argument("--n", type=int, default=20_000, help="events appended (50 owners)")
+    ap.add_argument(
+        "--session-ttl-s", type=int, default=None,
+        help="plan with this session_ttl_s (adds the session index's expiry ops)",
+    )  # fmt: skip
     return ap.parse_args(argv)
 
 
@@ -80,7 +84,7 @@ def usec(client: redis.Redis, name: str) -> float:
 
 
 def plan_calls(
-    client: redis.Redis, url: str, groups: list[str]
+    client: redis.Redis, settings: Settings, groups: list[str]
 ) -> tuple[list[Command], dict[str, list[Command]]]:
     """The ms_fetch calls and, per group, the ms_apply calls of partition P's entries."""
     feed = keys.feed(P)
@@ -89,7 +93,6 @@ def plan_calls(
     rows: Any = client.xrange(feed, count=ENTRIES)
     for g in groups:
         client.xreadgroup(g, "bench", {feed: ">"}, count=len(rows))
-    settings = Settings.from_url(url)
     planner = Planner(default_projections(), settings, 5)
     fetches: list[Command] = []
     applies: dict[str, list[Command]] = {g: [] for g in groups}
@@ -117,7 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
         secret = signing_key(client)
         fill(server.url, args.n, 50)
         groups = [f"bench-{i}" for i in range(args.rounds * len(versions))]
-        fetches, applies = plan_calls(client, server.url, groups)
+        settings = Settings.from_url(server.url, session_ttl_s=args.session_ttl_s)
+        fetches, applies = plan_calls(client, settings, groups)
         events = sum(len(msgpack_entries(c)) for c in applies[groups[0]])
         note(f"{events} entries of partition {P} in {len(fetches)} calls; {args.rounds} rounds")
         send: Any = client.execute_command

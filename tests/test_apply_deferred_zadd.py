@@ -105,3 +105,18 @@ def test_a_key_of_the_wrong_type_dead_letters_its_entry(deployed: str, r: redis.
     (letter,) = [fields for _, fields in rows]
     assert letter[b"feed_id"] == ids[1].encode()
     assert b"WRONGTYPE" in letter[b"reason"]
+
+
+def test_a_key_touched_between_its_zadds_keeps_every_one(deployed: str, r: redis.Redis) -> None:
+    # Each event's expiry touches the key (a deployment with session_ttl_s): after the
+    # first touch its ZADDs run at once, in order, with the same result.
+    key = PK.key("zd_ttl", OWNER)
+    feed, ids = _pending_feed(r, 3)
+    entries: list[tuple[str, list[Op]]] = [
+        (ids[0], [("ZMAX", key, "a", 1), ("EXPATF", key, FAR_MS - 2, PK.key("zd_f", OWNER), "x")]),
+        (ids[1], [("ZMAX", key, "a", 5), ("EXPAT", key, FAR_MS - 1)]),
+        (ids[2], [("ZMAX", key, "a", 3), ("ZMAX", key, "b", 2), ("EXPAT", key, FAR_MS)]),
+    ]
+    assert _apply(r, feed, entries) == 3
+    assert _scores(r, key) == {"a": 5, "b": 2}
+    assert r.pexpiretime(key) == FAR_MS

@@ -49,7 +49,8 @@ end
 local batch = nil
 
 local function begin_batch()
-  batch = {marks = {}, caps = {}, capped = {}, z = {}, zkeys = {}, zn = 0, ztype = {}}
+  batch = {marks = {}, caps = {}, capped = {}, z = {}, zkeys = {}, zn = 0, ztype = {},
+    zdirect = {}}
 end
 
 local function trim(k, cap)
@@ -145,7 +146,9 @@ end
 -- member and keep the max (min) of old and new. A key that switches between GT and LT
 -- is flushed first, so even that mix keeps its order. A key of another type is not
 -- deferred (TYPE, read once per key and call): its ZADD fails at once and dead-letters
--- the entry whose op it is, as before.
+-- the entry whose op it is, as before. Nor is a key once another op touched it between
+-- its ZADDs in the call (zdirect): with a session_ttl_s every message's EXPATF does, and
+-- flushing per message cost more than the plain ZADD.
 local function zset_or_none(k)
   local ok = batch.ztype[k]
   if ok == nil then
@@ -190,6 +193,10 @@ flush_all_z = function()
 end
 
 local function defer_z(k, flag, member, score)
+  if batch.zdirect[k] then
+    redis.call('ZADD', k, flag, score, member)
+    return
+  end
   local pend = batch.z[k]
   if pend ~= nil and pend.flag ~= flag then
     flush_z(k)
@@ -513,9 +520,11 @@ local touch_pending  -- defined with KEY_ARGS below
 -- before the op runs; false for ops that need none (SESSEXP runs at the end of the call,
 -- after every ZADD; a channel is no key). Every other op goes through touch_pending.
 -- A lookup per op: checking every key of every op cost more than the ZADDs it saved.
+-- EXPATF is here because with a session_ttl_s every message has one on each key of its
+-- session index; through touch_pending it also cleared the TYPE memo, one TYPE per op.
 local Z_TOUCH = {
   ZMAX = false, ZMIN = false, SPUB = false, SESSEXP = false, SESSEXPD = false,
-  ZLOG = 2, HINCR = 2, LWW = 2, EXPAT = 2,
+  ZLOG = 2, HINCR = 2, LWW = 2, EXPAT = 2, EXPATF = 2,
 }
 
 local function run_ops(keys, ops)
@@ -527,6 +536,7 @@ local function run_ops(keys, ops)
         local k = keys[op[at]]
         if batch.z[k] then
           flush_z(k)
+          batch.zdirect[k] = true  -- touched between its ZADDs: deferring it gains nothing
         end
       elseif at == nil then
         touch_pending(keys, op, name)
@@ -580,6 +590,7 @@ local OPTIONAL_KEYS = { ZLOG = {5}, PRUNE = {4, 5} }
 local function touch_key(k)
   if batch.z[k] then
     flush_z(k)
+    batch.zdirect[k] = true
   end
   batch.ztype[k] = nil
 end
