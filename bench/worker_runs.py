@@ -2,6 +2,12 @@
 ``memstream worker`` processes and the timing of one end-to-end run, with the CPU the
 workers and redis-server used while timed.
 
+An end-to-end run can start its workers warm (``fill_with``): on empty feeds, and the
+feeds are filled while they are stopped (SIGSTOP), once their start-up has settled, so
+the clock and the CPU counters start at the resume (SIGCONT) and measure applying only.
+Started cold on pre-filled feeds instead, a worker's first batches overlap its own
+start-up (imports, connections, the first plan in a thread) and the timing includes it.
+
 Other benchmarks (``bench/scale.py``, ``bench/world.py``, ``bench/tensors.py``,
 ``bench/reads.py``, ``bench/peers.py``) reuse these pieces through ``bench.workers``.
 """
@@ -9,9 +15,11 @@ Other benchmarks (``bench/scale.py``, ``bench/world.py``, ``bench/tensors.py``,
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,12 @@ SCRATCH = "bench-noop"
 COUNT = 200
 """Entries per XREADGROUP and stream: the worker's default ``--batch``."""
 APPLY_TIMEOUT_S = 60.0
+QUIET_CPU_S = 0.02
+"""A warm start waits until every worker used less than this CPU over QUIET_WINDOW_S."""
+QUIET_WINDOW_S = 0.5
+STOPPED_SOCKET_TIMEOUT_S = 120
+"""Socket timeout of warm-started workers: a read in flight while they are stopped for
+the fill must not time out at the resume (the default 3 s would, on a slow fill)."""
 
 
 def fill(url: str, n: int, owners: int) -> float:
@@ -85,21 +99,33 @@ def raw_noop(client: redis.Redis, partitions: int) -> float:
 
 
 class Workers:
-    """``memstream worker`` processes, logging to a temporary file; SIGTERM on stop."""
+    """``memstream worker`` processes, logging to a temporary file; SIGTERM on stop.
 
-    def __init__(self, url: str, count: int, logdir: Path, tag: str) -> None:
+    ``env`` adds environment variables (worker settings); with ``profile``, each process
+    runs under cProfile and writes ``<profile>.<k>`` when it exits (SIGTERM is a clean
+    exit)."""
+
+    def __init__(
+        self, url: str, count: int, logdir: Path, tag: str,
+        *, env: dict[str, str] | None = None, profile: Path | None = None,
+    ) -> None:  # fmt: skip
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
-        for k in range(count):
+        self.consumers = [f"bench-{tag}-{k}" for k in range(count)]
+        environ = {**os.environ, **(env or {})}
+        for k, consumer in enumerate(self.consumers):
             log = logdir / f"worker-{tag}-{k}.log"
             self.logs.append(log)
+            runner = ["-m", "cProfile", "-o", f"{profile}.{k}"] if profile else []
             argv = [
-                sys.executable, "-m", "memstream.workers.cli", "worker",
-                "--redis-url", url, "--consumer", f"bench-{tag}-{k}",
+                sys.executable, *runner, "-m", "memstream.workers.cli", "worker",
+                "--redis-url", url, "--consumer", consumer,
                 "--block-ms", "1000", "--batch", str(COUNT),
             ]  # fmt: skip
             with log.open("wb") as fh:
-                self.procs.append(subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT))
+                self.procs.append(
+                    subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=environ)
+                )
 
     def check(self) -> None:
         for proc, log in zip(self.procs, self.logs, strict=True):
@@ -107,8 +133,35 @@ class Workers:
                 tail = log.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"worker exited with {proc.returncode}:\n{tail}")
 
+    def signal(self, sig: signal.Signals) -> None:
+        for proc in self.procs:
+            proc.send_signal(sig)
+
     def stop(self) -> None:
+        self.signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
         stop_all(self.procs, timeout=10)
+
+    def settle(self, client: redis.Redis, timeout: float = APPLY_TIMEOUT_S) -> None:
+        """Wait until every worker has joined group v1 (its first read names it) and has
+        used almost no CPU for a while: start-up is over and it blocks on the feeds."""
+        deadline = time.perf_counter() + timeout
+        last = [proc_cpu_s(p.pid) for p in self.procs]
+        while True:
+            time.sleep(QUIET_WINDOW_S)
+            self.check()
+            now = [proc_cpu_s(p.pid) for p in self.procs]
+            quiet = all(b - a < QUIET_CPU_S for a, b in zip(last, now, strict=True))
+            last = now
+            if quiet and set(self.consumers) <= joined(client):
+                return
+            if time.perf_counter() > deadline:
+                raise RuntimeError("the workers did not settle on the empty feeds in time")
+
+
+def joined(client: redis.Redis) -> set[str]:
+    """Consumer names in group v1 of partition 0's feed."""
+    found: Any = client.xinfo_consumers(keys.feed(0), GROUP)
+    return {c["name"].decode() if isinstance(c["name"], bytes) else c["name"] for c in found}
 
 
 def feed_progress(client: redis.Redis, partitions: int) -> tuple[int, bool]:
@@ -150,20 +203,48 @@ def cpu_now(client: redis.Redis, workers: Workers) -> tuple[float, float]:
     return sum(proc_cpu_s(p.pid) for p in workers.procs), redis_cpu_s(client)
 
 
+def server_usec(client: redis.Redis) -> dict[str, float]:
+    """Server time (µs, INFO commandstats) of FCALL (ms_apply, and the workers'
+    housekeeping ms_reap_consumers) and FCALL_RO (ms_fetch) since the last reset."""
+    stats: Any = client.info("commandstats")
+    return {
+        name: float(stats.get(f"cmdstat_{name}", {}).get("usec", 0))
+        for name in ("fcall", "fcall_ro", "xreadgroup")
+    }
+
+
 def end_to_end(
-    client: redis.Redis, url: str, partitions: int, n: int, count: int, logdir: Path
-) -> tuple[dict[str, float], Workers]:
-    """Start ``count`` workers on the pre-filled feeds; time until all is applied.
+    client: redis.Redis, url: str, partitions: int, n: int, count: int, logdir: Path,
+    *, fill_with: Callable[[], object] | None = None, profile: Path | None = None,
+) -> tuple[dict[str, float], Workers]:  # fmt: skip
+    """Time ``count`` workers from start (or resume) until all ``n`` events are applied.
+
+    Without ``fill_with`` the workers start cold on pre-filled feeds and the clock starts
+    at the first delivery. With it they start warm: on the empty feeds, settled, stopped
+    while ``fill_with()`` fills them, and timed from the resume.
 
     Also reads the CPU the workers and redis-server used over the timed part: per event,
     and in cores (CPU seconds per second), which tells whether the machine's cores, not
-    the workers, are the limit. Returns the figures and the still running workers (the
-    caller stops them)."""
+    the workers, are the limit; and the server time of ms_apply and ms_fetch per event.
+    Returns the figures and the still running workers (the caller stops them)."""
     spawned = time.perf_counter()
-    workers = Workers(url, count, logdir, f"e2e{count}")
+    env = {"MEMSTREAM_SOCKET_TIMEOUT": str(STOPPED_SOCKET_TIMEOUT_S)} if fill_with else None
+    workers = Workers(url, count, logdir, f"e2e{count}", env=env, profile=profile)
     first: float | None = None
+    startup: float | None = None
     cpu0 = (0.0, 0.0)
-    deadline = spawned + APPLY_TIMEOUT_S
+    if fill_with is not None:
+        workers.settle(client)
+        startup = time.perf_counter() - spawned
+        workers.signal(signal.SIGSTOP)
+        fill_with()
+        client.config_resetstat()
+        cpu0 = cpu_now(client, workers)
+        first = time.perf_counter()
+        workers.signal(signal.SIGCONT)
+    else:
+        client.config_resetstat()
+    deadline = (first or spawned) + APPLY_TIMEOUT_S
     with progress() as bar:
         task = bar.add_task(f"{count} worker(s): feeds applied", total=partitions)
         while True:
@@ -182,15 +263,20 @@ def end_to_end(
             time.sleep(0.01)
     end = time.perf_counter()
     cpu1 = cpu_now(client, workers)
+    usec = server_usec(client)
     assert first is not None
     wall = end - first
     return {
         "events_per_s": n / wall,
         "apply_seconds": wall,
-        "startup_seconds": first - spawned,
+        "startup_seconds": startup if startup is not None else first - spawned,
         "worker_cpu_us_per_event": (cpu1[0] - cpu0[0]) / n * 1e6,
         "redis_cpu_us_per_event": (cpu1[1] - cpu0[1]) / n * 1e6,
         "worker_cores": (cpu1[0] - cpu0[0]) / wall,
         "redis_cores": (cpu1[1] - cpu0[1]) / wall,
         "load_average_1m": os.getloadavg()[0],
+        "ms_apply_us_per_event": usec["fcall"] / n,
+        "ms_fetch_us_per_event": usec["fcall_ro"] / n,
+        "xreadgroup_us_per_event": usec["xreadgroup"] / n,
+        "warm": float(fill_with is not None),
     }, workers

@@ -9,13 +9,19 @@ One private redis-server (no persistence) serves every phase of one run:
    a scratch consumer group (``XREADGROUP COUNT 200`` over all feeds, then ``XACK``) and
    does nothing else: the cheapest honest consumer of the same feed entries. Three rounds
    before and three after the worker runs; the median is the baseline.
-2. **Workers, end to end.** ``memstream worker`` processes (1, then 2, on fresh data after
-   ``FLUSHALL`` + ``init``) apply the ``N`` pre-filled events. The clock starts when the
-   first feed entry is seen delivered (so Python start-up is not counted; it is reported
-   apart) and stops when every feed's group ``v1`` has nothing pending and has delivered
-   up to the feed's last id. Verdict on the ratio worker / raw no-op, target >= 0.2.
-   The CPU the workers and redis-server used while timed is reported per event and in
-   cores busy (from /proc and INFO cpu), with the load average.
+2. **Workers, end to end.** ``memstream worker`` processes (1, then 2, each on fresh data
+   after ``FLUSHALL`` + ``init``) start on the empty feeds; once they have joined the
+   group and their CPU is quiet (start-up over) they are stopped (SIGSTOP), the ``N``
+   events are appended, and the clock starts when they are resumed (SIGCONT). It stops
+   when every feed's group ``v1`` has nothing pending and has delivered up to the feed's
+   last id. ``--cold-start`` keeps the older timing: workers started on pre-filled feeds,
+   timed from the first delivery, which counts part of their start-up (the first
+   batches overlap it). Verdict on the ratio worker / raw no-op, target >= 0.2. The CPU
+   the workers and redis-server used while timed is reported per event and in cores
+   busy (from /proc and INFO cpu), with the load average, and the server time of
+   ``ms_apply`` (FCALL) and ``ms_fetch`` (FCALL_RO) per event (INFO commandstats).
+   ``--profile PATH`` runs the 1-worker run's process under cProfile (``PATH.0``); its
+   rates are then not comparable.
 3. **Replay.** With the 2 workers still running, ``replay_all`` (in process, short grace)
    rebuilds the next version from the logs; the figure is events folded per second.
 4. **Freshness.** On fresh data, with 1 worker (``--block-ms 1000``: a blocked
@@ -86,6 +92,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--owners", type=int, default=50, help="owners (one session each)")
     ap.add_argument("--rounds", type=int, default=3, help="raw no-op rounds, before and after")
     ap.add_argument("--json", type=Path, default=None, help="write every figure as JSON")
+    ap.add_argument(
+        "--cold-start", action="store_true",
+        help="start the workers on pre-filled feeds and time from the first delivery",
+    )  # fmt: skip
+    ap.add_argument(
+        "--profile", type=Path, default=None,
+        help="run the 1-worker process under cProfile, writing PATH.0",
+    )  # fmt: skip
     return ap.parse_args(argv)
 
 
@@ -107,17 +121,24 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
 
             e2e: dict[int, dict[str, float]] = {}
             for count in (1, 2):
-                if count > 1:
+                if count > 1 or not args.cold_start:
                     reset(client)
+                if count > 1 and args.cold_start:
                     fill(url, args.n, args.owners)
-                e2e[count], workers = end_to_end(client, url, partitions, args.n, count, logdir)
+                e2e[count], workers = end_to_end(
+                    client, url, partitions, args.n, count, logdir,
+                    fill_with=None if args.cold_start else lambda: fill(url, args.n, args.owners),
+                    profile=args.profile if count == 1 else None,
+                )  # fmt: skip
                 running.append(workers)
                 f = e2e[count]
                 note(
                     f"{count} worker(s): {fmt_rate(f['events_per_s'])} "
                     f"(start-up {f['startup_seconds']:.2f} s); CPU per event: workers "
                     f"{f['worker_cpu_us_per_event']:.1f} µs, redis "
-                    f"{f['redis_cpu_us_per_event']:.1f} µs; cores busy: workers "
+                    f"{f['redis_cpu_us_per_event']:.1f} µs (ms_apply "
+                    f"{f['ms_apply_us_per_event']:.1f}, ms_fetch {f['ms_fetch_us_per_event']:.1f} "
+                    f"µs); cores busy: workers "
                     f"{f['worker_cores']:.2f}, redis {f['redis_cores']:.2f}; "
                     f"load average {f['load_average_1m']:.1f}"
                 )
@@ -211,7 +232,12 @@ def build_report(
         f"+ XACK, median of {len(raw)} rounds ({', '.join(fmt_rate(x) for x in raw)}); "
         f"{args.n:,} message.appended events over {args.owners} owners "
         f"(append_many fill {fmt_rate(fill_rate)}); worker start-up not timed "
-        f"({e2e[1]['startup_seconds']:.2f} s / {e2e[2]['startup_seconds']:.2f} s)."
+        f"({e2e[1]['startup_seconds']:.2f} s / {e2e[2]['startup_seconds']:.2f} s); "
+        + (
+            "cold start: timed from the first delivery."
+            if args.cold_start
+            else "warm start: timed from the resume of workers settled on empty feeds."
+        )
     )
     rep.notes.append(
         "freshness = start of AsyncProducer.append -> return of AsyncReader.wait, every "
@@ -227,7 +253,8 @@ def build_report(
         + "; ".join(
             f"{k} worker{'s' if k > 1 else ''}: workers {f['worker_cpu_us_per_event']:.1f} µs "
             f"({f['worker_cores']:.2f}), redis {f['redis_cpu_us_per_event']:.1f} µs "
-            f"({f['redis_cores']:.2f})"
+            f"({f['redis_cores']:.2f}; ms_apply {f['ms_apply_us_per_event']:.1f} µs, "
+            f"ms_fetch {f['ms_fetch_us_per_event']:.1f} µs)"
             for k, f in e2e.items()
         )
         + f"; load average {e2e[1]['load_average_1m']:.1f} / {e2e[2]['load_average_1m']:.1f}."
@@ -243,6 +270,7 @@ def build_report(
             "paces": [list(p) for p in PACES],
             "sample_every": SAMPLE_EVERY,
             "senders": SENDERS,
+            "cold_start": args.cold_start,
         },
         "fill_events_per_s": fill_rate,
         "raw_noop_entries_per_s": {"median": raw_rate, "rounds": raw},

@@ -39,8 +39,12 @@ MAX_ECHO = 200
 """Longest piece of an entry quoted in a dead-letter reason."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FeedEntry:
+    """One delivered feed entry. Treat it as read-only (``dataclasses.replace`` makes a
+    changed copy); not ``frozen``, whose ``__init__`` costs twice as much, and a worker
+    builds one per event (as it does a :class:`Pointer`)."""
+
     feed_id: str
     fields: Fields
     deliveries: int = 1
@@ -49,8 +53,10 @@ class FeedEntry:
     the workers that apply it alone: the planner dead-letters it with this reason."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pointer:
+    """A feed entry's (owner, log id), checked. Read-only by convention, as FeedEntry."""
+
     owner: str
     log_id: str
 

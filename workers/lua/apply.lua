@@ -49,14 +49,18 @@ end
 local batch = nil
 
 local function begin_batch()
-  batch = {marks = {}, caps = {}, capped = {}}
+  batch = {marks = {}, caps = {}, capped = {}, z = {}, zkeys = {}, zn = 0, ztype = {},
+    zdirect = {}}
 end
 
 local function trim(k, cap)
   redis.call('ZREMRANGEBYRANK', k, 0, -(cap + 1))
 end
 
+local flush_all_z  -- defined with OPS.ZMAX below
+
 local function end_batch()
+  flush_all_z()
   for _, k in ipairs(batch.capped) do
     trim(k, batch.caps[k])
   end
@@ -132,12 +136,94 @@ OPS.HINCR = function(keys, op)
 end
 
 -- Keep the highest (GT) or lowest (LT) score per member: commutative max/min.
+--
+-- Deferred: a batch holds many events of few owners, and each message event carried a
+-- ZMIN and a ZMAX on its owner's session index (two ZADDs per event, a fifth of the
+-- call). Each key's ops are kept as one score per member (the max for GT, the min for
+-- LT) and sent as one ZADD at the end of the call, or before any other op touches the
+-- key (run_ops: touch_pending), so every op still sees the state it would have seen.
+-- ZADD GT/LT of the max/min equals the sequence of ZADDs: GT and LT both add a missing
+-- member and keep the max (min) of old and new. A key that switches between GT and LT
+-- is flushed first, so even that mix keeps its order. A key of another type is not
+-- deferred (TYPE, read once per key and call): its ZADD fails at once and dead-letters
+-- the entry whose op it is, as before. Nor is a key once another op touched it between
+-- its ZADDs in the call (zdirect): with a session_ttl_s every message's EXPATF does, and
+-- flushing per message cost more than the plain ZADD.
+local function zset_or_none(k)
+  local ok = batch.ztype[k]
+  if ok == nil then
+    local t = redis.call('TYPE', k)['ok']
+    ok = t == 'zset' or t == 'none'
+    batch.ztype[k] = ok
+  end
+  return ok
+end
+
+local ZADD_CHUNK = 4000  -- score/member pairs per ZADD: unpack() has a C-stack limit
+
+local function flush_z(k)
+  local pend = batch.z[k]
+  batch.z[k] = nil
+  batch.zn = batch.zn - 1
+  local args = {}
+  for member, score in pairs(pend.scores) do
+    args[#args + 1] = score
+    args[#args + 1] = member
+    if #args >= ZADD_CHUNK then
+      redis.call('ZADD', k, pend.flag, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then
+    redis.call('ZADD', k, pend.flag, unpack(args))
+  end
+end
+
+-- pcall per key at the end, as for session expiries: the entries are acked already.
+flush_all_z = function()
+  if batch.zn == 0 then
+    return
+  end
+  for _, k in ipairs(batch.zkeys) do
+    if batch.z[k] then
+      pcall(flush_z, k)
+    end
+  end
+  batch.zkeys = {}
+end
+
+local function defer_z(k, flag, member, score)
+  if batch.zdirect[k] then
+    redis.call('ZADD', k, flag, score, member)
+    return
+  end
+  local pend = batch.z[k]
+  if pend ~= nil and pend.flag ~= flag then
+    flush_z(k)
+    pend = nil
+  end
+  if pend == nil then
+    if not zset_or_none(k) then
+      redis.call('ZADD', k, flag, score, member)  -- fails here, on its own entry
+      return
+    end
+    pend = {flag = flag, scores = {}}
+    batch.z[k] = pend
+    batch.zn = batch.zn + 1
+    batch.zkeys[#batch.zkeys + 1] = k
+  end
+  local cur = pend.scores[member]
+  if cur == nil or (flag == 'GT' and score > cur) or (flag == 'LT' and score < cur) then
+    pend.scores[member] = score
+  end
+end
+
 OPS.ZMAX = function(keys, op)
-  redis.call('ZADD', keys[op[2]], 'GT', op[4], op[3])
+  defer_z(keys[op[2]], 'GT', op[3], op[4])
 end
 
 OPS.ZMIN = function(keys, op)
-  redis.call('ZADD', keys[op[2]], 'LT', op[4], op[3])
+  defer_z(keys[op[2]], 'LT', op[3], op[4])
 end
 
 -- Expire at an absolute time measured from the event, only ever extending it.
@@ -428,9 +514,35 @@ OPS.PTR = function(keys, op)
   redis.call('DEL', keys[op[2]])
 end
 
+local touch_pending  -- defined with KEY_ARGS below
+
+-- The one key position of the frequent ops whose deferred ZADDs (OPS.ZMAX) must be sent
+-- before the op runs; false for ops that need none (SESSEXP runs at the end of the call,
+-- after every ZADD; a channel is no key). Every other op goes through touch_pending.
+-- A lookup per op: checking every key of every op cost more than the ZADDs it saved.
+-- EXPATF is here because with a session_ttl_s every message has one on each key of its
+-- session index; through touch_pending it also cleared the TYPE memo, one TYPE per op.
+local Z_TOUCH = {
+  ZMAX = false, ZMIN = false, SPUB = false, SESSEXP = false, SESSEXPD = false,
+  ZLOG = 2, HINCR = 2, LWW = 2, EXPAT = 2, EXPATF = 2,
+}
+
 local function run_ops(keys, ops)
   for _, op in ipairs(ops) do
-    OPS[op[1]](keys, op)
+    local name = op[1]
+    if batch.zn > 0 then
+      local at = Z_TOUCH[name]
+      if at then
+        local k = keys[op[at]]
+        if batch.z[k] then
+          flush_z(k)
+          batch.zdirect[k] = true  -- touched between its ZADDs: deferring it gains nothing
+        end
+      elseif at == nil then
+        touch_pending(keys, op, name)
+      end
+    end
+    OPS[name](keys, op)
   end
 end
 
@@ -471,6 +583,37 @@ local KEY_ARGS = {
   PRUNE = {2}, PTR = {2, 3}, SESSEXP = {2, 3, 5},
 }
 local OPTIONAL_KEYS = { ZLOG = {5}, PRUNE = {4, 5} }
+
+-- Before a less frequent op runs (not in Z_TOUCH), the deferred ZADDs of every key it
+-- names are sent (OPS.ZMAX); one without a KEY_ARGS entry (WOBS, one added later) sends
+-- them all. Such an op may change a key's type (DEL, say), so it clears the TYPE memo.
+local function touch_key(k)
+  if batch.z[k] then
+    flush_z(k)
+    batch.zdirect[k] = true
+  end
+  batch.ztype[k] = nil
+end
+
+touch_pending = function(keys, op, name)
+  local args = KEY_ARGS[name]
+  if args == nil then
+    flush_all_z()
+    batch.ztype = {}
+    return
+  end
+  for _, i in ipairs(args) do
+    touch_key(keys[op[i]])
+  end
+  local optional = OPTIONAL_KEYS[name]
+  if optional then
+    for _, i in ipairs(optional) do
+      if op[i] ~= 0 then
+        touch_key(keys[op[i]])
+      end
+    end
+  end
+end
 local ARITY = {
   LWW = 5, ZLOG = 6, CLEAR = 5, HMAX = 4, HINCR = 4, ZMAX = 4, ZMIN = 4, EXPAT = 3,
   EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 7,

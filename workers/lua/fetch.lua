@@ -6,7 +6,7 @@
 -- returns them all. KEYS = the distinct logs (one partition, one hash tag).
 -- ARGV[1] = msgpack [index into KEYS, log id, index, log id, ...] (one argument: the
 -- client encodes one blob instead of two arguments per entry). Returns, per pair, the
--- entry's flat field list, or false when the entry is gone (the worker dead-letters it),
+-- entry's flat field list (without `sig` once it is verified), or false when the entry is gone (the worker dead-letters it),
 -- or {FETCH_ERROR, reason} when this one read failed (a log id Redis cannot parse, a log
 -- key of the wrong type): one bad pointer must not fail the call for its whole batch.
 -- FETCH_ERROR cannot be a field name ms_append writes, and the planner dead-letters it.
@@ -100,6 +100,13 @@ local function checked(cache, key, id, flat)
     end
   end
   if signed_ok(r.owner, id, flat) then
+    -- Checked here, the signature is of no use to the worker: dropped from the reply
+    -- (ms_append writes it last), which spares converting and parsing it per entry.
+    local n = #flat
+    if flat[n - 1] == 'sig' then
+      flat[n] = nil
+      flat[n - 1] = nil
+    end
     return flat
   end
   if conf.signed then
