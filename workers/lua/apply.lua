@@ -290,6 +290,19 @@ OPS.VEXT = function(keys, op)
   extend_keys(keys, op, at)
 end
 
+-- VCHG ckey hkey cap what ref: one change of the vector hash `hkey`, as the entry
+-- {what = ref} of its change stream (what 'r': that ref was written; 'x': every vector
+-- whose ref starts with it was raised by VEXT). Each comes with one count in the meta
+-- hash's n:<space>, so a reader that cached the matrix up to an entry fetches only the
+-- refs after it (projections/vector_index.py). Not state: ids follow apply order, and
+-- the gate makes the entries exactly one per applied write. Capped near the hash's size
+-- (at least 256), so it never outgrows the vectors it names; a reader whose last entry
+-- was trimmed loads the whole hash.
+OPS.VCHG = function(keys, op)
+  local cap = math.max(256, math.min(tonumber(op[4]), redis.call('HLEN', keys[op[3]])))
+  redis.call('XADD', keys[op[2]], 'MAXLEN', '~', cap, '*', op[5], op[6])
+end
+
 OPS.DEL = function(keys, op)
   redis.call('DEL', keys[op[2]])
   batch.marks = {}  -- the key may have been a watermark hash: read them again
@@ -528,6 +541,10 @@ CHECK.VEXT = function(op)
 end
 KEY_ARGS.VFLOOR, ARITY.VFLOOR = {2, 3, 4, 6}, 7
 KEY_ARGS.VEXT, ARITY.VEXT = {2, 3, 4}, 7
+CHECK.VCHG = function(op)
+  return is_int(op[4], 1, 2147483647) and (op[5] == 'r' or op[5] == 'x') and is_str(op[6])
+end
+KEY_ARGS.VCHG, ARITY.VCHG = {2, 3}, 6
 CHECK.DEL = function(op) return true end
 CHECK.XADD = function(op)
   if #op < 4 or #op % 2 ~= 0 then return false end
