@@ -1,0 +1,186 @@
+"""Semantic search under writes: a reader patching its cached matrix from the change
+stream (``vec_c``) against the same reader loading the whole hash on every change.
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/vector_refresh.py [--n 100000]
+        [--searches 300] [--every 5] [--full-searches 60] [--json PATH]
+
+One private redis-server. ``--n`` episodes of one owner are written straight through the
+apply path (Episodes and Vectors, ``ms_write`` in batches of 1,000); their vectors are
+random unit vectors (latency does not depend on what they mean) made by an embedder that
+names itself as the reader's (WordLlama, 256 dimensions), so the reader embeds its
+queries for real and searches them. Then ``Reader.search(mode="semantic", limit=10)``
+over the 100 bench queries, timed one by one, in three phases of one reader each:
+
+- quiet: no writes (the scoring floor);
+- incremental: a write (one episode, new or rewritten, through the same apply path)
+  before every ``--every``-th search; the reader patches its matrix;
+- full: the same, with the patch refused, so every change loads the hash whole (the
+  behaviour before the change stream), ``--full-searches`` of them (each load is seconds).
+
+The first search of each phase (its whole load) is reported apart. The writes are not
+timed. Target: incremental p99 at most 50 ms. Exit status 0 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from bench.common import BenchRedis, Report, Target, environment, note, percentile, ratio
+from bench.retrieval import _fields, build
+from memstream.producers import keys
+from memstream.producers.entry import StoredEvent
+from memstream.producers.events import EpisodeSaved
+from memstream.producers.settings import Settings
+from memstream.projections import vector_index
+from memstream.projections.base import ApplyContext
+from memstream.projections.embedders import Embedder
+from memstream.projections.embedders.wordllama import DIMENSION, WordLlamaEmbedder
+from memstream.projections.episodes import Episodes
+from memstream.projections.ops import Writes, write_command
+from memstream.projections.reader import AsyncReader
+from memstream.projections.vectors import Vectors
+from memstream.workers.deploy import init
+from memstream.workers.plan import Pointer
+
+OWNER = "agent.big"
+
+
+class RandomVectors(Embedder):
+    """Seeded random unit vectors under the reader's embedder's name (same space)."""
+
+    name = WordLlamaEmbedder.name
+    dimension = DIMENSION
+
+    def __init__(self) -> None:
+        super().__init__(batch=100_000)
+        self.rng = np.random.default_rng(17)
+
+    def _embed_batch(self, texts: list[str]) -> Any:
+        return self.rng.normal(size=(len(texts), self.dimension)).astype(np.float32)
+
+
+class Folder:
+    """Writes episodes of OWNER through the apply path with ``ms_write``."""
+
+    def __init__(self, client: Any) -> None:
+        meta: Any = client.hgetall(keys.META)
+        self.client = client
+        self.pk = keys.Projection(keys.partition(OWNER, int(meta[b"partitions"])),
+                                  int(meta[b"version"]))  # fmt: skip
+        self.settings = Settings()
+        self.vectors = Vectors(RandomVectors())
+        self.folds = [Episodes(), self.vectors]
+        self.seq = 0
+        self.t0 = int(time.time() * 1000) - 60_000
+
+    def write(self, items: Sequence[tuple[str, str]]) -> None:
+        events = []
+        for item_id, text in items:
+            self.seq += 1
+            saved = EpisodeSaved(episode_id=item_id, task=text, importance=0.5)
+            events.append(StoredEvent(OWNER, f"{self.t0}-{self.seq}", saved.TYPE, 1, saved))
+        pointers = {e.log_id: Pointer(OWNER, e.log_id) for e in events}
+        self.vectors.prepare_batch(self.settings, pointers, {e.log_id: _fields(e) for e in events})
+        ctx = ApplyContext(self.pk, self.settings, int(time.time() * 1000))
+        batches = []
+        for event in events:
+            writes = Writes()
+            for fold in self.folds:
+                fold.apply(event, ctx, writes)
+            batches.append(writes.ops)
+        self.client.execute_command(*write_command(batches))
+
+
+async def phase(
+    url: str, folder: Folder, queries: list[str], searches: int, every: int
+) -> tuple[list[float], float, tuple[int, int]]:
+    """Search latencies (ms, the first whole load apart), that load, and the reader's
+    (loads, patches) at the end."""
+    async with AsyncReader.from_url(url) as reader:
+        t = time.perf_counter()
+        await reader.search(OWNER, queries[0], mode="semantic", limit=10)
+        cold = (time.perf_counter() - t) * 1e3
+        lat = []
+        for i in range(searches):
+            if every and i % every == 0:
+                n = folder.seq
+                folder.write([(f"w{n}" if n % 2 else f"m{n % 1000}", f"written during {n}")])
+            t = time.perf_counter()
+            await reader.search(OWNER, queries[i % len(queries)], mode="semantic", limit=10)
+            lat.append((time.perf_counter() - t) * 1e3)
+        cache = reader.__dict__["_vector_state"].cache
+        return lat, cold, (cache.loads, cache.patches)
+
+
+def _refuse(*_: Any) -> None:
+    return None
+
+
+def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
+    _, labelled = build(__import__("random").Random(17), 100, 100)
+    queries = [query for query, _ in labelled]
+    rep = Report(f"semantic search over {args.n:,} vectors of one owner, a write every "
+                 f"{args.every} searches", ("phase", "searches", "p50 ms", "p99 ms", "max ms",
+                                            "first ms", "loads/patches"))  # fmt: skip
+    results: dict[str, Any] = {}
+    with BenchRedis() as server:
+        client = server.client()
+        init(client, partitions=16)
+        folder = Folder(client)
+        started = time.perf_counter()
+        for first in range(0, args.n, 1000):
+            folder.write([(f"m{i}", f"memory {i}") for i in range(first, min(first + 1000, args.n))])
+        note(f"wrote {args.n:,} episodes in {time.perf_counter() - started:.1f} s")
+        changed: Callable[..., Any] = vector_index._changed
+        plan = [("quiet", args.searches, 0), ("incremental", args.searches, args.every),
+                ("full", args.full_searches, args.every)]  # fmt: skip
+        for name, searches, every in plan:
+            vector_index._changed = _refuse if name == "full" else changed  # type: ignore[assignment]
+            try:
+                lat, cold, counts = asyncio.run(phase(server.url, folder, queries, searches, every))
+            finally:
+                vector_index._changed = changed
+            p50, p99 = percentile(lat, 50), percentile(lat, 99)
+            results[name] = {"p50": p50, "p99": p99, "max": max(lat), "first": cold,
+                             "loads": counts[0], "patches": counts[1]}  # fmt: skip
+            rep.row(name, str(searches), f"{p50:.2f}", f"{p99:.2f}", f"{max(lat):.1f}",
+                    f"{cold:.0f}", f"{counts[0]}/{counts[1]}")  # fmt: skip
+            note(f"{name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        env = environment(server.version)
+    inc, full = results["incremental"], results["full"]
+    rep.notes.append(f"full/incremental: p50 {ratio(full['p50'], inc['p50']):.1f}x, "
+                     f"p99 {ratio(full['p99'], inc['p99']):.1f}x")  # fmt: skip
+    rep.data = {"n": args.n, "every": args.every, "results": results, "env": env}
+    return rep, [Target(f"incremental p99 ms at {args.n:,}", inc["p99"], 50.0, at_least=False)]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="vectors of the one owner")
+    parser.add_argument("--searches", type=int, default=300, help="searches per phase")
+    parser.add_argument("--every", type=int, default=5, help="a write before every k-th search")
+    parser.add_argument("--full-searches", type=int, default=60,
+                        help="searches of the full-reload phase")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench.common import run_and_report
+
+    return run_and_report(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
