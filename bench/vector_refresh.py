@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -128,7 +129,7 @@ def _refuse(*_: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
-    _, labelled = build(__import__("random").Random(17), 100, 100)
+    _, labelled = build(random.Random(17), 100, 100)
     queries = [query for query, _ in labelled]
     rep = Report(f"semantic search over {args.n:,} vectors of one owner, a write every "
                  f"{args.every} searches", ("phase", "searches", "p50 ms", "p99 ms", "max ms",
@@ -140,7 +141,8 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         folder = Folder(client)
         started = time.perf_counter()
         for first in range(0, args.n, 1000):
-            folder.write([(f"m{i}", f"memory {i}") for i in range(first, min(first + 1000, args.n))])
+            last = min(first + 1000, args.n)
+            folder.write([(f"m{i}", f"memory {i}") for i in range(first, last)])
         note(f"wrote {args.n:,} episodes in {time.perf_counter() - started:.1f} s")
         changed: Callable[..., Any] = vector_index._changed
         plan = [("quiet", args.searches, 0), ("incremental", args.searches, args.every),

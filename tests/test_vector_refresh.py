@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import redis
 
-from memstream.producers import keys
 from memstream.producers import events as ev
+from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
 from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_memory import MemoryDeleted
@@ -48,7 +48,9 @@ class Writer:
         self.pk = keys.Projection(keys.partition(OWNER, int(meta[b"partitions"])),
                                   int(meta[b"version"]))  # fmt: skip
 
-    def event(self, event: Any, *, at: int | None = None, session: str | None = None) -> StoredEvent:
+    def event(
+        self, event: Any, *, at: int | None = None, session: str | None = None
+    ) -> StoredEvent:
         self.seq += 1
         return StoredEvent(OWNER, f"{T0 + (self.seq if at is None else at)}-0", event.TYPE,
                            event.VERSION, event, session)  # fmt: skip
@@ -61,7 +63,8 @@ class Writer:
 
     def fold(self, events: Sequence[StoredEvent], *, drop: str = "") -> None:
         batches = [[op for op in self.ops(e) if op[0] != drop] for e in events]
-        self.r.execute_command(*write_command(batches))
+        call: Any = self.r.execute_command
+        call(*write_command(batches))
 
     def save(self, *items: tuple[str, str]) -> None:
         self.fold([self.event(ev.EpisodeSaved(episode_id=i, task=t)) for i, t in items])
