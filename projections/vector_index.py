@@ -96,6 +96,11 @@ class VectorCache:
         self._entries.move_to_end(key)
         return found
 
+    def drop(self, key: str) -> None:
+        """Forget the matrix under ``key`` (its vectors are gone: a forget, an expiry)."""
+        old = self._entries.pop(key, None)
+        self._rows -= len(old.refs) if old is not None else 0
+
     def put(self, key: str, matrix: Matrix, *, patched: bool = False) -> None:
         """Cache ``matrix`` under ``key``: a whole load, or a patch when ``patched``."""
         old = self._entries.pop(key, None)
@@ -119,7 +124,7 @@ def _first(entry: Any) -> tuple[bytes, bytes]:
 
 def _mark_of(last: Any, count: Any) -> Mark | None:
     """The mark of a matrix loaded whole: the stream's last entry, the count after it."""
-    if not last or count is None:
+    if not isinstance(last, list) or not last or count is None:
         return None
     return Mark(last[0][0], _first(last[0]), int(count))
 
@@ -128,7 +133,9 @@ def _changed(m: Matrix, entries: Any, stamp: Stamp) -> tuple[list[str], Mark] | 
     """The refs to fetch to bring ``m`` up to date from the change stream's ``entries``
     (from its mark on) and the mark after them, or None when only a whole load can."""
     mark = m.mark
-    if mark is None or not entries or entries[0][0] != mark.entry or not newest(m):
+    if mark is None or not isinstance(entries, list) or not entries or not newest(m):
+        return None
+    if entries[0][0] != mark.entry:
         return None
     if _first(entries[0]) != mark.ref or stamp[0] is None:
         return None  # the id reused by a stream made again (a clock set back): reload
@@ -206,6 +213,7 @@ def matrices(
             found.append(item)
             stamp = (meta.get(count_field.encode()), meta.get(f"v:{space.id}".encode()))
             if stamp == (None, None):
+                cache.drop(vk)  # forgotten or expired: keep none of its vectors in memory
                 continue
             item.matrix = cache.get(vk, stamp)
             if item.matrix is not None:
@@ -213,9 +221,10 @@ def matrices(
             plan = _changed(m, entries, stamp) if m is not None else None
             if m is None or plan is None:
                 stale.append(_Stale(len(found) - 1, vk, ck, mk, stamp))
-            elif not plan[0]:  # the count moved with no vector change: a new stamp only
+            elif not plan[0]:  # no vector to fetch (say, the mark already had them)
                 item.matrix = dataclasses.replace(m, stamp=stamp, mark=plan[1])
-                cache.put(vk, item.matrix, patched=True)
+                if cache.peek(vk) is m:  # else another search replaced it meanwhile
+                    cache.put(vk, item.matrix, patched=True)
             else:
                 stale.append(_Stale(len(found) - 1, vk, ck, mk, stamp, m, tuple(plan[0]), plan[1]))
         if not stale:

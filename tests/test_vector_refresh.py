@@ -2,16 +2,22 @@
 ``vec_c``: a warm matrix follows new, updated, deleted and expiring vectors without a
 whole load, falls back to one when the stream cannot vouch for the changes (trimmed past
 the matrix's mark, too many changes, a write that recorded none, a forget), and the
-patched matrix always equals a fresh load of the hash, whatever the order of writes."""
+patched matrix always equals a fresh load of the hash, whatever the order of writes.
+
+That the stream itself converges (one entry per applied write, duplicates gated, in any
+delivery order) is checked by the harness with the projection's other keys
+(tests/test_vectors_projection.py: the harness compares streams by their entries)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 import redis
 
 from memstream.producers import events as ev
@@ -27,7 +33,7 @@ from memstream.projections.ops import Writes, write_command
 from memstream.projections.reader import AsyncReader
 from memstream.projections.vector_index import Space, VectorCache, matrices
 from memstream.projections.vector_matrix import Matrix
-from memstream.projections.vectors import MESSAGE, Vectors, change_key, space_of
+from memstream.projections.vectors import MESSAGE, Vectors, change_key, space_of, vector_key
 from memstream.workers.cli import main
 from tests.test_vectors_projection import Counting
 
@@ -93,6 +99,7 @@ async def fresh(reader: AsyncReader, kind: str = "episode") -> dict[str, tuple[l
     return rows(await matrix(reader, VectorCache(), kind))
 
 
+@pytest.mark.topologies  # the reads pipeline on one node of a Cluster too (one slot)
 async def test_a_warm_matrix_follows_writes_without_loading_again(
     deployed: str, r: redis.Redis
 ) -> None:
@@ -120,7 +127,21 @@ async def test_a_warm_matrix_follows_writes_without_loading_again(
         assert rows(await matrix(reader, cache)) == await fresh(reader)
 
 
-async def test_a_late_older_write_and_duplicates_converge(deployed: str, r: redis.Redis) -> None:
+async def test_concurrent_searches_patch_once_and_agree(deployed: str, r: redis.Redis) -> None:
+    w = Writer(r)
+    w.save(*[(f"e{i}", f"fact {i}") for i in range(4)])
+    cache = VectorCache()
+    async with AsyncReader.from_url(deployed) as reader:
+        await matrix(reader, cache)
+        for n in range(3):
+            w.save((f"n{n}", f"appended {n}"), ("e1", f"rewritten {n}"))
+            both = await asyncio.gather(matrix(reader, cache), matrix(reader, cache))
+            want = await fresh(reader)
+            assert rows(both[0]) == rows(both[1]) == want
+        assert cache.loads == 1 and cache.patches == 3, "the second search used the first's"
+
+
+async def test_late_older_writes_converge(deployed: str, r: redis.Redis) -> None:
     """Writes of random items in random log order (older events applied late, LWW drops
     them), with reader checks in between: the patched matrix always equals a fresh load."""
     rng = random.Random(7)
@@ -194,6 +215,7 @@ async def test_forget_and_a_new_stream_load_the_whole_hash(deployed: str, r: red
         await matrix(reader, cache)
         assert main(["forget", OWNER, "--yes", "--redis-url", deployed]) == 0
         assert await matrix(reader, cache) is None, "forgotten: no vectors"
+        assert cache.peek(vector_key(w.pk, OWNER, SPACE.id, "episode")) is None, "none kept"
         # As many writes again as before: the stream is a new one, its ids newer than
         # the matrix's mark, so the mark is not found and the hash is loaded whole.
         w.save(*[(f"n{i}", f"new fact {i}") for i in range(5)])
