@@ -17,10 +17,12 @@ the matrix includes (its :class:`Mark`):
   (``HMGET``) and patches the matrix (update, append, or delete a row);
 - otherwise the hash is loaded whole (``HGETALL``): the mark's entry was trimmed (more
   than ``min(cap, HLEN)`` writes since, or :data:`PATCH_MAX` to apply), or is gone with
-  the stream (a forget or ``replay --owner`` deletes it; the ids of the stream made
-  afterwards are newer, so the mark's id is never found in it), or the count rose by
-  more than the entries (a writer that records no change: a worker of an older release
-  during an upgrade). A ``replay`` moves to another version's keys: a new matrix.
+  the stream (a forget or ``replay --owner`` deletes it), or the count rose by more than
+  the entries (a writer that records no change: a worker of an older release during an
+  upgrade). A ``replay`` moves to another version's keys: a new matrix. An entry's id
+  is its position and a digest chained over every (change, version) up to it (apply.lua,
+  ``VCHG``), so a stream made again after a forget holds the mark's id only if it went
+  through the very same writes, when it describes the very same hash.
 
 Expired vectors need no write: each row keeps its expiry and the ranking masks rows past
 it. A reader serves on one event loop, so a patch never runs during another one.
@@ -138,7 +140,7 @@ def _changed(m: Matrix, entries: Any, stamp: Stamp) -> tuple[list[str], Mark] | 
     if entries[0][0] != mark.entry:
         return None
     if _first(entries[0]) != mark.ref or stamp[0] is None:
-        return None  # the id reused by a stream made again (a clock set back): reload
+        return None  # a digest collision, however unlikely, loads the hash
     fresh = entries[1:]
     if len(fresh) > PATCH_MAX or int(stamp[0]) - mark.count > len(fresh):
         return None

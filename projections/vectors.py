@@ -264,7 +264,7 @@ class Vectors(Projection):
             touched.append(lk)
         writes.lww(mk, f"space:{space}", version, pack([embedder.name, embedder.dimension]))
         writes.hincr(mk, f"n:{space}", 1)
-        writes.vector_change(ck, vk, CHANGES_CAP, "r", ref)  # one entry per count
+        writes.vector_change(ck, vk, CHANGES_CAP, ("r", ref), version)  # one entry per count
         writes.hmax(mk, f"v:{space}", version)
         if ttl is not None:
             for key in touched:
@@ -284,7 +284,8 @@ def _extend_messages(
     prefix = message_ref(session, "")
     writes.vector_extend(_message_keys(pk, owner, space), prefix, at, f"n:{space}")
     ck, vk = change_key(pk, owner, space, MESSAGE), vector_key(pk, owner, space, MESSAGE)
-    writes.vector_change(ck, vk, CHANGES_CAP, "x", prefix)  # VEXT counts one in n
+    # the entry of the count VEXT adds to n:<space>
+    writes.vector_change(ck, vk, CHANGES_CAP, ("x", prefix), sortable(event.log_id))
     writes.expire_at(ck, at)
 
 
