@@ -18,7 +18,10 @@ over the 100 bench queries, timed one by one, in three phases of one reader each
   behaviour before the change stream), ``--full-searches`` of them (each load is seconds).
 
 The first search of each phase (its whole load) is reported apart. The writes are not
-timed. Target: incremental p99 at most 50 ms. Exit status 0 either way.
+timed there; what the change record costs a write is measured apart: the server's time
+in ``FCALL`` (``INFO commandstats``) per vector write, ``ms_write`` calls of 1,000
+rewrites with and without the ``VCHG`` ops, alternating (``--write-rounds``). Target:
+incremental p99 at most 50 ms. Exit status 0 either way.
 """
 
 from __future__ import annotations
@@ -37,7 +40,16 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from bench.common import BenchRedis, Report, Target, environment, note, percentile, ratio
+from bench.common import (
+    BenchRedis,
+    Report,
+    Target,
+    environment,
+    median,
+    note,
+    percentile,
+    ratio,
+)
 from bench.retrieval import _fields, build
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
@@ -85,7 +97,8 @@ class Folder:
         self.seq = 0
         self.t0 = int(time.time() * 1000) - 60_000
 
-    def write(self, items: Sequence[tuple[str, str]]) -> None:
+    def write(self, items: Sequence[tuple[str, str]], *, drop: str = "") -> None:
+        """Fold ``items`` (id, text) as episodes; ``drop`` leaves out the ops of that name."""
         events = []
         for item_id, text in items:
             self.seq += 1
@@ -99,8 +112,26 @@ class Folder:
             writes = Writes()
             for fold in self.folds:
                 fold.apply(event, ctx, writes)
-            batches.append(writes.ops)
+            batches.append([op for op in writes.ops if op[0] != drop])
         self.client.execute_command(*write_command(batches))
+
+
+def fcall_usec(client: Any) -> float:
+    """The server's total time in FCALL so far (µs, ``INFO commandstats``)."""
+    stats: Any = client.info("commandstats")
+    return float(stats.get("cmdstat_fcall", {}).get("usec", 0))
+
+
+def write_cost(folder: Folder, rounds: int) -> tuple[float, float]:
+    """Median server µs per vector write, with and without the change record (``VCHG``):
+    rounds of 1,000 rewrites of existing episodes, alternating the two."""
+    per: dict[str, list[float]] = {"with": [], "without": []}
+    for n in range(rounds):
+        for name, drop in (("with", ""), ("without", "VCHG")):
+            before = fcall_usec(folder.client)
+            folder.write([(f"m{i}", f"rewrite {n} {i}") for i in range(1000)], drop=drop)
+            per[name].append((fcall_usec(folder.client) - before) / 1000)
+    return median(per["with"]), median(per["without"])
 
 
 async def phase(
@@ -159,8 +190,13 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
             rep.row(name, str(searches), f"{p50:.2f}", f"{p99:.2f}", f"{max(lat):.1f}",
                     f"{cold:.0f}", f"{counts[0]}/{counts[1]}")  # fmt: skip
             note(f"{name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        cost = write_cost(folder, args.write_rounds)
         env = environment(server.version)
     inc, full = results["incremental"], results["full"]
+    rep.notes.append(f"server time per vector write (ms_write, 1,000 a call, median of "
+                     f"{args.write_rounds}): {cost[0]:.1f} µs with the change record, "
+                     f"{cost[1]:.1f} µs without (ratio {ratio(cost[0], cost[1]):.2f})")  # fmt: skip
+    results["write_us"] = {"with": cost[0], "without": cost[1]}
     rep.notes.append(f"full/incremental: p50 {ratio(full['p50'], inc['p50']):.1f}x, "
                      f"p99 {ratio(full['p99'], inc['p99']):.1f}x")  # fmt: skip
     rep.data = {"n": args.n, "every": args.every, "results": results, "env": env}
@@ -174,6 +210,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--every", type=int, default=5, help="a write before every k-th search")
     parser.add_argument("--full-searches", type=int, default=60,
                         help="searches of the full-reload phase")  # fmt: skip
+    parser.add_argument("--write-rounds", type=int, default=10,
+                        help="rounds of 1,000 writes with and without VCHG")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     return parser.parse_args(argv)
 
