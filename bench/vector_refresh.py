@@ -20,7 +20,9 @@ over the 100 bench queries, timed one by one, in three phases of one reader each
 The first search of each phase (its whole load) is reported apart. The writes are not
 timed there; what the change record costs a write is measured apart: the server's time
 in ``FCALL`` (``INFO commandstats``) per vector write, ``ms_write`` calls of 1,000
-rewrites with and without the ``VCHG`` ops, alternating (``--write-rounds``). Target:
+rewrites with and without the ``VCHG`` ops, alternating (``--write-rounds``). Last,
+in process, the scoring kernel: one query against ``--n`` rows as float32 (BLAS, what
+readers do), float16 and int8. Target:
 incremental p99 at most 50 ms. Exit status 0 either way.
 """
 
@@ -155,6 +157,45 @@ async def phase(
         return lat, cold, (cache.loads, cache.patches)
 
 
+def kernels(n: int, rounds: int = 8) -> dict[str, float]:
+    """Best-of-``rounds`` ms of one query's scores over ``n`` unit rows of 256 dimensions:
+    float32 through BLAS (what the reader does), float16 and int8 (int32 accumulation)
+    through numpy, and float16 converted to float32 in cache-sized chunks."""
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(n, DIMENSION)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    q = rows[0].copy()
+    r16, q16 = rows.astype(np.float16), q.astype(np.float16)
+    r8 = np.rint(rows * 127 / np.abs(rows).max(axis=1, keepdims=True)).astype(np.int8)
+    q8 = np.rint(q * 127 / np.abs(q).max()).astype(np.int32)
+    chunk = np.empty((4096, DIMENSION), np.float32)
+
+    def chunked() -> Any:
+        out = np.empty(n, np.float32)
+        for i in range(0, n, 4096):
+            part = chunk[: len(r16[i : i + 4096])]
+            part[...] = r16[i : i + 4096]
+            np.dot(part, q, out=out[i : i + len(part)])
+        return out
+
+    runs: dict[str, Callable[[], Any]] = {
+        "float32 (BLAS)": lambda: rows @ q,
+        "float16": lambda: r16 @ q16,
+        "float16 -> float32 chunks": chunked,
+        "int8 (int32 sums)": lambda: r8.astype(np.int32) @ q8,
+    }
+    best: dict[str, float] = {}
+    for name, fn in runs.items():
+        fn()
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1e3)
+        best[name] = min(times)
+    return best
+
+
 def _refuse(*_: Any) -> None:
     return None
 
@@ -193,6 +234,10 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         cost = write_cost(folder, args.write_rounds)
         env = environment(server.version)
     inc, full = results["incremental"], results["full"]
+    scored = kernels(args.n)
+    rep.notes.append("scores of one query over the rows, best of 8: " + ", ".join(
+        f"{name} {ms:.1f} ms" for name, ms in scored.items()))  # fmt: skip
+    results["kernels_ms"] = scored
     rep.notes.append(f"server time per vector write (ms_write, 1,000 a call, median of "
                      f"{args.write_rounds}): {cost[0]:.1f} µs with the change record, "
                      f"{cost[1]:.1f} µs without (ratio {ratio(cost[0], cost[1]):.2f})")  # fmt: skip
