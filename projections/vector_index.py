@@ -150,7 +150,8 @@ def _changed(m: Matrix, entries: Any, stamp: Stamp) -> tuple[list[str], Mark] | 
         what, ref = _first(entry)
         (refs.add if what == b"r" else prefixes.append)(ref.decode())
     if prefixes:  # a TTL extension raised every vector of a session: refetch them
-        refs.update(r for r in m.refs if r.startswith(tuple(prefixes)))
+        starts = tuple(prefixes)
+        refs.update(r for r in m.refs if r.startswith(starts))
     last = fresh[-1] if fresh else entries[0]
     return sorted(refs), Mark(last[0], _first(last), mark.count + len(fresh))
 
