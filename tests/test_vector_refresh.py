@@ -262,3 +262,38 @@ def test_an_older_snapshot_keeps_its_rows_through_appends_and_compaction() -> No
     assert gone.refs == [f"r{i}" for i in range(15, 40)], "compacted past a quarter"
     assert grown.expiry[:15].tolist() == [0] * 15, "masked in the older snapshot"
     assert [int(np.argmax(gone.rows[i])) for i in range(25)] == [i % 8 for i in range(15, 40)]
+
+
+async def test_the_worker_and_reader_search_patch_and_replay_reloads(
+    deployed: str, r: redis.Redis
+) -> None:
+    """End to end: a real worker's ack-gated apply writes the change record, and
+    ``Reader.search`` patches its matrix from it; a replay moves to new keys: a load."""
+    from memstream.producers import AsyncProducer
+    from memstream.workers.replay import replay_all
+    from tests.workers_util import running_worker
+
+    async with (
+        running_worker(deployed),
+        AsyncProducer.from_url(deployed) as producer,
+        AsyncReader.from_url(deployed) as reader,
+    ):
+        for i, text in enumerate(["the disk is full", "the invoice is late", "logo is blue"]):
+            last = await producer.append(OWNER, saved(f"e{i}", text))
+        await reader.wait(last, timeout=30)
+        first = await reader.search(OWNER, "storage ran out", mode="semantic", limit=3)
+        cache: VectorCache = reader.__dict__["_vector_state"].cache
+        assert cache.loads == 1 and first["hits"][0]["id"] == "e0"
+        await reader.wait(await producer.append(OWNER, saved("e3", "no space left on the volume")),
+                          timeout=30)  # fmt: skip
+        second = await reader.search(OWNER, "storage ran out", mode="semantic", limit=4)
+        assert (cache.loads, cache.patches) == (1, 1)
+        assert {h["id"] for h in second["hits"]} == {"e0", "e1", "e2", "e3"}
+        pk = await reader._pk(OWNER)
+        assert r.xlen(change_key(pk, OWNER, reader.__dict__["_vector_state"].space.id,
+                                 "episode")) == 4  # fmt: skip
+        await asyncio.to_thread(replay_all, r, Settings.from_url(deployed),
+                                catchup_timeout_s=10, grace_s=0.0)  # fmt: skip
+        third = await reader.search(OWNER, "storage ran out", mode="semantic", limit=4)
+        assert cache.loads == 2, "the replayed version's keys: loaded whole"
+        assert [h["id"] for h in third["hits"]] == [h["id"] for h in second["hits"]]
