@@ -35,16 +35,17 @@ def encode(vector: Any, expiry_ms: int) -> bytes:
 
 
 def decode_many(
-    payloads: Sequence[bytes], dimension: int
+    payloads: Sequence[bytes], dimension: int, skip: int = 0
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Live payloads (no tombstones, each ``HEAD.size + dimension`` bytes) as unit rows
-    (float32, ready for a dot product) and their expiries."""
+    """Live payloads (no tombstones, each ``skip + HEAD.size + dimension`` bytes, whose
+    first ``skip`` bytes are ignored: a stored value's version) as unit rows (float32,
+    ready for a dot product) and their expiries."""
     import numpy as np
 
-    n, width = len(payloads), HEAD.size + dimension
+    n, width = len(payloads), skip + HEAD.size + dimension
     if n == 0:
         return np.zeros((0, dimension), np.float32), np.zeros(0, np.int64)
-    raw = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, width)
+    raw = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, width)[:, skip:]
     expiry = raw[:, :8].copy().view("<i8").reshape(n)
     scale = raw[:, 8:12].copy().view("<f4").reshape(n, 1)
     rows = raw[:, 12:].view(np.int8).astype(np.float32) * scale

@@ -245,8 +245,7 @@ def _loaded(
     for s in stale:
         if s.base is None:
             last, count, raw = next(at), next(at), next(at)
-            values = {ref.decode(): value for ref, value in raw.items()}
-            matrix = load(values, space.dimension, s.stamp, _mark_of(last, count))
+            matrix = load(raw, space.dimension, s.stamp, _mark_of(last, count))
             cache.put(s.vk, matrix)
         else:
             assert s.mark is not None

@@ -30,7 +30,7 @@ from memstream.producers.settings import Settings
 from memstream.projections import vector_index
 from memstream.projections.base import ApplyContext
 from memstream.projections.ops import Writes, write_command
-from memstream.projections.reader import AsyncReader
+from memstream.projections.reader import VERSION_TTL_S, AsyncReader
 from memstream.projections.vector_index import Space, VectorCache, matrices
 from memstream.projections.vector_matrix import Matrix
 from memstream.projections.vectors import MESSAGE, Vectors, change_key, space_of, vector_key
@@ -253,7 +253,7 @@ def test_an_older_snapshot_keeps_its_rows_through_appends_and_compaction() -> No
         return sortable(f"{T0 + n}-0").encode() + encode(v, T0 + 10**9)
 
     mark = Mark(b"1-0", (b"r", b"x"), 0)
-    base = load({f"r{i}": value(i) for i in range(3)}, 8, (b"3", b"v"), mark)
+    base = load({f"r{i}".encode(): value(i) for i in range(3)}, 8, (b"3", b"v"), mark)
     grown = patch(base, {f"r{i}": value(i) for i in range(3, 40)}, 8, (b"40", b"v"), mark)
     assert len(base.refs) == len(base.rows) == 3 and len(grown.refs) == len(grown.rows) == 40
     assert not newest(base) and newest(grown)
@@ -294,6 +294,7 @@ async def test_the_worker_and_reader_search_patch_and_replay_reloads(
                                  "episode")) == 4  # fmt: skip
         await asyncio.to_thread(replay_all, r, Settings.from_url(deployed),
                                 catchup_timeout_s=10, grace_s=0.0)  # fmt: skip
+        await asyncio.sleep(VERSION_TTL_S + 0.1)  # the reader sees the flip
         third = await reader.search(OWNER, "storage ran out", mode="semantic", limit=4)
         assert cache.loads == 2, "the replayed version's keys: loaded whole"
         assert [h["id"] for h in third["hits"]] == [h["id"] for h in second["hits"]]
