@@ -90,12 +90,11 @@ def load(raw: Mapping[bytes, bytes], dimension: int, stamp: Stamp, mark: Mark | 
         names = [k for k, ok in zip(names, live.tolist(), strict=True) if ok]
         values = [v for v, ok in zip(values, live.tolist(), strict=True) if ok]
     refs = [k.decode() for k in names]
-    rows, expiry = decode_many(values, dimension, VERSION_LEN)
     n = len(refs)
     capacity = n + n // HEADROOM + 16
     store = Store(np.zeros((capacity, dimension), np.float32), np.zeros(capacity, np.int64),
                   dict(zip(refs, range(n), strict=True)), n)  # fmt: skip
-    store.rows[:n] = rows
+    _, expiry = decode_many(values, dimension, VERSION_LEN, out=store.rows[:n])
     store.expiry[:n] = expiry
     return _snapshot(store, refs, stamp, mark)
 
