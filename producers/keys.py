@@ -270,6 +270,14 @@ def ttl_floor(pk: Projection, owner: str) -> str:
     return pk.key("ttlx", owner)
 
 
+def vector_changes(pk: Projection, owner: str, space: str, kind: str) -> str:
+    """Stream of the refs whose vector changed in ``vec:<owner>:<space>:<kind>``, one entry
+    per write, added by the same ack-gated call as the vector: a reader that holds the
+    matrix up to an entry fetches only the refs after it. Capped (``MAXLEN ~``) near the
+    hash's size, so it never outgrows the vectors it describes; it expires with them."""
+    return pk.key("vec_c", owner, space, kind)
+
+
 WORKERS = "ms:workers"
 """Sorted set consumer -> expiry (ms) of its heartbeat: the live workers, without a SCAN."""
 

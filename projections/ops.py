@@ -38,6 +38,7 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "SESSEXPD": (1, 2, 4),
     "VFLOOR": (1, 2, 3, 5),
     "VEXT": (1, 2, 3),
+    "VCHG": (1, 2),
     "DEL": (1,),
     "XADD": (1,),
     "SPUB": (1,),
@@ -179,6 +180,15 @@ class Writes:
         no earlier than ``at_ms``, and count it in the meta hash's ``count_field``."""
         self.ops.append(("VEXT", *vkeys, prefix, int(at_ms), count_field))
 
+    def vector_change(
+        self, ckey: str, hkey: str, cap: int, change: tuple[str, str], version: str
+    ) -> None:
+        """Record in the stream ``ckey`` that the event at ``version`` changed, in the
+        vector hash ``hkey``, ``change``: ``("r", ref)`` that ref, ``("x", prefix)`` every
+        vector whose ref starts with it; about ``min(cap, HLEN hkey)`` entries are kept
+        (docs/search.md, "Why it is fast")."""
+        self.ops.append(("VCHG", ckey, hkey, int(cap), *change, version))
+
     def delete(self, key: str) -> None:
         self.ops.append(("DEL", key))
 
@@ -269,6 +279,7 @@ _ARG_RULES: dict[str, tuple[Any, ...]] = {
     "SESSEXPD": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
     "VFLOOR": (_key, _key, _key, _text, _key, _text),
     "VEXT": (_key, _key, _key, lambda v: _text(v) and len(v) > 0, lambda v: _int(v, 0), _text),
+    "VCHG": (_key, _key, lambda v: _int(v, 1, MAX_CAP), lambda v: v in ("r", "x"), _text, _ver),
     "DEL": (_key,),
     "SPUB": (_key, _text),
     "LWWZ": (_key, _text, _ver, _text, _key, _text,

@@ -35,20 +35,23 @@ def encode(vector: Any, expiry_ms: int) -> bytes:
 
 
 def decode_many(
-    payloads: Sequence[bytes], dimension: int
+    payloads: Sequence[bytes], dimension: int, skip: int = 0, out: Any = None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Live payloads (no tombstones, each ``HEAD.size + dimension`` bytes) as unit rows
-    (float32, ready for a dot product) and their expiries."""
+    """Live payloads (no tombstones, each ``skip + HEAD.size + dimension`` bytes, whose
+    first ``skip`` bytes are ignored: a stored value's version) as unit rows (float32,
+    ready for a dot product; written into ``out``, shape ``(n, dimension)``, when given)
+    and their expiries. The scale is not applied: a row divided by its own norm is the
+    same unit vector with or without it, and skipping it saves a pass over 100 MB at
+    100,000 rows (a whole load)."""
     import numpy as np
 
-    n, width = len(payloads), HEAD.size + dimension
+    n, width = len(payloads), skip + HEAD.size + dimension
     if n == 0:
         return np.zeros((0, dimension), np.float32), np.zeros(0, np.int64)
-    raw = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, width)
+    raw = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, width)[:, skip:]
     expiry = raw[:, :8].copy().view("<i8").reshape(n)
-    scale = raw[:, 8:12].copy().view("<f4").reshape(n, 1)
-    rows = raw[:, 12:].view(np.int8).astype(np.float32) * scale
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    unit: npt.NDArray[np.float32] = np.divide(rows, norms, out=np.zeros_like(rows),
-                                              where=norms > 0)  # fmt: skip
-    return unit, expiry.astype(np.int64)
+    rows: npt.NDArray[np.float32] = np.empty((n, dimension), np.float32) if out is None else out
+    rows[...] = raw[:, HEAD.size :].view(np.int8)
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+    np.divide(rows, norms, out=rows, where=norms > 0)  # a zero vector stays zero
+    return rows, expiry.astype(np.int64)

@@ -12,6 +12,12 @@ Keys (all per owner, so forget's owner scan and replay's rebuild find them):
   (LWW), the commutative write count ``n:<space>`` and the newest version ``v:<space>``
   (HMAX): readers keep an owner's matrix in memory and refetch it only when these
   change. One per kind, so that it expires with that kind's keys (types differ in TTL).
+- ``vec_c:<owner>:<space>:<kind>``: stream of the refs written (``r``), or the ref prefix
+  whose vectors a TTL extension raised (``x``), one entry per write counted in ``n``
+  (``VCHG``), capped near the hash's size: a reader patches its cached matrix with the
+  refs after the last entry it has (:mod:`.vector_index`). Not state but a log of apply
+  order: its ids and trimming follow delivery, its entries (one per applied write, the
+  gate makes it exactly once) do not.
 
 ``<space>`` is a digest of the embedder's name and dimension: vectors of two embedders
 never share a key, so spaces never mix. A reader whose embedder differs from the one the
@@ -61,6 +67,9 @@ ITEM_TYPES = frozenset({"episode.saved", "knowledge.learned", "skill.defined", "
 MAX_TEXT = 4096
 """Characters of a text that are embedded: a memory's meaning is in its beginning, and a
 huge message must not stall the planner."""
+CHANGES_CAP = 10_000
+"""Entries a change stream keeps at most (fewer for a smaller hash: ``min(cap, HLEN)``,
+at least 256): a reader that many writes behind loads the whole hash anyway."""
 MEMO_MAX = 8192
 """Vectors embedded ahead by ``prepare_batch`` and not yet applied are dropped past this
 (a batch planned but never applied, say): ``apply`` embeds alone what it misses."""
@@ -82,6 +91,10 @@ def live_key(pk: keys.Projection, owner: str, space: str, kind: str) -> str:
 
 def meta_key(pk: keys.Projection, owner: str, kind: str) -> str:
     return pk.key("vec_meta", owner, kind)
+
+
+def change_key(pk: keys.Projection, owner: str, space: str, kind: str) -> str:
+    return keys.vector_changes(pk, owner, space, kind)
 
 
 def message_ref(session: str, version: str) -> str:
@@ -117,7 +130,7 @@ class Vectors(Projection):
     applied with (``Settings.embedder``), made on first use; ``"none"`` writes nothing."""
 
     name: ClassVar[str] = "vectors"
-    key_names: ClassVar[frozenset[str]] = frozenset({"vec", "vec_t", "vec_meta"})
+    key_names: ClassVar[frozenset[str]] = frozenset({"vec", "vec_t", "vec_meta", "vec_c"})
     handles: ClassVar[frozenset[str]] = ITEM_TYPES | {MessageAppended.TYPE, TtlExtended.TYPE}
 
     def __init__(self, embedder: Embedder | None = None) -> None:
@@ -228,6 +241,8 @@ class Vectors(Projection):
         if ttl is not None:  # without a TTL a vector never expires: no floor to apply
             floor = history_floor(ctx.keys, event.owner, event.session)
             writes.vector_floor(_message_keys(ctx.keys, event.owner, space), ref, floor)
+            ck = change_key(ctx.keys, event.owner, space, MESSAGE)
+            writes.expire_at_floor(ck, expiry_ms(event.ts_ms, ttl), floor)
 
     @staticmethod
     def _write(
@@ -236,7 +251,8 @@ class Vectors(Projection):
     ) -> None:  # fmt: skip
         pk, owner, version = ctx.keys, event.owner, sortable(event.log_id)
         vk, mk = vector_key(pk, owner, space, kind), meta_key(pk, owner, kind)
-        touched = [vk, mk]
+        ck = change_key(pk, owner, space, kind)
+        touched = [vk, mk, ck]
         if ttl is None:
             writes.lww(vk, ref, version, payload)
         else:
@@ -248,6 +264,7 @@ class Vectors(Projection):
             touched.append(lk)
         writes.lww(mk, f"space:{space}", version, pack([embedder.name, embedder.dimension]))
         writes.hincr(mk, f"n:{space}", 1)
+        writes.vector_change(ck, vk, CHANGES_CAP, ("r", ref), version)  # one entry per count
         writes.hmax(mk, f"v:{space}", version)
         if ttl is not None:
             for key in touched:
@@ -266,6 +283,10 @@ def _extend_messages(
     writes.extend_to([], at, history_floor(pk, owner, session))
     prefix = message_ref(session, "")
     writes.vector_extend(_message_keys(pk, owner, space), prefix, at, f"n:{space}")
+    ck, vk = change_key(pk, owner, space, MESSAGE), vector_key(pk, owner, space, MESSAGE)
+    # the entry of the count VEXT adds to n:<space>
+    writes.vector_change(ck, vk, CHANGES_CAP, ("x", prefix), sortable(event.log_id))
+    writes.expire_at(ck, at)
 
 
 def _message_keys(pk: keys.Projection, owner: str, space: str) -> tuple[str, str, str]:

@@ -376,6 +376,31 @@ OPS.VEXT = function(keys, op)
   extend_keys(keys, op, at)
 end
 
+-- VCHG ckey hkey cap what ref version: one change of the vector hash `hkey`, as the
+-- entry {what = ref} of its change stream (what 'r': that ref was written; 'x': every
+-- vector whose ref starts with it was raised by VEXT), for the event at `version`. Each
+-- comes with one count in the meta hash's n:<space>, so a reader that cached the matrix
+-- up to an entry fetches only the refs after it (projections/vector_index.py). The id
+-- is <position>-<digest>: the digest chains the previous entry's with this change, so
+-- an id names the whole sequence of writes up to it, and a reader's entry is found only
+-- in a stream that went through the same writes (a forget or a rebuild makes another
+-- sequence; the same one, as a rebuild in the same order makes, describes the same hash,
+-- and gets the same ids). Not state: ids follow apply order, and the gate makes the
+-- entries exactly one per applied write. Capped near the hash's size (at least 256), so
+-- it never outgrows the vectors it names; a reader whose entry was trimmed loads the hash.
+OPS.VCHG = function(keys, op)
+  local ck = keys[op[2]]
+  local cap = math.max(256, math.min(tonumber(op[4]), redis.call('HLEN', keys[op[3]])))
+  local last = redis.call('XREVRANGE', ck, '+', '-', 'COUNT', 1)[1]
+  local n, prev = '0', '0'
+  if last then
+    n, prev = string.match(last[1], '^(%d+)%-(%d+)$')
+  end
+  local digest = redis.sha1hex(prev .. '\0' .. op[5] .. '\0' .. op[6] .. '\0' .. op[7])
+  local id = string.format('%.0f-%.0f', tonumber(n) + 1, tonumber(string.sub(digest, 1, 13), 16))
+  redis.call('XADD', ck, 'MAXLEN', '~', cap, id, op[5], op[6])
+end
+
 OPS.DEL = function(keys, op)
   redis.call('DEL', keys[op[2]])
   batch.marks = {}  -- the key may have been a watermark hash: read them again
@@ -671,6 +696,11 @@ CHECK.VEXT = function(op)
 end
 KEY_ARGS.VFLOOR, ARITY.VFLOOR = {2, 3, 4, 6}, 7
 KEY_ARGS.VEXT, ARITY.VEXT = {2, 3, 4}, 7
+CHECK.VCHG = function(op)
+  return is_int(op[4], 1, 2147483647) and (op[5] == 'r' or op[5] == 'x') and is_str(op[6])
+    and is_ver(op[7])
+end
+KEY_ARGS.VCHG, ARITY.VCHG = {2, 3}, 7
 CHECK.DEL = function(op) return true end
 CHECK.XADD = function(op)
   if #op < 4 or #op % 2 ~= 0 then return false end
