@@ -33,7 +33,9 @@ from memstream.producers.settings import Settings
 from .base import Query
 from .codec import unpack
 from .history import history_key, message_body, watermark
-from .message_life import living
+from .message_hot import Windows, hot_windows, owner_windows
+from .message_life import living_rows
+from .message_rows import kept_rows, ref_index, top
 from .message_walk import COLD_LIMIT, check_cold, older_messages, windows
 from .ops import VERSION_LEN, log_id_of, sortable
 from .search import DIGITS, K1, B
@@ -99,12 +101,17 @@ async def _keyword(
 ) -> list[MessageHit]:
     """BM25 over the hot windows, and with ``cold_limit`` also over up to that many log
     entries older than them (:mod:`.message_walk`), one set of statistics over both."""
-    names = [s["session"] for s in await r.sessions(owner)] if session is None else [session]
-    found: list[tuple[str, dict[str, Any]]] = []
-    pages = {}
-    for name in names:
-        pages[name] = page = await r.history(owner, name, last=r.settings.history_cap)
-        found += [(name, message) for message in page]
+    pk, cap = await r._pk(owner), r.settings.history_cap
+    # Every window in one plan (.message_hot): a round trip per session was most of the
+    # time of a search over many sessions.
+    plan = (
+        owner_windows(pk, owner, cap) if session is None else hot_windows(pk, owner, [session], cap)
+    )
+    pages: Windows = await r.run(plan)
+    # A hot message is a Message, as history() returns it; an older one a dict.
+    found: list[tuple[str, Any]] = [
+        (name, message) for name, page in pages.items() for message in page
+    ]
     if cold_limit:
         hot_from = windows(pages, r.settings.history_cap)
         found += await older_messages(r, owner, hot_from, cold_limit)
@@ -139,22 +146,17 @@ async def _semantic(
     marks: dict[bytes, bytes] = await r.run(
         Query([("HGETALL", watermark(pk, owner, "s")[0])], lambda replies: replies[0])
     )
-    now = _now_ms()
-    keep = []
-    for i, ref in enumerate(m.refs):
-        name, _, version = ref.partition(":")
-        if session is not None and name != session:
-            continue
-        mark = marks.get(f"hist:{name}".encode())
-        if (mark is None or version > mark.decode()) and m.expiry[i] > now:
-            keep.append(i)
-    keep = await living(r, pk, owner, m.refs, keep)  # the session's TTL (.message_life)
-    if not keep:
+    index = ref_index(r, m.refs)
+    keep = kept_rows(index, m.expiry, marks, session, _now_ms())
+    keep = await living_rows(r, pk, owner, index, keep)  # the session's TTL (.message_life)
+    rows = np.flatnonzero(keep)
+    if not len(rows):
         return []
-    rows = np.asarray(keep)
-    sims = np.round((m.rows[rows] @ await _embed(state, query)).astype(np.float64), DIGITS)
-    ranked = sorted(range(len(rows)), key=lambda j: (-sims[j], m.refs[keep[j]]))[:depth]
-    picked = [(m.refs[keep[j]], float(sims[j])) for j in ranked]
+    query_vector = await _embed(state, query)
+    # Every row kept (the usual case) needs no copy of the matrix: the same product.
+    product = m.rows @ query_vector if len(rows) == len(m.refs) else m.rows[rows] @ query_vector
+    sims = np.round(product.astype(np.float64), DIGITS)
+    picked = top(sims, rows, m.refs, depth)
     found_bodies: list[dict[str, Any] | None] = await r.run(_bodies(pk, owner, picked))
     hits = []
     for (ref, score), hot in zip(picked, found_bodies, strict=True):
