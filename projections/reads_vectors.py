@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -79,19 +78,25 @@ class _HistoryRunner(Protocol):
 def bm25(query: str, texts: list[str]) -> list[float]:
     """BM25 of ``query`` against each of ``texts``, statistics over ``texts`` alone."""
     words = sorted(set(tokens(query)))
-    docs = [Counter(tokens(text)) for text in texts]
-    if not docs or not words:
-        return [0.0] * len(docs)
-    avgdl = max(1e-9, sum(sum(d.values()) for d in docs) / len(docs))
-    df = {w: sum(1 for d in docs if w in d) for w in words}
+    if not texts or not words:
+        return [0.0] * len(texts)
+    # Only the query's terms are counted (list.count, in C): a Counter of every term of
+    # every message cost as much as tokenizing them. The same sums, in the same order.
+    lengths, counts = [], []
+    for text in texts:
+        found = tokens(text)
+        lengths.append(len(found))
+        counts.append([found.count(w) for w in words])
+    n = len(texts)
+    avgdl = max(1e-9, sum(lengths) / n)
+    df = [sum(1 for c in counts if c[k]) for k in range(len(words))]
+    idf = [math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df]
     out = []
-    for d in docs:
-        length, score = sum(d.values()), 0.0
-        for w in words:
-            tf = d.get(w, 0)
+    for length, tfs in zip(lengths, counts, strict=True):
+        score = 0.0
+        for k, tf in enumerate(tfs):
             if tf:
-                idf = math.log(1 + (len(docs) - df[w] + 0.5) / (df[w] + 0.5))
-                score += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
+                score += idf[k] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
         out.append(score)
     return out
 
