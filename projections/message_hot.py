@@ -6,7 +6,9 @@ returns. Read one session at a time that is one round trip per session (758 ms o
 1,000 sessions on the shared machine, most of it waiting); here the owner's sessions and
 their windows are one plan: the session list, then the windows' reads pipelined
 :data:`CHUNK` sessions per round trip, each parsed by the history read's own parse
-(:func:`.history.read_history`), so a window reads back as it does there.
+(:func:`.history.read_history`), so a window reads back as it does there (as dicts:
+``history()`` wraps them in :class:`~.results.Message`, which search does for its hits
+alone).
 
 All the keys are the owner's, so in one partition and one Cluster slot: one pipeline
 reaches one node. A chunk's keys are cacheable together (one owner), so the reader's
@@ -22,14 +24,13 @@ from memstream.producers import keys
 
 from .base import Continue, Query
 from .history import read_history
-from .results import Message
 from .sessions import read_sessions
 
 CHUNK = 1000
 """Sessions per round trip: a reply of 1,000 windows of 100 messages is a few MB, and a
 bound keeps one search from holding the connection for an unbounded reply."""
 
-Windows = dict[str, list[Message]]
+Windows = dict[str, list[dict[str, Any]]]
 
 
 def hot_windows(
@@ -69,7 +70,7 @@ def _chunk(
         for name, read in zip(names[start:], reads, strict=False):
             step = read.parse(replies[at : at + len(read.commands)])
             assert isinstance(step, list)  # a history window is one stage
-            found[name] = Message.many(step)
+            found[name] = step
             at += len(read.commands)
         if start + CHUNK >= len(names):
             return found

@@ -18,7 +18,8 @@
 
 from __future__ import annotations
 
-import math
+import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -32,14 +33,15 @@ from memstream.producers.settings import Settings
 from .base import Query
 from .codec import unpack
 from .history import history_key, message_body, watermark
+from .message_bm25 import bm25
 from .message_hot import Windows, hot_windows, owner_windows
 from .message_life import living_rows
 from .message_rows import kept_rows, ref_index, top
 from .message_walk import COLD_LIMIT, check_cold, older_messages, windows
 from .ops import VERSION_LEN, log_id_of, sortable
-from .search import DIGITS, K1, B
+from .results import Message
+from .search import DIGITS
 from .search_modes import DEPTH, RRF_K, _embed, _state
-from .tokenize import tokens
 from .vector_index import Found, matrices, space_error
 from .vectors import MESSAGE, message_text
 
@@ -53,59 +55,28 @@ MAX_MESSAGE_HITS = 100
 class MessageHit:
     """One matching message: its ``session``, ``log_id``, ``score`` (higher is better;
     BM25 for keyword, cosine for semantic, the fused rank score for hybrid) and the
-    ``message`` as history returns it."""
+    ``message`` as history returns it (a read-only mapping)."""
 
     session: str
     log_id: str
     score: float
-    message: dict[str, Any]
+    message: Mapping[str, Any]
 
 
 class _HistoryRunner(Protocol):
     settings: Settings
-
-    async def history(
-        self, owner: str, session: str, *, last: int = 20
-    ) -> list[dict[str, Any]]: ...
-
-    async def sessions(self, owner: str) -> list[dict[str, Any]]: ...
 
     async def run(self, query: Query[Any]) -> Any: ...
 
     async def _pk(self, owner: str) -> keys.Projection: ...
 
 
-def bm25(query: str, texts: list[str]) -> list[float]:
-    """BM25 of ``query`` against each of ``texts``, statistics over ``texts`` alone."""
-    words = sorted(set(tokens(query)))
-    if not texts or not words:
-        return [0.0] * len(texts)
-    # Only the query's terms are counted (list.count, in C): a Counter of every term of
-    # every message cost as much as tokenizing them. The same sums, in the same order.
-    lengths, counts = [], []
-    for text in texts:
-        found = tokens(text)
-        lengths.append(len(found))
-        counts.append([found.count(w) for w in words])
-    n = len(texts)
-    avgdl = max(1e-9, sum(lengths) / n)
-    df = [sum(1 for c in counts if c[k]) for k in range(len(words))]
-    idf = [math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df]
-    out = []
-    for length, tfs in zip(lengths, counts, strict=True):
-        score = 0.0
-        for k, tf in enumerate(tfs):
-            if tf:
-                score += idf[k] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
-        out.append(score)
-    return out
-
-
 async def _keyword(
-    r: _HistoryRunner, owner: str, query: str, session: str | None, cold_limit: int = 0
+    r: _HistoryRunner, owner: str, query: str, session: str | None, *, cold_limit: int, depth: int
 ) -> list[MessageHit]:
-    """BM25 over the hot windows, and with ``cold_limit`` also over up to that many log
-    entries older than them (:mod:`.message_walk`), one set of statistics over both."""
+    """The ``depth`` best by BM25 over the hot windows, and with ``cold_limit`` also over
+    up to that many log entries older than them (:mod:`.message_walk`), one set of
+    statistics over both."""
     pk, cap = await r._pk(owner), r.settings.history_cap
     # Every window in one plan (.message_hot): a round trip per session was most of the
     # time of a search over many sessions.
@@ -113,17 +84,24 @@ async def _keyword(
         owner_windows(pk, owner, cap) if session is None else hot_windows(pk, owner, [session], cap)
     )
     pages: Windows = await r.run(plan)
-    # A hot message is a Message, as history() returns it; an older one a dict.
-    found: list[tuple[str, Any]] = [
-        (name, message) for name, page in pages.items() for message in page
-    ]
+    found = [(name, message) for name, page in pages.items() for message in page]
+    hot = len(found)
     if cold_limit:
         hot_from = windows(pages, r.settings.history_cap)
         found += await older_messages(r, owner, hot_from, cold_limit)
     scores = bm25(query, [message_text(message) for _, message in found])
-    hits = [MessageHit(name, message["log_id"], score, message)
-            for (name, message), score in zip(found, scores, strict=True) if score > 0]  # fmt: skip
-    return sorted(hits, key=lambda h: (-h.score, h.log_id))
+    # (score descending, log id): log ids are unique, so the n never decides.
+    best = heapq.nsmallest(depth, ((-score, found[n][1]["log_id"], n)
+                                   for n, score in enumerate(scores) if score > 0))  # fmt: skip
+    hits = []
+    for _, log_id, n in best:
+        name, message = found[n]
+        # A hot message is returned as history() returns it (a Message); an older one as
+        # the walk read it. Only the returned few are wrapped.
+        hits.append(
+            MessageHit(name, log_id, scores[n], Message.of(message) if n < hot else message)
+        )
+    return hits
 
 
 async def _semantic(
@@ -291,10 +269,10 @@ class AsyncVectorReads:
         check_cold(cold, cold_limit)
         scan = cold_limit if cold else 0
         if mode == "keyword":
-            return (await _keyword(self, owner, query, session, scan))[:limit]
+            return await _keyword(self, owner, query, session, cold_limit=scan, depth=limit)
         if mode == "semantic":
             return await _semantic(self, owner, query, session, limit)
-        keyword = await _keyword(self, owner, query, session, scan)
+        keyword = await _keyword(self, owner, query, session, cold_limit=scan, depth=DEPTH)
         semantic = await _semantic(self, owner, query, session, DEPTH)
         return _fuse(keyword, semantic)[:limit]
 
