@@ -46,3 +46,7 @@ async def test_windows_are_the_history_reads_over_several_chunks(
             # Every hot message (1 + 2 + 3 + 3 + 3) matches once, and nothing older.
             assert len({h.log_id for h in hits}) == len(hits) == 12
             assert [h.session for h in hits].count("s4") == CAP
+        # A cap above history()'s 10,000 page limit: search read it through history()
+        # before and refused; the windows read has no page limit.
+        async with AsyncReader.from_url(deployed, history_cap=20_000) as wide:
+            assert len(await wide.search_messages(OWNER, "train", limit=100)) == 12
