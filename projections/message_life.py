@@ -68,7 +68,8 @@ async def living_rows(
     no longer exists: the same ``EXISTS`` per candidate session as :func:`living`."""
     import numpy as np
 
-    codes = np.unique(index.codes[keep])
+    # The candidate sessions: a count per session code, linear (np.unique would sort).
+    codes = np.flatnonzero(np.bincount(index.codes[keep], minlength=len(index.sessions)))
     if not len(codes):
         return keep
     alive: frozenset[str] = await r.run(
