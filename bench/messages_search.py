@@ -60,6 +60,7 @@ from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.history import History
 from memstream.projections.ops import Writes, write_command
 from memstream.projections.reader import AsyncReader
+from memstream.projections.reads_vectors import MessageMode
 from memstream.projections.sessions import Sessions
 from memstream.projections.vectors import Vectors
 from memstream.workers.deploy import init
@@ -141,7 +142,10 @@ def same(a: list[Any], b: list[Any]) -> bool:
 
 
 async def measure(
-    settings: Settings, base: ModuleType, cases: list[tuple[str, str, str]], queries: list[str]
+    settings: Settings,
+    base: ModuleType,
+    cases: list[tuple[str, str, MessageMode]],
+    queries: list[str],
 ) -> dict[str, Any]:
     """Each (name, owner, mode) over the queries: old and new, alternating first."""
     old_search = base.AsyncVectorReads.search_messages
@@ -192,8 +196,11 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
         sem_s = load(client, SEMANTIC_OWNER, SEMANTIC_SESSIONS, per_vector_session, settings,
                      texts)  # fmt: skip
         note(f"loaded keyword owner in {kw_s:.1f} s, semantic owner in {sem_s:.1f} s")
-        cases = [("keyword", KEYWORD_OWNER, "keyword"), ("semantic", SEMANTIC_OWNER, "semantic"),
-                 ("hybrid", SEMANTIC_OWNER, "hybrid")]  # fmt: skip
+        cases: list[tuple[str, str, MessageMode]] = [
+            ("keyword", KEYWORD_OWNER, "keyword"),
+            ("semantic", SEMANTIC_OWNER, "semantic"),
+            ("hybrid", SEMANTIC_OWNER, "hybrid"),
+        ]
         timings = asyncio.run(measure(settings, base, cases, queries))
         env = environment(server.version)
     rtt = percentile([v * 1e3 for v in timings["baseline"]], 50)

@@ -2,9 +2,9 @@
 
 - ``keyword``: BM25 (the parameters of :mod:`memstream.projections.search`) over the
   stemmed terms of the messages the history read model holds (the newest
-  ``history_cap`` of each session), document frequencies over those candidates; with
-  ``cold=True`` also over the older messages read from the log and the archive
-  (:mod:`.message_walk`).
+  ``history_cap`` of each session, every window read in one plan: :mod:`.message_hot`),
+  document frequencies over those candidates (:mod:`.message_bm25`); with ``cold=True``
+  also over the older messages read from the log and the archive (:mod:`.message_walk`).
 - ``semantic``: cosine similarity over the message vectors the worker stored
   (:mod:`.vectors`): every message embedded since the vectors exist, not only the hot
   window; the reader embeds only the query. A hit's body comes from the history read
@@ -12,7 +12,8 @@
   cold tier when the log entry is already archived (one segment read per such hit, at
   most ``limit``/100 of them). Messages before the session's
   last ``history.cleared``, those past the history TTL, and those of a session whose
-  history has expired (:mod:`.message_life`) are left out.
+  history has expired (:mod:`.message_life`) are left out, by numpy masks over the
+  matrix's rows (:mod:`.message_rows`).
 - ``hybrid``: reciprocal rank fusion (k = 60) of the two rankings' first 100 hits.
 """
 
