@@ -19,12 +19,18 @@ extensions) still bounds it: it is when the vector's storage may be pruned.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memstream.producers import keys
 
 from .base import Query
 from .history import history_key
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from .message_rows import RefIndex
 
 
 def session_of(ref: str) -> str:
@@ -53,3 +59,22 @@ async def living(
     sessions = [session_of(refs[i]) for i in rows]
     alive: frozenset[str] = await r.run(live_sessions(pk, owner, sessions))
     return [i for i, name in zip(rows, sessions, strict=True) if name in alive]
+
+
+async def living_rows(
+    r: Any, pk: keys.Projection, owner: str, index: RefIndex, keep: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """``keep`` (a mask over the rows of ``index``) less the rows whose session's history
+    no longer exists: the same ``EXISTS`` per candidate session as :func:`living`."""
+    import numpy as np
+
+    # The candidate sessions: a count per session code, linear (np.unique would sort).
+    codes = np.flatnonzero(np.bincount(index.codes[keep], minlength=len(index.sessions)))
+    if not len(codes):
+        return keep
+    alive: frozenset[str] = await r.run(
+        live_sessions(pk, owner, [index.sessions[code] for code in codes.tolist()])
+    )
+    live = np.asarray([name in alive for name in index.sessions], dtype=np.bool_)
+    kept: npt.NDArray[np.bool_] = keep & live[index.codes]
+    return kept

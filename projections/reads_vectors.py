@@ -2,9 +2,9 @@
 
 - ``keyword``: BM25 (the parameters of :mod:`memstream.projections.search`) over the
   stemmed terms of the messages the history read model holds (the newest
-  ``history_cap`` of each session), document frequencies over those candidates; with
-  ``cold=True`` also over the older messages read from the log and the archive
-  (:mod:`.message_walk`).
+  ``history_cap`` of each session, every window read in one plan: :mod:`.message_hot`),
+  document frequencies over those candidates (:mod:`.message_bm25`); with ``cold=True``
+  also over the older messages read from the log and the archive (:mod:`.message_walk`).
 - ``semantic``: cosine similarity over the message vectors the worker stored
   (:mod:`.vectors`): every message embedded since the vectors exist, not only the hot
   window; the reader embeds only the query. A hit's body comes from the history read
@@ -12,14 +12,15 @@
   cold tier when the log entry is already archived (one segment read per such hit, at
   most ``limit``/100 of them). Messages before the session's
   last ``history.cleared``, those past the history TTL, and those of a session whose
-  history has expired (:mod:`.message_life`) are left out.
+  history has expired (:mod:`.message_life`) are left out, by numpy masks over the
+  matrix's rows (:mod:`.message_rows`).
 - ``hybrid``: reciprocal rank fusion (k = 60) of the two rankings' first 100 hits.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
+import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -33,12 +34,15 @@ from memstream.producers.settings import Settings
 from .base import Query
 from .codec import unpack
 from .history import history_key, message_body, watermark
-from .message_life import living
+from .message_bm25 import bm25
+from .message_hot import Windows, hot_windows, owner_windows
+from .message_life import living_rows
+from .message_rows import kept_rows, ref_index, top
 from .message_walk import COLD_LIMIT, check_cold, older_messages, windows
 from .ops import VERSION_LEN, log_id_of, sortable
-from .search import DIGITS, K1, B
+from .results import Message
+from .search import DIGITS
 from .search_modes import DEPTH, RRF_K, _embed, _state
-from .tokenize import tokens
 from .vector_index import Found, matrices, space_error
 from .vectors import MESSAGE, message_text
 
@@ -52,66 +56,53 @@ MAX_MESSAGE_HITS = 100
 class MessageHit:
     """One matching message: its ``session``, ``log_id``, ``score`` (higher is better;
     BM25 for keyword, cosine for semantic, the fused rank score for hybrid) and the
-    ``message`` as history returns it."""
+    ``message`` as history returns it (a read-only mapping)."""
 
     session: str
     log_id: str
     score: float
-    message: dict[str, Any]
+    message: Mapping[str, Any]
 
 
 class _HistoryRunner(Protocol):
     settings: Settings
-
-    async def history(
-        self, owner: str, session: str, *, last: int = 20
-    ) -> list[dict[str, Any]]: ...
-
-    async def sessions(self, owner: str) -> list[dict[str, Any]]: ...
 
     async def run(self, query: Query[Any]) -> Any: ...
 
     async def _pk(self, owner: str) -> keys.Projection: ...
 
 
-def bm25(query: str, texts: list[str]) -> list[float]:
-    """BM25 of ``query`` against each of ``texts``, statistics over ``texts`` alone."""
-    words = sorted(set(tokens(query)))
-    docs = [Counter(tokens(text)) for text in texts]
-    if not docs or not words:
-        return [0.0] * len(docs)
-    avgdl = max(1e-9, sum(sum(d.values()) for d in docs) / len(docs))
-    df = {w: sum(1 for d in docs if w in d) for w in words}
-    out = []
-    for d in docs:
-        length, score = sum(d.values()), 0.0
-        for w in words:
-            tf = d.get(w, 0)
-            if tf:
-                idf = math.log(1 + (len(docs) - df[w] + 0.5) / (df[w] + 0.5))
-                score += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
-        out.append(score)
-    return out
-
-
 async def _keyword(
-    r: _HistoryRunner, owner: str, query: str, session: str | None, cold_limit: int = 0
+    r: _HistoryRunner, owner: str, query: str, session: str | None, *, cold_limit: int, depth: int
 ) -> list[MessageHit]:
-    """BM25 over the hot windows, and with ``cold_limit`` also over up to that many log
-    entries older than them (:mod:`.message_walk`), one set of statistics over both."""
-    names = [s["session"] for s in await r.sessions(owner)] if session is None else [session]
-    found: list[tuple[str, dict[str, Any]]] = []
-    pages = {}
-    for name in names:
-        pages[name] = page = await r.history(owner, name, last=r.settings.history_cap)
-        found += [(name, message) for message in page]
+    """The ``depth`` best by BM25 over the hot windows, and with ``cold_limit`` also over
+    up to that many log entries older than them (:mod:`.message_walk`), one set of
+    statistics over both."""
+    pk, cap = await r._pk(owner), r.settings.history_cap
+    # Every window in one plan (.message_hot): a round trip per session was most of the
+    # time of a search over many sessions.
+    plan = (
+        owner_windows(pk, owner, cap) if session is None else hot_windows(pk, owner, [session], cap)
+    )
+    pages: Windows = await r.run(plan)
+    found = [(name, message) for name, page in pages.items() for message in page]
+    hot = len(found)
     if cold_limit:
         hot_from = windows(pages, r.settings.history_cap)
         found += await older_messages(r, owner, hot_from, cold_limit)
     scores = bm25(query, [message_text(message) for _, message in found])
-    hits = [MessageHit(name, message["log_id"], score, message)
-            for (name, message), score in zip(found, scores, strict=True) if score > 0]  # fmt: skip
-    return sorted(hits, key=lambda h: (-h.score, h.log_id))
+    # (score descending, log id): log ids are unique, so the n never decides.
+    best = heapq.nsmallest(depth, ((-score, found[n][1]["log_id"], n)
+                                   for n, score in enumerate(scores) if score > 0))  # fmt: skip
+    hits = []
+    for _, log_id, n in best:
+        name, message = found[n]
+        # A hot message is returned as history() returns it (a Message); an older one as
+        # the walk read it. Only the returned few are wrapped.
+        hits.append(
+            MessageHit(name, log_id, scores[n], Message.of(message) if n < hot else message)
+        )
+    return hits
 
 
 async def _semantic(
@@ -139,22 +130,17 @@ async def _semantic(
     marks: dict[bytes, bytes] = await r.run(
         Query([("HGETALL", watermark(pk, owner, "s")[0])], lambda replies: replies[0])
     )
-    now = _now_ms()
-    keep = []
-    for i, ref in enumerate(m.refs):
-        name, _, version = ref.partition(":")
-        if session is not None and name != session:
-            continue
-        mark = marks.get(f"hist:{name}".encode())
-        if (mark is None or version > mark.decode()) and m.expiry[i] > now:
-            keep.append(i)
-    keep = await living(r, pk, owner, m.refs, keep)  # the session's TTL (.message_life)
-    if not keep:
+    index = ref_index(r, m.refs)
+    keep = kept_rows(index, m.expiry, marks, session, _now_ms())
+    keep = await living_rows(r, pk, owner, index, keep)  # the session's TTL (.message_life)
+    rows = np.flatnonzero(keep)
+    if not len(rows):
         return []
-    rows = np.asarray(keep)
-    sims = np.round((m.rows[rows] @ await _embed(state, query)).astype(np.float64), DIGITS)
-    ranked = sorted(range(len(rows)), key=lambda j: (-sims[j], m.refs[keep[j]]))[:depth]
-    picked = [(m.refs[keep[j]], float(sims[j])) for j in ranked]
+    query_vector = await _embed(state, query)
+    # Every row kept (the usual case) needs no copy of the matrix: the same product.
+    product = m.rows @ query_vector if len(rows) == len(m.refs) else m.rows[rows] @ query_vector
+    sims = np.round(product.astype(np.float64), DIGITS)
+    picked = top(sims, rows, m.refs, depth)
     found_bodies: list[dict[str, Any] | None] = await r.run(_bodies(pk, owner, picked))
     hits = []
     for (ref, score), hot in zip(picked, found_bodies, strict=True):
@@ -284,10 +270,10 @@ class AsyncVectorReads:
         check_cold(cold, cold_limit)
         scan = cold_limit if cold else 0
         if mode == "keyword":
-            return (await _keyword(self, owner, query, session, scan))[:limit]
+            return await _keyword(self, owner, query, session, cold_limit=scan, depth=limit)
         if mode == "semantic":
             return await _semantic(self, owner, query, session, limit)
-        keyword = await _keyword(self, owner, query, session, scan)
+        keyword = await _keyword(self, owner, query, session, cold_limit=scan, depth=DEPTH)
         semantic = await _semantic(self, owner, query, session, DEPTH)
         return _fuse(keyword, semantic)[:limit]
 
