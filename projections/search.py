@@ -44,6 +44,9 @@ MAX_QUERY_TOKENS = 32
 DIGITS = 9
 """Scores are compared rounded to 9 decimals, then by owner and item: a deterministic
 order that a reference implementation can reproduce exactly."""
+SLACK = 1e-6
+"""A hit is skipped unscored only when its bound misses the page's floor by more than
+this: far above the rounding to 9 decimals and the floating-point error of the bound."""
 Hit = tuple[float, str, str]
 """(score, owner, ``<kind>:<id>``)."""
 
@@ -294,7 +297,12 @@ class SearchPlan:
                 if base <= 0:
                     continue
                 total += 1
-                score = round(base * boost(live.weights[j], live.times[j], as_of), DIGITS)
+                imp = live.weights[j]
+                # Recency boosts at most x1.5: if even that misses the page, skip the pow.
+                cap = base * ((1 + W_IMPORTANCE * imp) * (1 + W_RECENCY))
+                if len(floor) == k and imp >= 0 and cap + SLACK < floor[0]:
+                    continue
+                score = round(base * boost(imp, live.times[j], as_of), DIGITS)
                 if after is not None and (
                     score > after[0]
                     or (score == after[0] and (owner, ref.decode()) <= (after[1], after[2]))
