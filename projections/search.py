@@ -149,6 +149,8 @@ class Live:
     the cyclic garbage collector, whose full passes (tens of ms) were the search's p99."""
 
     postings: Postings
+    index: dict[bytes, int] = field(default_factory=dict)
+    """ref -> its position in the lists below."""
     refs: list[bytes] = field(default_factory=list)
     exps: list[int] = field(default_factory=list)
     lens: list[int] = field(default_factory=list)
@@ -246,27 +248,29 @@ class SearchPlan:
         lives, counted = [], {}
         for p, values in zip(self.postings, replies, strict=True):
             owner = p.scope.owner
-            whole = [post for w, post in p.lists if (owner, w) not in self.truncated]
-            counts = [0] * len(whole)
             live = Live(p)
+            versions: dict[bytes, int] = {}  # ref -> expiry of its live version
             for ref, raw in zip(p.refs, values, strict=True):
                 if raw is None:
                     continue
                 meta = msgpack.unpackb(raw[VERSION_LEN:])  # a tombstone unpacks to None
                 if meta is None or meta[3] <= now:
                     continue
-                exp = meta[3]
-                for n, post in enumerate(whole):
-                    if post.get(ref, 0) // TF_SCALE == exp:  # a posting of the live version
-                        counts[n] += 1
+                versions[ref] = meta[3]
                 if plain or _passes(meta, f):
+                    live.index[ref] = len(live.refs)
                     live.refs.append(ref)
-                    live.exps.append(exp)
+                    live.exps.append(meta[3])
                     live.times.append(meta[2])
                     live.lens.append(meta[4])
                     live.weights.append(meta[5])
-            words = [w for w, _ in p.lists if (owner, w) not in self.truncated]
-            counted.update({(owner, w): n for w, n in zip(words, counts, strict=True)})
+            for w, post in p.lists:
+                if (owner, w) not in self.truncated:
+                    n = 0
+                    for ref, sc in post.items():
+                        if versions.get(ref) == sc // TF_SCALE:  # a posting of the live version
+                            n += 1
+                    counted[(owner, w)] = n
             lives.append(live)
         return lives, counted
 
@@ -281,19 +285,19 @@ class SearchPlan:
         kept: list[tuple[float, str, bytes]] = []
         for live in lives:
             owner = live.postings.scope.owner
-            terms = [(post, idf[w]) for w, post in live.postings.lists]
-            norms: dict[int, float] = {}
-            for j, ref in enumerate(live.refs):
-                exp, dl = live.exps[j], live.lens[j]
-                norm = norms.get(dl)
-                if norm is None:
-                    norm = norms[dl] = K1 * (1 - B + B * dl / avgdl)
-                base = 0.0
-                for post, weight in terms:
-                    sc = post.get(ref)
-                    if sc is not None and sc // TF_SCALE == exp:  # the live version's
+            index, exps = live.index, live.exps
+            norms = [K1 * (1 - B + B * dl / avgdl) for dl in live.lens]
+            # Word by word, in the query's word order: each hit sums its terms in the
+            # same order as bm25() would, and each posting is looked at once.
+            bases = [0.0] * len(norms)
+            for w, post in live.postings.lists:
+                weight = idf[w]
+                for ref, sc in post.items():
+                    j = index.get(ref)
+                    if j is not None and exps[j] == sc // TF_SCALE:  # the live version's
                         tf = sc % TF_SCALE  # the same arithmetic as bm25(), inlined
-                        base += weight * tf * (K1 + 1) / (tf + norm)
+                        bases[j] += weight * tf * (K1 + 1) / (tf + norms[j])
+            for j, base in enumerate(bases):
                 if base <= 0:
                     continue
                 total += 1
@@ -305,7 +309,7 @@ class SearchPlan:
                 score = round(base * boost(imp, live.times[j], as_of), DIGITS)
                 if after is not None and (
                     score > after[0]
-                    or (score == after[0] and (owner, ref.decode()) <= (after[1], after[2]))
+                    or (score == after[0] and (owner, live.refs[j].decode()) <= after[1:])
                 ):
                     continue  # on an earlier page
                 if len(floor) < k:
@@ -314,7 +318,7 @@ class SearchPlan:
                     continue
                 elif score > floor[0]:
                     heapq.heapreplace(floor, score)
-                kept.append((score, owner, ref))
+                kept.append((score, owner, live.refs[j]))
         least = floor[0] if len(floor) == k else -math.inf
         best = heapq.nsmallest(k, (t for t in kept if t[0] >= least), key=_order)
         return total, [(score, owner, ref.decode()) for score, owner, ref in best]
