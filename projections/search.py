@@ -6,6 +6,10 @@ One search is three pipelined round trips whatever the corpus size: (1) the newe
 live document count and the length counters, for the owner and each shared namespace;
 (2) the metadata of every candidate, which drops postings of deleted, expired or
 superseded versions (no ghost hits); (3) the bodies of the page's hits.
+
+Scoring makes no object per candidate and keeps only the hits that can still make the
+page (docs/search.md, "How the reader scores"): a 100,000-memory owner gives thousands of
+candidates a search, and as many live objects woke the cyclic garbage collector.
 """
 
 from __future__ import annotations
