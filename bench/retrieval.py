@@ -2,6 +2,7 @@
 labelled set built here from templates; embedding throughput; float16 recall cost.
 
     .venv/bin/python bench/retrieval.py [--entities 500] [--queries 500] [--json PATH]
+        [--latency-n 100000] [--latency-only] [--modes keyword,semantic,hybrid]
 
 The set (reproducible: ``random.Random(17)``): ``E`` entities with made-up names (three
 random syllables, so neither a dictionary nor a word-embedding knows them). Each entity
@@ -32,6 +33,10 @@ which is faster than a worker and writes the same keys; then p50/p99 of
 ``Reader.search`` per mode over the labelled queries, the reader's matrix cache warm
 (its first, cold load is reported apart). Target: hybrid recall@5 at least keyword's +
 10 points; p99 at most 50 ms per mode. Exit status 0 either way.
+
+``--latency-only`` skips everything but the latency run, and ``--modes`` times only the
+modes named; without semantic or hybrid the vectors are neither embedded nor written (a
+keyword search never reads them), which takes the write from minutes to about 40 s.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -173,24 +178,27 @@ def _fields(event: StoredEvent) -> dict[bytes, bytes]:
             b"data": event.event.model_dump_json().encode()}  # fmt: skip
 
 
-def write_direct(client: Any, owner: str, memories: list[tuple[str, str]]) -> float:
-    """Fold ``memories`` of ``owner`` through the projections' apply path and ``ms_write``;
-    returns the seconds it took."""
+def write_direct(
+    client: Any, owner: str, memories: list[tuple[str, str]], vectors: bool = True
+) -> float:
+    """Fold ``memories`` of ``owner`` through the projections' apply path and ``ms_write``
+    (with the vector projection when ``vectors``); returns the seconds it took."""
     started = time.perf_counter()
     meta: Any = client.hgetall(keys.META)
     pk = keys.Projection(keys.partition(owner, int(meta[b"partitions"])), int(meta[b"version"]))
     now = int(time.time() * 1000)
     settings = Settings()
     ctx = ApplyContext(pk, settings, now)
-    vectors = Vectors()
-    folds = [Episodes(), SearchIndex(), vectors]
+    embed = Vectors()
+    folds = [Episodes(), SearchIndex(), *([embed] if vectors else [])]
     for first in range(0, len(memories), 1000):
         events = []
         for i, (memory_id, text) in enumerate(memories[first : first + 1000], first):
             saved = EpisodeSaved(episode_id=memory_id, task=text, importance=0.5)
             events.append(StoredEvent(owner, f"{now - 60_000}-{i}", saved.TYPE, 1, saved))
         pointers = {e.log_id: Pointer(owner, e.log_id) for e in events}
-        vectors.prepare_batch(settings, pointers, {e.log_id: _fields(e) for e in events})
+        if vectors:
+            embed.prepare_batch(settings, pointers, {e.log_id: _fields(e) for e in events})
         batches = []
         for event in events:
             writes = Writes()
@@ -237,16 +245,29 @@ async def ranks(url: str, labelled: list[tuple[str, str]], mode: SearchMode) -> 
 
 
 async def latency(
-    url: str, owner: str, queries: list[str]
+    url: str, owner: str, queries: list[str], modes: Sequence[SearchMode] = MODES
 ) -> tuple[dict[str, tuple[float, float]], float]:
-    """p50/p99 ms of ``Reader.search`` per mode (the matrix cache warm), and the cold
-    first semantic search (ms) that loads the owner's matrix."""
+    """p50/p99 ms of ``Reader.search`` per mode (the matrix cache warm) and of one
+    pipelined round trip (``HLEN ms:meta``: the baseline, same client, key
+    ``"round trip"``), and the cold first semantic search (ms) that loads the owner's
+    matrix (0 when no mode needs it)."""
     out: dict[str, tuple[float, float]] = {}
     async with AsyncReader.from_url(url) as reader:
         t = time.perf_counter()
-        await reader.search(owner, queries[0], mode="semantic")
-        cold = (time.perf_counter() - t) * 1e3
-        modes: tuple[SearchMode, ...] = ("keyword", "semantic", "hybrid")
+        cold = 0.0
+        if set(modes) - {"keyword"}:
+            await reader.search(owner, queries[0], mode="semantic")
+            cold = (time.perf_counter() - t) * 1e3
+        else:  # the connection and the deployment, as the semantic search warms them
+            await reader.search(owner, queries[0], mode="keyword")
+        lat = []
+        for _ in queries:
+            t = time.perf_counter()
+            pipe = reader.client.pipeline(transaction=False)
+            pipe.hlen(keys.META)
+            await pipe.execute()
+            lat.append((time.perf_counter() - t) * 1e3)
+        out["round trip"] = (percentile(lat, 50), percentile(lat, 99))
         for mode in modes:
             lat = []
             for query in queries:
@@ -284,6 +305,25 @@ def big_corpus(n: int) -> list[tuple[str, str]]:
 def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     rng = random.Random(17)
     memories, labelled = build(rng, args.entities, args.queries)
+    rep = Report(f"retrieval over {len(memories):,} memories, {len(labelled)} labelled queries",
+                 ("mode", "recall@5", "MRR"))  # fmt: skip
+    targets: list[Target] = []
+    with BenchRedis() as server:
+        client = server.client()
+        init(client, partitions=16)
+        if not args.latency_only:
+            targets += recall(server.url, client, memories, labelled, rep)
+        if args.latency_n:
+            targets += timed(server.url, client, args, [x for x, _ in labelled], rep)
+        rep.data["env"] = environment(server.version)
+    return rep, targets
+
+
+def recall(
+    url: str, client: Any, memories: list[tuple[str, str]], labelled: list[tuple[str, str]],
+    rep: Report,
+) -> list[Target]:  # fmt: skip
+    """Recall@5 and MRR per mode, embedding throughput and the storage cost, into ``rep``."""
     ids = [memory_id for memory_id, _ in memories]
     embedder = WordLlamaEmbedder(batch=64)
     started = time.perf_counter()
@@ -291,31 +331,20 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     embed_s = time.perf_counter() - started
     q = embedder.embed([query for query, _ in labelled])
     vectors16 = vectors32.astype(np.float16).astype(np.float32)
-    with BenchRedis() as server:
-        client = server.client()
-        init(client, partitions=16)
-        base_rate = asyncio.run(worker_load(server.url, memories, "none"))
-        client.flushall()
-        init(client, partitions=16)
-        vec_rate = asyncio.run(worker_load(server.url, memories, "wordllama"))
-        found = {mode: asyncio.run(ranks(server.url, labelled, mode)) for mode in MODES}
-        lat: dict[str, tuple[float, float]] = {}
-        cold = write_s = 0.0
-        if args.latency_n:
-            write_s = write_direct(client, "agent.big", big_corpus(args.latency_n))
-            lat, cold = asyncio.run(latency(server.url, "agent.big", [x for x, _ in labelled]))
-        env = environment(server.version)
+    base_rate = asyncio.run(worker_load(url, memories, "none"))
+    client.flushall()
+    init(client, partitions=16)
+    vec_rate = asyncio.run(worker_load(url, memories, "wordllama"))
+    found = {mode: asyncio.run(ranks(url, labelled, mode)) for mode in MODES}
     semantic32 = semantic_ranks(vectors32, ids, q)
     semantic16 = semantic_ranks(vectors16, ids, q)
-    rep = Report(f"retrieval over {len(memories):,} memories, {len(labelled)} labelled queries",
-                 ("mode", "recall@5", "MRR"))  # fmt: skip
     results = {}
     modes = [*found.items(), ("semantic float32 (in process)", semantic32),
              ("semantic float16 (in process)", semantic16)]  # fmt: skip
     for name, ranking in modes:
-        recall, mrr = quality(ranking, labelled)
-        results[name] = {"recall@5": recall, "mrr": mrr}
-        rep.row(name, f"{recall:.3f}", f"{mrr:.3f}")
+        score, mrr = quality(ranking, labelled)
+        results[name] = {"recall@5": score, "mrr": mrr}
+        rep.row(name, f"{score:.3f}", f"{mrr:.3f}")
     agree8, agree16 = overlap(found["semantic"], semantic32), overlap(semantic16, semantic32)
     rate = len(memories) / embed_s
     rep.notes.append(
@@ -325,26 +354,47 @@ def run(args: argparse.Namespace) -> tuple[Report, list[Target]]:
     )
     rep.notes.append(f"top-10 overlap with float32: stored int8+scale {agree8:.4f}, "
                      f"float16 {agree16:.4f}")  # fmt: skip
-    rep.data = {"results": results, "embed_per_s": rate, "worker_per_s": vec_rate,
-                "worker_none_per_s": base_rate, "i8_top10_overlap": agree8,
-                "f16_top10_overlap": agree16, "env": env}  # fmt: skip
-    targets = []
-    if args.latency_n:
-        for mode, (p50, p99) in lat.items():
-            rep.notes.append(f"{mode} search over {args.latency_n:,} memories of one owner: "
-                             f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")  # fmt: skip
-            targets.append(
-                Target(f"{mode} p99 ms at {args.latency_n:,}", p99, 50.0, at_least=False)
-            )
-        rep.notes.append(
-            f"first semantic search (loads the matrix): {cold:.0f} ms; "
-            f"writing the {args.latency_n:,} directly: {write_s:.1f} s"
-        )
-        per_mode = {m: {"p50": a, "p99": b} for m, (a, b) in lat.items()}
-        rep.data["latency_ms"] = {"n": args.latency_n, "cold": cold, **per_mode}
+    rep.data.update({"results": results, "embed_per_s": rate, "worker_per_s": vec_rate,
+                     "worker_none_per_s": base_rate, "i8_top10_overlap": agree8,
+                     "f16_top10_overlap": agree16})  # fmt: skip
     gain = results["hybrid"]["recall@5"] - results["keyword"]["recall@5"]
-    return rep, [Target("hybrid - keyword recall@5 (points)", gain * 100, 10.0, at_least=True),
-                 *targets]  # fmt: skip
+    return [Target("hybrid - keyword recall@5 (points)", gain * 100, 10.0, at_least=True)]
+
+
+def timed(
+    url: str, client: Any, args: argparse.Namespace, queries: list[str], rep: Report
+) -> list[Target]:
+    """The latency run over ``args.latency_n`` memories of one more owner, into ``rep``."""
+    modes: list[SearchMode] = args.modes
+    vectors = bool(set(modes) - {"keyword"})
+    write_s = write_direct(client, "agent.big", big_corpus(args.latency_n), vectors)
+    lat, cold = asyncio.run(latency(url, "agent.big", queries, modes))
+    targets = []
+    for mode, (p50, p99) in lat.items():
+        if mode not in MODES:
+            rep.notes.append(f"one round trip (HLEN), same client: p50 {p50:.3f} ms, "
+                             f"p99 {p99:.3f} ms")  # fmt: skip
+            continue
+        rep.notes.append(f"{mode} search over {args.latency_n:,} memories of one owner: "
+                         f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({p50 / lat['round trip'][0]:.0f} "
+                         "round trips at p50)")  # fmt: skip
+        targets.append(Target(f"{mode} p99 ms at {args.latency_n:,}", p99, 50.0, at_least=False))
+    rep.notes.append(
+        f"first semantic search (loads the matrix): {cold:.0f} ms; "
+        f"writing the {args.latency_n:,} directly ({'with' if vectors else 'without'} "
+        f"vectors): {write_s:.1f} s"
+    )
+    per_mode = {m: {"p50": a, "p99": b} for m, (a, b) in lat.items()}
+    rep.data["latency_ms"] = {"n": args.latency_n, "cold": cold, "write_s": write_s, **per_mode}
+    return targets
+
+
+def _modes(text: str) -> list[SearchMode]:
+    chosen = [m.strip() for m in text.split(",") if m.strip()]
+    for mode in chosen:
+        if mode not in MODES:
+            raise argparse.ArgumentTypeError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    return cast(list[SearchMode], chosen)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -353,6 +403,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=500, help="labelled queries")
     parser.add_argument("--latency-n", type=int, default=100_000,
                         help="vectors for the semantic latency run (0: skip)")  # fmt: skip
+    parser.add_argument("--latency-only", action="store_true",
+                        help="skip the recall part: only the latency run")  # fmt: skip
+    parser.add_argument("--modes", type=_modes, default=list(MODES),
+                        help="modes the latency run times, comma-separated")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     return parser.parse_args(argv)
 

@@ -6,6 +6,10 @@ One search is three pipelined round trips whatever the corpus size: (1) the newe
 live document count and the length counters, for the owner and each shared namespace;
 (2) the metadata of every candidate, which drops postings of deleted, expired or
 superseded versions (no ghost hits); (3) the bodies of the page's hits.
+
+Scoring makes no object per candidate and keeps only the hits that can still make the
+page (docs/search.md, "How the reader scores"): a 100,000-memory owner gives thousands of
+candidates a search, and as many live objects woke the cyclic garbage collector.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import msgpack
@@ -43,6 +48,11 @@ MAX_QUERY_TOKENS = 32
 DIGITS = 9
 """Scores are compared rounded to 9 decimals, then by owner and item: a deterministic
 order that a reference implementation can reproduce exactly."""
+SLACK = 1e-6
+"""A hit is skipped unscored only when its bound misses the page's floor by more than
+this: far above the rounding to 9 decimals and the floating-point error of the bound."""
+Hit = tuple[float, str, str]
+"""(score, owner, ``<kind>:<id>``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +69,6 @@ class Scope:
 
     owner: str
     pk: keys.Projection
-
-
-@dataclass(slots=True)
-class Candidate:
-    owner: str
-    ref: bytes
-    tfs: dict[str, int] = field(default_factory=dict)
-    expiry: dict[str, int] = field(default_factory=dict)
-    meta: list[Any] | None = None
 
 
 def check_filters(
@@ -136,6 +137,32 @@ def decode_cursor(cursor: str, fp: str) -> tuple[int, tuple[float, str, str]]:
 
 
 @dataclass(slots=True)
+class Postings:
+    """One scope's candidates: per query word with postings, ``<kind>:<id>`` -> posting
+    score (expiry * TF_SCALE + tf), and their union, whose metadata is read."""
+
+    scope: Scope
+    lists: list[tuple[str, dict[bytes, int]]]
+    refs: list[bytes]
+
+
+@dataclass(slots=True)
+class Live:
+    """The live candidates of one scope that pass the filters, as parallel lists of plain
+    numbers: no container per candidate, because thousands of them alive at once wake
+    the cyclic garbage collector, whose full passes (tens of ms) were the search's p99."""
+
+    postings: Postings
+    index: dict[bytes, int] = field(default_factory=dict)
+    """ref -> its position in the lists below."""
+    refs: list[bytes] = field(default_factory=list)
+    exps: list[int] = field(default_factory=list)
+    lens: list[int] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class SearchPlan:
     """One search: its scope, words, filters and page; builds the three stages."""
 
@@ -150,13 +177,14 @@ class SearchPlan:
     as_of_ms: int = 0
     """Recency is scored as of the first page's time, so that later pages rank with the
     very same scores (liveness still uses the current time)."""
-    keep_ranked: bool = False
-    """Stop after ranking: the result is ``{"ranked": [(score, owner, ref, candidate)]}``,
-    every filtered hit unpaged (hybrid search fuses it with the semantic ranking)."""
+    keep_ranked: int = 0
+    """When positive, stop after ranking: the result is ``{"ranked": [(score, owner,
+    ref)]}``, the best ``keep_ranked`` filtered hits in order, unpaged (hybrid search
+    fuses them with the semantic ranking)."""
     n_docs: int = 0
     avgdl: float = 1.0
     truncated: dict[tuple[str, str], int] = field(default_factory=dict)
-    cands: list[Candidate] = field(default_factory=list)
+    postings: list[Postings] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.fp = _fingerprint(self.words, self.filters, [s.owner for s in self.scopes])
@@ -178,111 +206,152 @@ class SearchPlan:
         return Query(commands, self._postings)
 
     def _postings(self, replies: list[Any]) -> Query[dict[str, Any]]:
-        # Hot path (thousands of postings): plain dicts and bytes, no per-posting objects.
         docs = length = 0
         i = 0
         metas: list[tuple[Any, ...]] = []
         for s in self.scopes:
-            found: dict[bytes, Candidate] = {}
+            lists = []
             for w in self.words:
                 flat, live = replies[i], int(replies[i + 1])
                 i += 2
-                for member, score in zip(flat[0::2], flat[1::2], strict=True):
-                    sc = int(float(score))
-                    c = found.get(member)
-                    if c is None:
-                        c = found[member] = Candidate(s.owner, member)
-                    c.tfs[w] = sc % TF_SCALE
-                    c.expiry[w] = sc // TF_SCALE
+                if flat:  # scores are exact integers sent as doubles
+                    scores = map(int, map(float, flat[1::2]))
+                    lists.append((w, dict(zip(flat[0::2], scores, strict=True))))
                 if len(flat) // 2 < live:
                     self.truncated[(s.owner, w)] = live
             self.n_docs += int(replies[i])
             docs += int(replies[i + 1][0] or 0)
             length += int(replies[i + 1][1] or 0)
             i += 2
-            if found:
-                self.cands += found.values()
-                metas.append(("HMGET", meta_key(s.pk, s.owner), *found))
+            if lists:
+                refs = list(dict.fromkeys(chain.from_iterable(post for _, post in lists)))
+                self.postings.append(Postings(s, lists, refs))
+                metas.append(("HMGET", meta_key(s.pk, s.owner), *refs))
         self.avgdl = length / docs if docs else 1.0
         return Query(metas, self._with_meta)
 
     def _with_meta(self, replies: list[Any]) -> dict[str, Any] | Query[dict[str, Any]]:
-        now = self.now_ms
-        values = [v for reply in replies for v in reply]
-        for c, raw in zip(self.cands, values, strict=True):
-            if raw is not None:
-                meta = msgpack.unpackb(raw[VERSION_LEN:])  # a tombstone unpacks to None
-                if meta is not None and meta[3] > now:
-                    c.meta = meta
-        if self.keep_ranked:
-            return {"ranked": self._ranked()}
-        return self._page()
-
-    def _idf(self) -> dict[str, float]:
-        """Document frequencies over live versions only: postings of deleted, expired or
-        superseded versions are not counted (a truncated list counts its live postings)."""
-        counted: dict[tuple[str, str], int] = {}
-        for c in self.cands:
-            if c.meta is not None:
-                exp = c.meta[3]
-                for w, posted in c.expiry.items():
-                    if posted == exp:  # a posting of the live version, not an older one
-                        counted[(c.owner, w)] = counted.get((c.owner, w), 0) + 1
+        lives, counted = self._live(replies)
         counted.update(self.truncated)
         df: dict[str, int] = {}
         for (_, w), n in counted.items():
             df[w] = df.get(w, 0) + n
-        return {w: idf_of(self.n_docs, n) for w, n in df.items()}
+        idf = {w: idf_of(self.n_docs, n) for w, n in df.items()}
+        k = self.keep_ranked or self.limit + 1
+        total, best = self._best(lives, idf, k)
+        if self.keep_ranked:
+            return {"ranked": best}
+        return self._page(total, best)
 
-    def _ranked(self) -> list[tuple[float, str, str, Candidate]]:
-        idf, avgdl, as_of, f = self._idf(), self.avgdl, self.as_of_ms, self.filters
+    def _live(self, replies: list[Any]) -> tuple[list[Live], dict[tuple[str, str], int]]:
+        """The live candidates that pass the filters, and the document frequency of each
+        (owner, word) whose postings were all read: live versions only, whatever the
+        filters (postings of deleted, expired or superseded versions are not counted)."""
+        now, f = self.now_ms, self.filters
         plain = f == Filters(types=f.types) and set(f.types) == set(KINDS)
-        ranked = []
-        for c in self.cands:
-            m = c.meta
-            if m is None or not (plain or _passes(m, f)):
-                continue
-            _, _, ts, exp, dl, importance = m[:6]
-            norm = K1 * (1 - B + B * dl / avgdl)
-            base = 0.0
-            expiry = c.expiry
-            for w, tf in c.tfs.items():
-                if expiry[w] == exp:  # the same arithmetic as bm25(), inlined for speed
-                    base += idf[w] * tf * (K1 + 1) / (tf + norm)
-            if base > 0:
-                score = round(base * boost(importance, ts, as_of), DIGITS)
-                ranked.append((score, c.owner, c.ref.decode(), c))
-        return ranked
+        lives, counted = [], {}
+        for p, values in zip(self.postings, replies, strict=True):
+            owner = p.scope.owner
+            live = Live(p)
+            versions: dict[bytes, int] = {}  # ref -> expiry of its live version
+            for ref, raw in zip(p.refs, values, strict=True):
+                if raw is None:
+                    continue
+                meta = msgpack.unpackb(raw[VERSION_LEN:])  # a tombstone unpacks to None
+                if meta is None or meta[3] <= now:
+                    continue
+                versions[ref] = meta[3]
+                if plain or _passes(meta, f):
+                    live.index[ref] = len(live.refs)
+                    live.refs.append(ref)
+                    live.exps.append(meta[3])
+                    live.times.append(meta[2])
+                    live.lens.append(meta[4])
+                    live.weights.append(meta[5])
+            for w, post in p.lists:
+                if (owner, w) not in self.truncated:
+                    n = 0
+                    for ref, sc in post.items():
+                        if versions.get(ref) == sc // TF_SCALE:  # a posting of the live version
+                            n += 1
+                    counted[(owner, w)] = n
+            lives.append(live)
+        return lives, counted
 
-    def _page(self) -> Query[dict[str, Any]]:
-        ranked = self._ranked()
-        total = len(ranked)
-        if self.after is not None:
-            a = self.after
-            ranked = [t for t in ranked if (-t[0], t[1], t[2]) > (-a[0], a[1], a[2])]
-        # Only the page (and one more, to know there is a next page) needs ordering.
-        page = heapq.nsmallest(self.limit + 1, ranked, key=lambda t: (-t[0], t[1], t[2]))
-        more = len(page) > self.limit
-        page = page[: self.limit]
-        nxt = encode_cursor(self.fp, self.as_of_ms, page[-1][:3]) if more and page else None
+    def _best(self, lives: list[Live], idf: dict[str, float], k: int) -> tuple[int, list[Hit]]:
+        """The number of hits, and the ``k`` best after the cursor, in order.
+
+        Only a hit that can still make the ``k`` best is kept as a tuple: the running
+        k-th best score is a floor that rises as hits are scored."""
+        avgdl, as_of, after = self.avgdl, self.as_of_ms, self.after
+        total = 0
+        floor: list[float] = []  # the k best scores so far (a min-heap)
+        kept: list[tuple[float, str, bytes]] = []
+        for live in lives:
+            owner = live.postings.scope.owner
+            index, exps = live.index, live.exps
+            norms = [K1 * (1 - B + B * dl / avgdl) for dl in live.lens]
+            # Word by word, in the query's word order: each hit sums its terms in the
+            # same order as bm25() would, and each posting is looked at once.
+            bases = [0.0] * len(norms)
+            for w, post in live.postings.lists:
+                weight = idf[w]
+                for ref, sc in post.items():
+                    j = index.get(ref)
+                    if j is not None and exps[j] == sc // TF_SCALE:  # the live version's
+                        tf = sc % TF_SCALE  # the same arithmetic as bm25(), inlined
+                        bases[j] += weight * tf * (K1 + 1) / (tf + norms[j])
+            for j, base in enumerate(bases):
+                if base <= 0:
+                    continue
+                total += 1
+                imp = live.weights[j]
+                # Recency boosts at most x1.5: if even that misses the page, skip the pow.
+                cap = base * ((1 + W_IMPORTANCE * imp) * (1 + W_RECENCY))
+                if len(floor) == k and imp >= 0 and cap + SLACK < floor[0]:
+                    continue
+                score = round(base * boost(imp, live.times[j], as_of), DIGITS)
+                if after is not None and (
+                    score > after[0]
+                    or (score == after[0] and (owner, live.refs[j].decode()) <= after[1:])
+                ):
+                    continue  # on an earlier page
+                if len(floor) < k:
+                    heapq.heappush(floor, score)
+                elif score < floor[0]:
+                    continue
+                elif score > floor[0]:
+                    heapq.heapreplace(floor, score)
+                kept.append((score, owner, live.refs[j]))
+        least = floor[0] if len(floor) == k else -math.inf
+        best = heapq.nsmallest(k, (t for t in kept if t[0] >= least), key=_order)
+        return total, [(score, owner, ref.decode()) for score, owner, ref in best]
+
+    def _page(self, total: int, best: list[Hit]) -> Query[dict[str, Any]]:
+        more = len(best) > self.limit
+        page = best[: self.limit]
+        nxt = encode_cursor(self.fp, self.as_of_ms, page[-1]) if more and page else None
         pks = {s.owner: s.pk for s in self.scopes}
-        commands = []
-        for _, owner, _, c in page:
-            assert c.meta is not None
-            commands.append(("HGET", item_key(pks[owner], owner, c.meta[0], c.meta[1]), "doc"))
+        refs = [(owner, *ref.split(":", 1)) for _, owner, ref in page]
+        commands = [("HGET", item_key(pks[o], o, kind, i), "doc") for o, kind, i in refs]
 
         def bodies(replies: list[Any]) -> dict[str, Any]:
             hits = []
-            for (score, owner, _, c), raw in zip(page, replies, strict=True):
-                assert c.meta is not None
+            for (score, _, _), (owner, kind, item_id), raw in zip(page, refs, replies, strict=True):
                 log_id, body = split_versioned(raw) if raw is not None else ("", None)
                 if body is None:
                     continue  # deleted or expired between the round trips
-                hits.append({"owner": owner, "type": c.meta[0], "id": c.meta[1],
+                hits.append({"owner": owner, "type": kind, "id": item_id,
                              "score": score, "log_id": log_id, "item": body})  # fmt: skip
             return {"hits": hits, "cursor": nxt, "total": total, "as_of_ms": self.as_of_ms}
 
         return Query(commands, bodies)
+
+
+def _order(hit: tuple[float, str, bytes]) -> tuple[float, str, bytes]:
+    """Best first; ties by owner, then ``<kind>:<id>`` (its UTF-8 bytes sort as the
+    text does)."""
+    return -hit[0], hit[1], hit[2]
 
 
 def _passes(meta: list[Any], f: Filters) -> bool:

@@ -204,10 +204,9 @@ async def _keyword(r: AsyncRunner, q: Request, cursor: str | None) -> dict[str, 
 
 
 async def _hybrid(r: AsyncRunner, q: Request, ranking: SemanticRanking, as_of: int) -> list[Hit]:
-    plan = SearchPlan(q.scopes, q.words, q.filters, 1, q.now_ms, keep_ranked=True)
+    plan = SearchPlan(q.scopes, q.words, q.filters, 1, q.now_ms, keep_ranked=DEPTH)
     plan.as_of_ms = as_of  # later pages score recency as the first one did
-    ranked: list[Any] = (await r.run(plan.query()))["ranked"] if q.words else []
-    keyword = heapq.nsmallest(DEPTH, [t[:3] for t in ranked], key=_key)
+    keyword: list[Hit] = (await r.run(plan.query()))["ranked"] if q.words else []
     return _fuse(keyword, await _filtered(r, q, ranking, DEPTH))
 
 
