@@ -36,8 +36,9 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "EXPATF": (1, 3),
     "SESSEXP": (1, 2, 4),
     "SESSEXPD": (1, 2, 4),
-    "VFLOOR": (1, 2, 3, 5),
+    "VFLOOR": (1, 2, 3, 4, 6, 8),
     "VEXT": (1, 2, 3),
+    "VTTL": (1, 2, 3, 4),
     "VCHG": (1, 2),
     "DEL": (1,),
     "XADD": (1,),
@@ -168,10 +169,15 @@ class Writes:
         newest write is the highest version among the values."""
         self.ops.append(("SESSEXPD", key, chosen[0], chosen[1], floor[0], floor[1], default_ms))
 
-    def vector_floor(self, vkeys: tuple[str, str, str], ref: str, floor: tuple[str, str]) -> None:
-        """Raise the vector ``ref`` just written in ``vkeys`` (hash, live set, meta) to
-        expire no earlier than the ``floor`` field (13-digit ms), keys included."""
-        self.ops.append(("VFLOOR", *vkeys, ref, floor[0], floor[1]))
+    def vector_floor(
+        self, vkeys: tuple[str, str, str, str], ref: str, floor: tuple[str, str],
+        choice: tuple[str, str],
+    ) -> None:  # fmt: skip
+        """Raise the vector ``ref`` just written in ``vkeys`` (hash, live set, meta, change
+        stream) to expire no earlier than the ``floor`` field (13-digit ms), nor than its
+        version's ms + the ``choice`` field (the longest TTL its session chose, 13-digit
+        ms), keys included."""
+        self.ops.append(("VFLOOR", *vkeys, ref, floor[0], floor[1], choice[0], choice[1]))
 
     def vector_extend(
         self, vkeys: tuple[str, str, str], prefix: str, at_ms: int, count_field: str
@@ -179,6 +185,14 @@ class Writes:
         """Raise every live vector in ``vkeys`` whose id starts with ``prefix`` to expire
         no earlier than ``at_ms``, and count it in the meta hash's ``count_field``."""
         self.ops.append(("VEXT", *vkeys, prefix, int(at_ms), count_field))
+
+    def vector_ttl(
+        self, vkeys: tuple[str, str, str, str], prefix: str, ttl_ms: int, count_field: str
+    ) -> None:
+        """Raise every live vector in ``vkeys`` (hash, live set, meta, change stream) whose
+        id starts with ``prefix`` to expire no earlier than its version's ms + ``ttl_ms``,
+        and count it in the meta hash's ``count_field``."""
+        self.ops.append(("VTTL", *vkeys, prefix, int(ttl_ms), count_field))
 
     def vector_change(
         self, ckey: str, hkey: str, cap: int, change: tuple[str, str], version: str
@@ -277,7 +291,10 @@ _ARG_RULES: dict[str, tuple[Any, ...]] = {
     "EXPATF": (_key, lambda v: _int(v, 0), _key, _text),
     "SESSEXP": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
     "SESSEXPD": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
-    "VFLOOR": (_key, _key, _key, _text, _key, _text),
+    "VFLOOR": (_key, _key, _key, _key, lambda v: _text(v) and len(v) > VERSION_LEN, _key,
+               _text, _key, _text),
+    "VTTL": (_key, _key, _key, _key, lambda v: _text(v) and len(v) > 0,
+             lambda v: _int(v, 1), _text),
     "VEXT": (_key, _key, _key, lambda v: _text(v) and len(v) > 0, lambda v: _int(v, 0), _text),
     "VCHG": (_key, _key, lambda v: _int(v, 1, MAX_CAP), lambda v: v in ("r", "x"), _text, _ver),
     "DEL": (_key,),

@@ -18,6 +18,9 @@ Keys (all per owner, so forget's owner scan and replay's rebuild find them):
   refs after the last entry it has (:mod:`.vector_index`). Not state but a log of apply
   order: its ids and trimming follow delivery, its entries (one per applied write, the
   gate makes it exactly once) do not.
+- ``vmax:<session>`` in the history's ``sttl:<owner>``: the longest TTL the session chose
+  beyond ``history_ttl_s`` (:func:`longest_choice`), which message vectors live to from
+  their own time (``VFLOOR``, ``VTTL``; docs/ttl.md).
 
 ``<space>`` is a digest of the embedder's name and dimension: vectors of two embedders
 never share a key, so spaces never mix. A reader whose embedder differs from the one the
@@ -43,14 +46,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from memstream.producers import keys
 from memstream.producers.codec import DecodeError
 from memstream.producers.entry import StoredEvent, decode_entry
+from memstream.producers.events import SessionStarted, SessionTtlSet
 from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 
 from .base import ApplyContext, Projection
 from .codec import pack
+from .history import ttl_choice
 from .history import ttl_floor as history_floor
-from .items import expiry_ms, item_of, ttl_of
+from .items import NEVER_S, expiry_ms, item_of, ttl_of
 from .ops import Writes, sortable
 from .vector_codec import TOMBSTONE, encode
 
@@ -131,7 +136,12 @@ class Vectors(Projection):
 
     name: ClassVar[str] = "vectors"
     key_names: ClassVar[frozenset[str]] = frozenset({"vec", "vec_t", "vec_meta", "vec_c"})
-    handles: ClassVar[frozenset[str]] = ITEM_TYPES | {MessageAppended.TYPE, TtlExtended.TYPE}
+    handles: ClassVar[frozenset[str]] = ITEM_TYPES | {
+        MessageAppended.TYPE,
+        TtlExtended.TYPE,
+        SessionStarted.TYPE,
+        SessionTtlSet.TYPE,
+    }
 
     def __init__(self, embedder: Embedder | None = None) -> None:
         self._embedder = embedder
@@ -198,8 +208,9 @@ class Vectors(Projection):
         return found if found is not None else embedder.embed([text])[0]
 
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
-        if isinstance(event.event, MessageAppended | TtlExtended) and not (
-            ctx.settings.embed_messages
+        if (
+            isinstance(event.event, MessageAppended | TtlExtended | SessionStarted | SessionTtlSet)
+            and not ctx.settings.embed_messages
         ):
             return
         embedder = self.embedder(ctx.settings)
@@ -211,6 +222,9 @@ class Vectors(Projection):
             return
         if isinstance(event.event, TtlExtended):
             _extend_messages(event, event.event.seconds, ctx, writes, space)
+            return
+        if isinstance(event.event, SessionStarted | SessionTtlSet):
+            _choose_messages(event, event.event.ttl_s, ctx, writes, space)
             return
         item = item_of(event)
         if item is None:
@@ -238,11 +252,11 @@ class Vectors(Projection):
         payload = encode(self._vector(embedder, event, text), expiry_ms(event.ts_ms, ttl))
         self._write(event, ctx, writes, embedder=embedder, space=space, kind=MESSAGE, ref=ref,
                     payload=payload, ttl=ttl)  # fmt: skip
-        if ttl is not None:  # without a TTL a vector never expires: no floor to apply
-            floor = history_floor(ctx.keys, event.owner, event.session)
-            writes.vector_floor(_message_keys(ctx.keys, event.owner, space), ref, floor)
-            ck = change_key(ctx.keys, event.owner, space, MESSAGE)
-            writes.expire_at_floor(ck, expiry_ms(event.ts_ms, ttl), floor)
+        if ttl is not None:  # without a TTL a vector never expires: nothing to raise
+            pk, session = ctx.keys, event.session
+            writes.vector_floor(_message_keys(pk, event.owner, space), ref,
+                                history_floor(pk, event.owner, session),
+                                longest_choice(pk, event.owner, session))  # fmt: skip
 
     @staticmethod
     def _write(
@@ -282,16 +296,64 @@ def _extend_messages(
         return
     writes.extend_to([], at, history_floor(pk, owner, session))
     prefix = message_ref(session, "")
-    writes.vector_extend(_message_keys(pk, owner, space), prefix, at, f"n:{space}")
+    writes.vector_extend(_message_keys(pk, owner, space)[:3], prefix, at, f"n:{space}")
     ck, vk = change_key(pk, owner, space, MESSAGE), vector_key(pk, owner, space, MESSAGE)
     # the entry of the count VEXT adds to n:<space>
     writes.vector_change(ck, vk, CHANGES_CAP, ("x", prefix), sortable(event.log_id))
     writes.expire_at(ck, at)
 
 
-def _message_keys(pk: keys.Projection, owner: str, space: str) -> tuple[str, str, str]:
+NEVER_MS = NEVER_S * 1000
+"""A chosen TTL of "never" (0) as vectors store no expiry: ``ts + NEVER_S``, as
+:func:`.items.expiry_ms` gives a type without a TTL."""
+
+
+def longest_choice(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
+    """Field (13-digit ms, ``HMAX``) of the longest TTL ``session`` chose that is longer
+    than the deployment's ``history_ttl_s``, next to the session's choice (``sttl``): a
+    max over every choice, not the last one (LWW), so the raises it drives are order-free.
+    ``:`` is in no session id (message refs are split on it), so it names no session."""
+    return ttl_choice(pk, owner, session)[0], f"vmax:{session}"
+
+
+def _choose_messages(
+    event: StoredEvent, ttl_s: int | None, ctx: ApplyContext, writes: Writes, space: str
+) -> None:
+    """A session chose a TTL (``session.started``/``session.ttl_set``): its history lives
+    that long after its newest message, so its message vectors must not be pruned at
+    ``ts + history_ttl_s`` (docs/ttl.md). The stored expiry need only be an upper bound
+    (semantic search also checks the history key), so it is only raised: every vector of
+    the session to its own time + the longest choice, now (``VTTL``) and at later writes
+    (``VFLOOR`` reads the field). A shorter choice, or back to the default, lowers
+    nothing: the history's expiry hides the vectors."""
+    default, session = ctx.settings.history_ttl_s, event.session
+    if session is None or ttl_s is None or default is None:
+        return  # no choice, or vectors without a stored expiry: nothing to raise
+    ttl_ms = NEVER_MS if ttl_s == 0 else min(ttl_s * 1000, NEVER_MS)
+    if ttl_ms <= default * 1000:
+        return
+    pk, owner, version = ctx.keys, event.owner, sortable(event.log_id)
+    at = int(version[:13]) + ttl_ms
+    if at <= ctx.now_ms:
+        # All or nothing, so every order agrees: a choice whose own time + TTL has passed
+        # raises no vector (as an extension already past does not).
+        return
+    choice = longest_choice(pk, owner, session)
+    writes.hmax(choice[0], choice[1], f"{ttl_ms:013d}")
+    prefix = message_ref(session, "")
+    ck, vk = change_key(pk, owner, space, MESSAGE), vector_key(pk, owner, space, MESSAGE)
+    writes.vector_ttl(_message_keys(pk, owner, space), prefix, ttl_ms, f"n:{space}")
+    # the entry of the count VTTL adds to n:<space>
+    writes.vector_change(ck, vk, CHANGES_CAP, ("x", prefix), version)
+    # Keys VTTL or VCHG may create (the count, the stream) get the life a vector of this
+    # time would: the same in every order, since each choice runs once whatever came first.
+    writes.expire_at(meta_key(pk, owner, MESSAGE), at)
+    writes.expire_at(ck, at)
+
+
+def _message_keys(pk: keys.Projection, owner: str, space: str) -> tuple[str, str, str, str]:
     return (vector_key(pk, owner, space, MESSAGE), live_key(pk, owner, space, MESSAGE),
-            meta_key(pk, owner, MESSAGE))  # fmt: skip
+            meta_key(pk, owner, MESSAGE), change_key(pk, owner, space, MESSAGE))  # fmt: skip
 
 
 def batching(projections: Sequence[Projection]) -> list[Vectors]:

@@ -330,7 +330,10 @@ OPS.SESSEXPD = defer_session_expiry
 -- (int64 ms, little-endian, after the version) and as their live-set score. A session's
 -- `ttl.extended` must reach them in any order: VFLOOR raises a vector just written to
 -- the session's floor, VEXT raises every vector of the session when an extension comes.
--- Both only raise (max), so they commute with each other and with the writes.
+-- A session's chosen TTL longer than the default must too (docs/ttl.md): VFLOOR also
+-- raises a vector to its own time + the longest TTL the session chose so far, VTTL every
+-- vector of the session when a choice comes. All only raise (max), so they commute with
+-- each other and with the writes.
 local function raise_vector(hk, zk, field, value, at)
   if #value < VERSION_LEN + 12 then
     return  -- a tombstone
@@ -342,19 +345,31 @@ local function raise_vector(hk, zk, field, value, at)
   end
 end
 
-local function extend_keys(keys, op, at)
-  for i = 2, 4 do
+local function extend_keys(keys, op, at, last)
+  for i = 2, last do
     OPS.EXPAT(keys, {'EXPAT', op[i], at})
   end
 end
 
--- VFLOOR hkey zkey metakey field floor_key floor_field
+-- The time a message vector `<session>:<version>` lives to under a chosen TTL: its
+-- version's ms (the log time SESSEXP counts the history's life from) + `ttl` ms.
+local function chosen_at(field, ttl)
+  return (tonumber(string.sub(field, -VERSION_LEN, -12)) or 0) + ttl
+end
+
+-- VFLOOR hkey zkey metakey ckey field floor_key floor_field choice_key choice_field: the
+-- choice field holds the longest TTL (13-digit ms) the session chose (HMAX), absent if
+-- none was longer than the default.
 OPS.VFLOOR = function(keys, op)
-  local floor = tonumber(redis.call('HGET', keys[op[6]], op[7]) or '0') or 0
-  local value = floor > 0 and redis.call('HGET', keys[op[2]], op[5])
+  local at = tonumber(redis.call('HGET', keys[op[7]], op[8]) or '0') or 0
+  local ttl = tonumber(redis.call('HGET', keys[op[9]], op[10]) or '0') or 0
+  if ttl > 0 then
+    at = math.max(at, chosen_at(op[6], ttl))
+  end
+  local value = at > 0 and redis.call('HGET', keys[op[2]], op[6])
   if value then
-    raise_vector(keys[op[2]], keys[op[3]], op[5], value, floor)
-    extend_keys(keys, op, floor)
+    raise_vector(keys[op[2]], keys[op[3]], op[6], value, at)
+    extend_keys(keys, op, at, 5)
   end
 end
 
@@ -373,7 +388,33 @@ OPS.VEXT = function(keys, op)
     end
   end
   redis.call('HINCRBY', keys[op[4]], op[7], 1)
-  extend_keys(keys, op, at)
+  extend_keys(keys, op, at, 4)
+end
+
+-- VTTL hkey zkey metakey ckey prefix ttl count_field: a session chose a TTL (`ttl` ms)
+-- longer than the default: every live vector whose id starts with `prefix` lives to its
+-- own version's ms + ttl at least, and the keys to the latest of those. Each vector has
+-- its own time, so the whole live set is read (no score bound): one pass per choice,
+-- only for choices longer than the default. Counted as VEXT is, whatever changed.
+OPS.VTTL = function(keys, op)
+  local hk, zk, prefix, ttl = keys[op[2]], keys[op[3]], op[6], tonumber(op[7])
+  local last = 0
+  for _, field in ipairs(redis.call('ZRANGE', zk, 0, -1)) do
+    if string.sub(field, 1, #prefix) == prefix then
+      local value = redis.call('HGET', hk, field)
+      if value then
+        local at = chosen_at(field, ttl)
+        raise_vector(hk, zk, field, value, at)
+        last = math.max(last, at)
+      end
+    end
+  end
+  -- Extended before the count: a key made only now (the count, the change stream) gets
+  -- its life from the caller (a time of this choice), never one already past.
+  if last > 0 then
+    extend_keys(keys, op, last, 5)
+  end
+  redis.call('HINCRBY', keys[op[4]], op[8], 1)
 end
 
 -- VCHG ckey hkey cap what ref version: one change of the vector hash `hkey`, as the
@@ -690,12 +731,18 @@ end
 CHECK.SESSEXPD = CHECK.SESSEXP
 KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = KEY_ARGS.SESSEXP, ARITY.SESSEXP
 
-CHECK.VFLOOR = function(op) return is_str(op[5]) and is_str(op[7]) end
+CHECK.VFLOOR = function(op)
+  return is_str(op[6]) and #op[6] > VERSION_LEN and is_str(op[8]) and is_str(op[10])
+end
 CHECK.VEXT = function(op)
   return is_str(op[5]) and #op[5] > 0 and is_int(op[6], 0, MAX_INT) and is_str(op[7])
 end
-KEY_ARGS.VFLOOR, ARITY.VFLOOR = {2, 3, 4, 6}, 7
+CHECK.VTTL = function(op)
+  return is_str(op[6]) and #op[6] > 0 and is_int(op[7], 1, MAX_INT) and is_str(op[8])
+end
+KEY_ARGS.VFLOOR, ARITY.VFLOOR = {2, 3, 4, 5, 7, 9}, 10
 KEY_ARGS.VEXT, ARITY.VEXT = {2, 3, 4}, 7
+KEY_ARGS.VTTL, ARITY.VTTL = {2, 3, 4, 5}, 8
 CHECK.VCHG = function(op)
   return is_int(op[4], 1, 2147483647) and (op[5] == 'r' or op[5] == 'x') and is_str(op[6])
     and is_ver(op[7])
