@@ -13,7 +13,8 @@ Convergent and replay-safe because the history key's existence is: its expiry is
 computed from order-free merged state, and a session whose computed time has passed is
 dropped at once, in a live run and in a replay alike, so a replay never brings its
 vectors back. The vector's own stored expiry (``ts + history_ttl_s``, raised by
-extensions) still bounds it: it is when the vector's storage may be pruned.
+extensions and by a chosen TTL longer than the default: VFLOOR, VTTL) still bounds it:
+it is when the vector's storage may be pruned.
 """
 
 from __future__ import annotations
