@@ -5,7 +5,6 @@ payload and its live-set score; other sessions' vectors keep theirs; any order c
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -17,20 +16,15 @@ from memstream.producers.events import Event
 from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
-from memstream.projections.base import ApplyContext
 from memstream.projections.history import History
-from memstream.projections.ops import Writes, sortable, write_command
+from memstream.projections.ops import sortable
 from memstream.projections.testing import check_convergence
-from memstream.projections.vector_codec import HEAD
 from memstream.projections.vectors import (
-    MESSAGE,
     Vectors,
-    live_key,
     message_ref,
-    space_of,
-    vector_key,
 )
 from tests.test_vectors_projection import Counting
+from tests.vector_fold import fold_vectors, stored_expiry
 
 OWNER = "agent.vee"
 P = keys.partition(OWNER, 16)
@@ -74,24 +68,11 @@ def test_message_vectors_and_extensions_converge(
 
 
 def _fold(r: redis.Redis, version: int, events: list[StoredEvent], now: int) -> None:
-    ctx = ApplyContext(keys.Projection(P, version), CONFIG, now)
-    vectors = Vectors(Counting())
-    batches = []
-    for event in events:
-        writes = Writes()
-        vectors.apply(event, ctx, writes)
-        batches.append(writes.ops)
-    call: Any = r.execute_command
-    call(*write_command([ops for ops in batches if ops]))
+    fold_vectors(r, keys.Projection(P, version), CONFIG, events, now)
 
 
 def _expiries(r: redis.Redis, version: int, ref: str) -> tuple[int, int]:
-    """A message vector's expiry as its payload and its live-set score hold it."""
-    pk, space = keys.Projection(P, version), space_of(Counting.name, Counting.dimension)
-    raw: Any = r.hget(vector_key(pk, OWNER, space, MESSAGE), ref)
-    score: Any = r.zscore(live_key(pk, OWNER, space, MESSAGE), ref)
-    payload_expiry, _ = HEAD.unpack(raw[24 : 24 + HEAD.size])
-    return int(payload_expiry), int(score)
+    return stored_expiry(r, keys.Projection(P, version), OWNER, ref)
 
 
 def test_a_vector_written_before_or_after_the_extension_gets_it(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -20,22 +19,20 @@ from memstream.producers.entry import StoredEvent
 from memstream.producers.events import Event, SessionStarted, SessionTtlSet
 from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import MessageAppended
-from memstream.projections.base import ApplyContext
 from memstream.projections.history import History
-from memstream.projections.ops import Writes, sortable, write_command
+from memstream.projections.ops import sortable
 from memstream.projections.reader import AsyncReader
 from memstream.projections.testing import check_convergence
-from memstream.projections.vector_codec import HEAD
 from memstream.projections.vectors import (
     MESSAGE,
     NEVER_MS,
     Vectors,
-    live_key,
     message_ref,
     space_of,
     vector_key,
 )
 from tests.test_vectors_projection import Counting
+from tests.vector_fold import fold_vectors, stored_expiry
 from tests.workers_util import running_worker
 
 OWNER = "agent.vchosen"
@@ -84,25 +81,12 @@ def test_message_vectors_and_chosen_ttls_converge(
 
 
 def _fold(r: redis.Redis, version: int, events: list[StoredEvent], now: int) -> None:
-    ctx = ApplyContext(keys.Projection(P, version), CONFIG, now)
-    vectors = Vectors(Counting())
-    batches = []
-    for event in events:
-        writes = Writes()
-        vectors.apply(event, ctx, writes)
-        batches.append(writes.ops)
-    call: Any = r.execute_command
-    call(*write_command([ops for ops in batches if ops]))
+    fold_vectors(r, keys.Projection(P, version), CONFIG, events, now)
 
 
 def _expiries(r: redis.Redis, version: int, event: StoredEvent) -> tuple[int, int]:
-    """A message vector's expiry as its payload and its live-set score hold it."""
-    pk, space = keys.Projection(P, version), space_of(Counting.name, Counting.dimension)
     ref = message_ref(event.session or "", sortable(event.log_id))
-    raw: Any = r.hget(vector_key(pk, OWNER, space, MESSAGE), ref)
-    score: Any = r.zscore(live_key(pk, OWNER, space, MESSAGE), ref)
-    payload_expiry, _ = HEAD.unpack(raw[24 : 24 + HEAD.size])
-    return int(payload_expiry), int(score)
+    return stored_expiry(r, keys.Projection(P, version), OWNER, ref)
 
 
 def test_a_vector_gets_the_longest_choice_in_either_order(r: redis.Redis, deployed: str) -> None:
