@@ -93,81 +93,56 @@ class History(Projection):
     def apply(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
         session = event.session
         payload = event.event
-        if type(payload) is MessageAppended and session is not None:
+        if isinstance(payload, MessageAppended):
             # The common event, first and with the session's keys from one cache hit.
             # No skip of an expired message: its session may have chosen a longer TTL
             # than the default. The exact expiry (SESSEXP) drops a session whose newest
             # message has outlived its TTL, so replay still never brings one back.
-            sk = session_keys(ctx.keys, event.owner, session)
-            body = pack(message_body(payload, event.ts_ms))
-            writes.zlog(
-                sk.log, sortable(event.log_id), body, cap=ctx.settings.history_cap,
-                watermark=sk.mark,
-            )  # fmt: skip
-            default_ms = (ctx.settings.history_ttl_s or 0) * 1000
-            writes.session_expiry(sk.log, sk.choice, sk.floor, default_ms)
+            if session is not None:
+                sk = session_keys(ctx.keys, event.owner, session)
+                body = pack(message_body(payload, event.ts_ms))
+                writes.zlog(
+                    sk.log, sortable(event.log_id), body, cap=ctx.settings.history_cap,
+                    watermark=sk.mark,
+                )  # fmt: skip
+                self._expire(ctx, writes, sk)
             return
-        self._apply_other(event, ctx, writes)
-
-    def _apply_other(self, event: StoredEvent, ctx: ApplyContext, writes: Writes) -> None:
-        ttl = ctx.settings.history_ttl_s
-        session = event.session
-        if isinstance(event.event, TtlExtended):
-            at = event.ts_ms + event.event.seconds * 1000
+        if isinstance(payload, TtlExtended):
+            at = event.ts_ms + payload.seconds * 1000
             if session is not None and at > ctx.now_ms:
                 # The floor is raised even with no deployment history_ttl_s: the session
                 # may have chosen its own TTL. The expiry is then recomputed from merged
                 # state, so a session with no TTL at all gains none.
-                floor = ttl_floor(ctx.keys, event.owner, session)
-                writes.hmax(floor[0], floor[1], f"{int(at):013d}")
-                writes.expire_at(floor[0], at)
-                self._expire(event, ctx, writes, history_key(ctx.keys, event.owner, session),
-                             session)  # fmt: skip
+                sk = session_keys(ctx.keys, event.owner, session)
+                writes.hmax(sk.floor[0], sk.floor[1], f"{int(at):013d}")
+                writes.expire_at(sk.floor[0], at)
+                self._expire(ctx, writes, sk)
             return
         if session is None:
             return
-        key = history_key(ctx.keys, event.owner, session)
+        sk = session_keys(ctx.keys, event.owner, session)
         version = sortable(event.log_id)
-        if isinstance(event.event, SessionStarted | SessionTtlSet):
-            self._choose_ttl(event, ctx, writes, key, version)
-            return
-        # No skip of an expired message here: its session may have chosen a longer TTL
-        # than the default. The exact expiry below drops a session whose newest message
-        # has outlived its TTL, so replay still never brings one back.
-        mark = watermark(ctx.keys, event.owner, session)
-        if isinstance(event.event, MessageAppended):
-            body = message_body(event.event, event.ts_ms)
-            writes.zlog(key, version, pack(body), cap=ctx.settings.history_cap, watermark=mark)
-        else:
-            writes.clear(key, mark, version)
+        if isinstance(payload, SessionStarted | SessionTtlSet):
+            if isinstance(payload, SessionStarted) and payload.ttl_s is None:
+                return  # a start without a choice changes nothing
+            value = b"d" if payload.ttl_s is None else b"%d" % (payload.ttl_s * 1000)
+            writes.lww(sk.choice[0], sk.choice[1], version, value)
+        else:  # history.cleared
+            writes.clear(sk.log, sk.mark, version)
+            ttl = ctx.settings.history_ttl_s
             if ttl is not None and not ctx.expired(event, ttl):
                 # Only clears extend the watermark's life: a message arriving before the
                 # clear that creates it would otherwise be a no-op in one order and not in
                 # another. The latest clear + TTL outlives every message it must stop. (A
                 # past time would delete the owner's whole watermark hash: skipped.)
-                writes.expire_at(mark[0], event.ts_ms + ttl * 1000)
-        self._expire(event, ctx, writes, key, session)
+                writes.expire_at(sk.mark[0], event.ts_ms + ttl * 1000)
+        self._expire(ctx, writes, sk)
 
-    def _choose_ttl(
-        self, event: StoredEvent, ctx: ApplyContext, writes: Writes, key: str, version: str
-    ) -> None:
-        assert isinstance(event.event, SessionStarted | SessionTtlSet)
-        chosen = event.event.ttl_s
-        if isinstance(event.event, SessionStarted) and chosen is None:
-            return  # a start without a choice changes nothing
-        session = event.session or ""
-        choice = ttl_choice(ctx.keys, event.owner, session)
-        value = b"d" if chosen is None else b"%d" % (chosen * 1000)
-        writes.lww(choice[0], choice[1], version, value)
-        self._expire(event, ctx, writes, key, session)
-
-    def _expire(
-        self, event: StoredEvent, ctx: ApplyContext, writes: Writes, key: str, session: str
-    ) -> None:
+    @staticmethod
+    def _expire(ctx: ApplyContext, writes: Writes, sk: SessionKeys) -> None:
         # Every change to a session recomputes its expiry from merged state (docs/ttl.md).
         default_ms = (ctx.settings.history_ttl_s or 0) * 1000
-        choice = ttl_choice(ctx.keys, event.owner, session)
-        writes.session_expiry(key, choice, ttl_floor(ctx.keys, event.owner, session), default_ms)
+        writes.session_expiry(sk.log, sk.choice, sk.floor, default_ms)
 
 
 def read_history(
@@ -179,10 +154,9 @@ def read_history(
 
     def parse(replies: list[Any]) -> list[dict[str, Any]]:
         # split_versioned inlined: this runs for every message of every history read.
-        # A member is b"<ms:013d>-<seq:010d><msgpack>"; int() reads the digits as bytes.
         out = []
         for raw in replies[0]:
-            item: dict[str, Any] = {"log_id": f"{int(raw[:13])}-{int(raw[14:VERSION_LEN])}"}
+            item: dict[str, Any] = {"log_id": member_log_id(raw)}
             item.update(unpackb(raw[VERSION_LEN:], raw=False))
             out.append(item)
         return out
@@ -203,15 +177,19 @@ def read_messages(pk: keys.Projection, owner: str, session: str, last: int) -> Q
 
 def _messages(replies: list[Any]) -> list[Message]:
     # One pass straight from the members to the results: no dict per message, no
-    # Message.of (its **kwargs and frozen __init__ cost as much as the decode). A member
-    # is b"<ms:013d>-<seq:010d><msgpack>": the log id is its prefix without the zero
-    # padding, stripped as bytes (cheaper than int() and a format, for 20 members a read).
+    # Message.of (its **kwargs and frozen __init__ cost as much as the decode).
     return [
-        message_of(((raw[:13].lstrip(_ZERO) or _ZERO) + b"-"
-                    + (raw[14:VERSION_LEN].lstrip(_ZERO) or _ZERO)).decode(),
-                   unpackb(raw[VERSION_LEN:], raw=False))
-        for raw in replies[0]
-    ]  # fmt: skip
+        message_of(member_log_id(raw), unpackb(raw[VERSION_LEN:], raw=False)) for raw in replies[0]
+    ]
+
+
+def member_log_id(raw: bytes) -> str:
+    """:func:`.ops.log_id_of` for a history member ``raw``
+    (b"<ms:013d>-<seq:010d><msgpack>"): its prefix without the zero padding, stripped as
+    bytes (cheaper than int() and a format; it runs for every message of every read)."""
+    return (
+        (raw[:13].lstrip(_ZERO) or _ZERO) + b"-" + (raw[14:VERSION_LEN].lstrip(_ZERO) or _ZERO)
+    ).decode()
 
 
 _ZERO = b"0"
