@@ -144,8 +144,8 @@ def _extend(event: StoredEvent, seconds: int, ctx: ApplyContext, writes: Writes)
     if at <= ctx.now_ms:
         return
     if ctx.settings.session_ttl_s is not None:
-        index = [created_key(pk, owner), active_key(pk, owner), chain_key(pk, owner)]
-        writes.extend_to(index, at, index_floor(pk, owner))
+        created, active, chain, floor = owner_keys(pk, owner)
+        writes.extend_to([created, active, chain], at, floor)
     if event.session is not None:
         # Raise the floor, then recompute: an EXPAT would add an expiry to data that has
         # none (a session that chose 0), and the recompute keeps it without one.

@@ -295,11 +295,10 @@ def _extend_messages(
     if session is None or ctx.settings.history_ttl_s is None or at <= ctx.now_ms:
         return
     writes.extend_to([], at, history_floor(pk, owner, session))
+    vk, lk, mk, ck = _message_keys(pk, owner, space)
     prefix = message_ref(session, "")
-    writes.vector_extend(_message_keys(pk, owner, space)[:3], prefix, at, f"n:{space}")
-    ck, vk = change_key(pk, owner, space, MESSAGE), vector_key(pk, owner, space, MESSAGE)
-    # the entry of the count VEXT adds to n:<space>
-    writes.vector_change(ck, vk, CHANGES_CAP, ("x", prefix), sortable(event.log_id))
+    writes.vector_extend((vk, lk, mk), prefix, at, f"n:{space}")
+    _record_session(writes, vk, ck, prefix, sortable(event.log_id))
     writes.expire_at(ck, at)
 
 
@@ -340,15 +339,20 @@ def _choose_messages(
         return
     choice = longest_choice(pk, owner, session)
     writes.hmax(choice[0], choice[1], f"{ttl_ms:013d}")
+    vk, lk, mk, ck = _message_keys(pk, owner, space)
     prefix = message_ref(session, "")
-    ck, vk = change_key(pk, owner, space, MESSAGE), vector_key(pk, owner, space, MESSAGE)
-    writes.vector_ttl(_message_keys(pk, owner, space), prefix, ttl_ms, f"n:{space}")
-    # the entry of the count VTTL adds to n:<space>
-    writes.vector_change(ck, vk, CHANGES_CAP, ("x", prefix), version)
+    writes.vector_ttl((vk, lk, mk, ck), prefix, ttl_ms, f"n:{space}")
+    _record_session(writes, vk, ck, prefix, version)
     # Keys VTTL or VCHG may create (the count, the stream) get the life a vector of this
     # time would: the same in every order, since each choice runs once whatever came first.
-    writes.expire_at(meta_key(pk, owner, MESSAGE), at)
+    writes.expire_at(mk, at)
     writes.expire_at(ck, at)
+
+
+def _record_session(writes: Writes, vk: str, ck: str, prefix: str, version: str) -> None:
+    """The change-stream entry of the count VEXT or VTTL adds to ``n:<space>``: every
+    vector of the session ``prefix`` names may have changed."""
+    writes.vector_change(ck, vk, CHANGES_CAP, ("x", prefix), version)
 
 
 def _message_keys(pk: keys.Projection, owner: str, space: str) -> tuple[str, str, str, str]:

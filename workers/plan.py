@@ -205,7 +205,7 @@ class Planner:
                         ops = counted.ops
                         out.unknown += 1
                         result = "unknown"
-                    if fid != pointer.log_id:  # not own_pointer(): inlined, per event
+                    if not own_pointer(fid, pointer):
                         ops = [pointer_check(ctx, fid, pointer), *ops]
                     if UNSIGNED in raw:
                         ops = [*ops, ("HINCR", stats, "unsigned", 1)]
