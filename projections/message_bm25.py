@@ -12,10 +12,10 @@ edited, forgotten or replayed message is simply another key, or one no longer as
 from __future__ import annotations
 
 import functools
-import math
 import sys
 
-from .search import K1, B
+from .search import bm25 as term_score
+from .search import idf_of
 from .tokenize import tokens
 
 MEMO_TEXTS = 65_536
@@ -45,12 +45,12 @@ def bm25(query: str, texts: list[str]) -> list[float]:
     n = len(texts)
     avgdl = max(1e-9, sum(lengths) / n)
     df = [sum(1 for c in counts if c[k]) for k in range(len(words))]
-    idf = [math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df]
+    idf = [idf_of(n, d) for d in df]
     out = []
     for length, tfs in zip(lengths, counts, strict=True):
         score = 0.0
         for k, tf in enumerate(tfs):
             if tf:
-                score += idf[k] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
+                score += term_score(tf, length, avgdl, idf[k])  # the index's own formula
         out.append(score)
     return out
