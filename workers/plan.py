@@ -20,7 +20,8 @@ from memstream.producers.events import OwnerForgotten
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.notify import change_record
-from memstream.projections.ops import Op, OpRangeError, Writes, check_ops, sortable
+from memstream.projections.op_checks import OpRangeError, check_ops
+from memstream.projections.ops import Op, Writes, sortable
 from memstream.projections.registry import by_type
 from memstream.projections.vectors import batching
 

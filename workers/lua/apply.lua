@@ -812,7 +812,7 @@ local function shape_reason(keys, op, n, name)
     end
   end
   if not CHECK[name](op, keys) then
-    return where(n, name) .. ': an argument is out of its range (see projections/ops.py)'
+    return where(n, name) .. ': an argument is out of its range (see projections/op_checks.py)'
   end
   return nil
 end
