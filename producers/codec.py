@@ -68,16 +68,44 @@ def packb(value: Any) -> bytes:
     return out
 
 
+NOT_OPENERS = bytes(b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
+"""Every byte but those that can start a msgpack map or array (fixmap, fixarray, array
+16/32, map 16/32)."""
+
+_NOT_JSON_OPENERS = bytes(b for b in range(256) if b not in b"[{")
+
+
 def encode(data: dict[str, Any], ct: ContentType = "msgpack") -> bytes:
     """Encode a payload. JSON callers must pass blobs already as base64 text.
 
     Data nested deeper than :data:`MAX_DEPTH` is refused (``ms_append`` would refuse it)."""
-    check_depth(data)
     if ct == "msgpack":
-        return packb(data)
-    if ct == "json":
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    raise InvalidInputError("ct", "must be 'json' or 'msgpack'", ct)
+        raw, openers = _encoded(packb, data), NOT_OPENERS
+    elif ct == "json":
+        raw, openers = _encoded(_json_bytes, data), _NOT_JSON_OPENERS
+    else:
+        raise InvalidInputError("ct", "must be 'json' or 'msgpack'", ct)
+    # Each level of nesting needs its own container byte in the output, so output with at
+    # most MAX_DEPTH of them cannot nest deeper: the walk of the value (a tenth of the
+    # client work of a chat message) runs only for output that might.
+    if len(raw.translate(None, openers)) > MAX_DEPTH:
+        check_depth(data)
+    return raw
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _encoded(dump: Any, data: dict[str, Any]) -> bytes:
+    """``dump(data)``; a value too deep to encode at all (the encoders' own recursion
+    limits) is refused as too deep, as it was before encoding was tried."""
+    try:
+        out: bytes = dump(data)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        check_depth(data)
+        raise
+    return out
 
 
 def decode(raw: bytes, ct: str) -> dict[str, Any]:

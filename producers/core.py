@@ -10,6 +10,7 @@ no append logic is written twice.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,18 +36,21 @@ class Append:
     eid: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     """A validated, redacted, encoded append that needs no deployment yet: ``args`` are
     ``ms_append``'s arguments after the two keys. This is what the outbox stores, so an
-    append made while Redis (and so ``ms:meta``) is out of reach can still be kept."""
+    append made while Redis (and so ``ms:meta``) is out of reach can still be kept.
+
+    Treat it as read-only. It is not ``frozen``: a frozen dataclass's ``__init__`` costs
+    twice as much, and every append builds one (as :class:`Planned`)."""
 
     owner: str
     eid: str
     args: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Planned:
     owner: str
     partition: int
@@ -63,9 +67,20 @@ def command(owner: str, partition: int, args: Sequence[Any]) -> tuple[Any, ...]:
     return ("FCALL", "ms_append", 2, keys.log(partition, owner), keys.feed(partition), *args)
 
 
+_EIDS = random.Random()  # seeded from os.urandom
+
+
 def new_eid() -> str:
-    """Random idempotency key, made before the first try so every retry carries it."""
-    return os.urandom(12).hex()
+    """Random idempotency key (96 bits), made before the first try so every retry carries
+    it. From a private generator seeded by the OS, not ``os.urandom`` per call (a system
+    call, the dearest part of making one): only uniqueness matters, and a private
+    generator cannot be made to repeat by a caller's ``random.seed()``."""
+    return _EIDS.randbytes(12).hex()
+
+
+# A forked child would otherwise repeat its parent's eids, and a repeated eid is
+# deduplicated away as a retry: silent loss. Reseed from the OS in every child.
+os.register_at_fork(after_in_child=_EIDS.seed)
 
 
 def invalid_from_pydantic(error: ValidationError) -> InvalidInputError:

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 from pydantic import ValidationError
 
-from .codec import MAX_DEPTH, DecodeError, decode
+from .codec import MAX_DEPTH, NOT_OPENERS, DecodeError, decode
 from .events import Event, GenericEvent, build
 from .keys import check_id
 
@@ -88,11 +88,6 @@ def _session(raw: bytes) -> str:
         raise DecodeError("session", str(e)) from e
 
 
-_NOT_OPENERS = bytes(b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
-"""Every byte but those that can start a msgpack map or array (fixmap, fixarray, array
-16/32, map 16/32)."""
-
-
 def _payload(raw: bytes, ct: str) -> dict[str, Any]:
     """``decode(raw, ct)``, with a shortcut for the usual msgpack payload.
 
@@ -100,7 +95,7 @@ def _payload(raw: bytes, ct: str) -> dict[str, Any]:
     MAX_DEPTH bytes that could start one cannot nest deeper: its nesting walk (a fifth of
     decoding an entry) is skipped. Anything else, and any failure, goes through
     :func:`~memstream.producers.codec.decode`, which names the reason."""
-    if ct == "msgpack" and len(raw.translate(None, _NOT_OPENERS)) <= MAX_DEPTH:
+    if ct == "msgpack" and len(raw.translate(None, NOT_OPENERS)) <= MAX_DEPTH:
         try:
             value = msgpack.unpackb(raw, raw=False, strict_map_key=True)
         except Exception:

@@ -30,15 +30,29 @@ _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=\-]{0,199}")
 DEFAULT_PARTITIONS = 16
 
 
+_GOOD_IDS: set[str] = set()
+"""Ids that passed: an append checks its owner and session, then builds a key of the
+owner, and they repeat from one append to the next. Bounded by clearing at
+:data:`_GOOD_MAX`; it holds verdicts only, so clearing loses nothing but time."""
+_GOOD_MAX = 4096
+
+
 def check_id(value: object, field: str = "owner") -> str:
     """Return ``value`` if it is a valid id, else raise :class:`InvalidIdError` naming ``field``.
 
     Ids are never escaped or guessed: a rejected id is the caller's bug to fix.
     """
+    # Exactly str: a subclass could hash and compare equal to a good id it does not spell.
+    if type(value) is str and value in _GOOD_IDS:
+        return value
     if not isinstance(value, str):
         raise InvalidIdError(field, "must be a string " + ID_RULE, value)
     if _ID_RE.fullmatch(value) is None:
         raise InvalidIdError(field, ID_RULE, value)
+    if type(value) is str:
+        if len(_GOOD_IDS) >= _GOOD_MAX:
+            _GOOD_IDS.clear()
+        _GOOD_IDS.add(value)
     return value
 
 

@@ -63,3 +63,19 @@ def test_lua_derives_the_same_keys_as_keys_py(deployed: str, r: redis.Redis) -> 
     assert r.get(keys.eid(p, "alice", "e-1")) == f"{receipt.log_id} {receipt.feed_id}".encode()
     assert r.xlen(keys.log(p, "alice")) == 1
     assert r.xlen(keys.feed(p)) == 1
+
+
+def test_a_str_subclass_posing_as_a_checked_id_is_checked_itself() -> None:
+    # check_id remembers ids that passed; an object that hashes and compares like one of
+    # them but spells something else must not pass on that memory.
+    assert keys.check_id("good-owner") == "good-owner"
+
+    class Posing(str):
+        def __hash__(self) -> int:
+            return hash("good-owner")
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    with pytest.raises(InvalidIdError):
+        keys.check_id(Posing("bad owner!"))
