@@ -25,8 +25,10 @@ from .redact_rules import (
     SPECS,
     Rule,
     Trigger,
+    any_fires,
     compile_extra,
     first_rule,
+    gate_index,
     pick,
     render,
 )
@@ -67,6 +69,7 @@ class Redactor:
         for rule in self._rules:
             rule.done = self._done
         self._entries = tuple(e for r in self._rules for e in r.entries)
+        self._by_gate = gate_index(self._entries)
         # Payloads are full of single words and ids (roles, tool names, tags) that hold no
         # gate character at all: one charset scan clears them before any trigger is tried.
         gates = re.escape("".join(sorted({e[1] for e in self._entries})))
@@ -145,7 +148,7 @@ class Redactor:
                 elif type(child) not in _SCALARS:
                     stack.append(child)
         text = "\n".join(texts)
-        return self._gates.search(text) is None or first_rule(self._entries, text, None) < 0
+        return self._gates.search(text) is None or not any_fires(self._by_gate, text)
 
     def _clean_keys(self, item: dict[Any, Any]) -> bool:
         """True when no str key of ``item`` changes or hides its value (other keys are

@@ -18,8 +18,8 @@ from typing import Final
 from .errors import InvalidInputError
 
 __all__ = [
-    "BUILTIN_RULES", "GENERIC", "SECRET_KEY", "SPECS", "Rule", "Trigger",
-    "compile_extra", "first_rule", "pick", "render",
+    "BUILTIN_RULES", "GENERIC", "SECRET_KEY", "SPECS", "GateIndex", "Rule", "Trigger",
+    "any_fires", "compile_extra", "first_rule", "gate_index", "pick", "render",
 ]  # fmt: skip
 
 Trigger = tuple[str, tuple[str, ...], bool]
@@ -138,6 +138,48 @@ def first_rule(entries: tuple[Entry, ...], text: str, lower: str | None) -> int:
             if needle in hay:
                 return index
     return -1
+
+
+GateIndex = tuple[tuple[str, tuple[str, ...], tuple[str, ...], bool], ...]
+"""Per gate character: the plain needles, the folded needles, and whether an entry with
+that gate needs no needle; see :func:`gate_index`."""
+
+
+def gate_index(entries: tuple[Entry, ...]) -> GateIndex | None:
+    """The entries regrouped by gate character for :func:`any_fires`; None when an entry
+    has no gate (a user rule: it always fires)."""
+    by: dict[str, tuple[list[str], list[str], list[bool]]] = {}
+    for _, gates, needles, folded in entries:
+        if not gates:
+            return None
+        for gate in gates:
+            plain, fold, bare = by.setdefault(gate, ([], [], []))
+            (fold if folded else plain).extend(n for n in needles if n not in plain + fold)
+            bare.append(not needles)
+    return tuple((g, tuple(p), tuple(f), any(b)) for g, (p, f, b) in by.items())
+
+
+def any_fires(index: GateIndex | None, text: str) -> bool:
+    """``first_rule(entries, text, None) >= 0`` for the entries of ``index``, with one
+    ``in`` per gate character instead of one per gate of each entry (most gates are
+    shared or absent: this is the test every clean payload pays)."""
+    if index is None:
+        return True
+    lower = None
+    for gate, plain, folded, bare in index:
+        if gate in text:
+            if bare:
+                return True
+            for needle in plain:
+                if needle in text:
+                    return True
+            if folded:
+                if lower is None:
+                    lower = text.lower()
+                for needle in folded:
+                    if needle in lower:
+                        return True
+    return False
 
 
 class Rule:
