@@ -149,15 +149,15 @@ def prepare_one(
     owner = keys.check_id(owner, "owner")
     if not isinstance(event, Event):
         raise InvalidInputError("event", "must be a memstream Event model", event)
-    extra: list[Any] = []
     if session is not None:
-        extra += ["session", keys.check_id(session, "session")]
+        session = keys.check_id(session, "session")
     elif event.SESSION == "required":
         raise InvalidInputError("session", f"is required for {event.event_type}")
     eid = new_eid() if eid is None else keys.check_id(eid, "eid")
+    generic = isinstance(event, GenericEvent)
     raw_payload = event.payload(json_safe=ct == "json")
     payload = redactor.scrub(raw_payload)
-    if payload is not raw_payload and not isinstance(event, GenericEvent):
+    if payload is not raw_payload and not generic:
         # A redaction can turn an id-shaped field (an e-mail used as a tag, say) into
         # text that breaks its rule; refuse here rather than dead-letter downstream.
         try:
@@ -167,10 +167,12 @@ def prepare_one(
     data = encode(payload, ct)
     # Not getattr(): a missing attribute on a pydantic model costs a raised
     # AttributeError inside pydantic's __getattr__, on every append.
-    version = event.version if isinstance(event, GenericEvent) else event.VERSION
-    args = ("type", event.event_type, "data", data, "ct", ct, "eid", eid, "v", version,
-            *extra)  # fmt: skip
-    return Prepared(owner=owner, eid=eid, args=args)
+    version = event.version if generic else event.VERSION  # type: ignore[attr-defined]
+    args: tuple[Any, ...] = ("type", event.event_type, "data", data, "ct", ct, "eid", eid,
+                             "v", version)  # fmt: skip
+    if session is not None:
+        args += ("session", session)
+    return Prepared(owner, eid, args)
 
 
 class AppendManyError(MemstreamError):

@@ -132,7 +132,8 @@ class Redactor:
             item = stack.pop()
             children: Any
             if isinstance(item, dict):
-                if not self._clean_keys(item):
+                # The usual shape, remembered by _clean_keys, checked without the call.
+                if tuple(item) not in self._plain_shapes and not self._clean_keys(item):
                     return False
                 children = item.values()
             elif isinstance(item, (list, tuple)):
