@@ -89,8 +89,12 @@ class _Clipped:
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         sock = self._sock
-        if sock is not None and sock.gettimeout() != 0:
-            sock.settimeout(self.socket_timeout)
+        if sock is not None:
+            # settimeout is a system call even when the value is unchanged, which it is
+            # for every command while the deadline is further off than socket_timeout.
+            now, clipped = sock.gettimeout(), self.socket_timeout
+            if now != 0 and now != clipped:
+                sock.settimeout(clipped)
         super().send_packed_command(command, check_health)  # type: ignore[misc]
 
 
