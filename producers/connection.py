@@ -93,7 +93,7 @@ class _Clipped:
             # settimeout is a system call even when the value is unchanged, which it is
             # for every command while the deadline is further off than socket_timeout.
             now, clipped = sock.gettimeout(), self.socket_timeout
-            if now != 0 and now != clipped:
+            if now not in (0, clipped):
                 sock.settimeout(clipped)
         super().send_packed_command(command, check_health)  # type: ignore[misc]
 
