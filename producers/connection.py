@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 
 from .deadline import current_deadline
 from .errors import ConfigError
+from .packer import faster
 from .settings import Settings
 
 
@@ -70,6 +71,11 @@ class _Clipped:
     _socket_timeout: float | None
     _socket_connect_timeout: float | None
     _sock: Any
+    _command_packer: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._command_packer = faster(self._command_packer)
 
     @property
     def socket_timeout(self) -> float | None:
