@@ -31,7 +31,9 @@ def test_fast_packer_is_installed_on_memstream_connections() -> None:
     assert isinstance(ClippedConnection()._command_packer, FastPacker)
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=[c[0] if isinstance(c[0], str) else "bytes" for c in COMMANDS])
+@pytest.mark.parametrize(
+    "command", COMMANDS, ids=[c[0] if isinstance(c[0], str) else "bytes" for c in COMMANDS]
+)
 def test_same_bytes_as_redis_py(command: tuple[Any, ...]) -> None:
     ours: Any = ClippedConnection()
     theirs = Connection()
@@ -40,7 +42,9 @@ def test_same_bytes_as_redis_py(command: tuple[Any, ...]) -> None:
     assert b"".join(ours.pack_commands(batch)) == b"".join(theirs.pack_commands(batch))
 
 
-@pytest.mark.parametrize("bad", [True, None, object(), {"a": 1}], ids=["bool", "none", "object", "dict"])
+@pytest.mark.parametrize(
+    "bad", [True, None, object(), {"a": 1}], ids=["bool", "none", "object", "dict"]
+)
 def test_same_error_as_redis_py(bad: Any) -> None:
     ours: Any = ClippedConnection()
     with pytest.raises(redis.DataError) as caught:
