@@ -143,7 +143,7 @@ class Batches:
         than the budget (a heavy projection) does the batch go to a thread, as does the
         first batch, whose cost is not known yet.
         """
-        if self.planner.batching:
+        if self.planner.embeds(ctx.settings, logs):
             # Embedding a batch is CPU-heavy native work: in a thread, off the loop, once
             # for the whole batch rather than once per slice.
             await asyncio.to_thread(self.planner.prepare, ctx.settings, pointers, logs)
