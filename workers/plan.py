@@ -140,6 +140,9 @@ class Planner:
         """Projections that see the whole batch before it is applied (embeddings)."""
         for projection in self.batching:
             projection.warm(settings)
+        handled = frozenset(t.encode() for p in self.batching for t in p.handles)
+        self._embedded = {True: handled, False: handled - {MessageAppended.TYPE.encode()}}
+        """Event types ``prepare_batch`` embeds, by ``embed_messages`` (see :meth:`embeds`)."""
 
     def prepare(
         self, settings: Settings, pointers: Mapping[str, Pointer | DecodeError],
@@ -162,15 +165,8 @@ class Planner:
         in bulk is embedded alone when it is applied."""
         if not self.batching or settings.embedder == "none":
             return False
-        wanted = self._embedded_types(settings.embed_messages)
+        wanted = self._embedded[settings.embed_messages]
         return any(f is not None and f.get(b"type") in wanted for f in logs.values())
-
-    @functools.lru_cache(maxsize=2)  # noqa: B019 (one planner per worker, kept for its life)
-    def _embedded_types(self, messages: bool) -> frozenset[bytes]:
-        wanted = {t.encode() for p in self.batching for t in p.handles}
-        if not messages:
-            wanted.discard(MessageAppended.TYPE.encode())
-        return frozenset(wanted)
 
     def event_writes(self, event: StoredEvent, ctx: ApplyContext) -> Writes:
         """The ops of one decoded event across every projection that folds it."""
