@@ -216,6 +216,7 @@ def server_usec(client: redis.Redis) -> dict[str, float]:
 def end_to_end(
     client: redis.Redis, url: str, partitions: int, n: int, count: int, logdir: Path,
     *, fill_with: Callable[[], object] | None = None, profile: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], Workers]:  # fmt: skip
     """Time ``count`` workers from start (or resume) until all ``n`` events are applied.
 
@@ -226,10 +227,14 @@ def end_to_end(
     Also reads the CPU the workers and redis-server used over the timed part: per event,
     and in cores (CPU seconds per second), which tells whether the machine's cores, not
     the workers, are the limit; and the server time of ms_apply and ms_fetch per event.
+    ``env`` adds environment variables to the workers' (``bench/fresh_ab.py`` runs another
+    revision's worker through ``PYTHONPATH``).
     Returns the figures and the still running workers (the caller stops them)."""
     spawned = time.perf_counter()
-    env = {"MEMSTREAM_SOCKET_TIMEOUT": str(STOPPED_SOCKET_TIMEOUT_S)} if fill_with else None
-    workers = Workers(url, count, logdir, f"e2e{count}", env=env, profile=profile)
+    extra = dict(env or {})
+    if fill_with:
+        extra["MEMSTREAM_SOCKET_TIMEOUT"] = str(STOPPED_SOCKET_TIMEOUT_S)
+    workers = Workers(url, count, logdir, f"e2e{count}", env=extra, profile=profile)
     first: float | None = None
     startup: float | None = None
     cpu0 = (0.0, 0.0)

@@ -192,8 +192,11 @@ class PartitionLane:
         timeout = max(0.0, self.rereads.next_claim - time.monotonic())
         if stop.is_set():
             return
+        # asyncio.timeout, not wait_for: wait_for wraps the wait in a task of its own,
+        # and at low rates (a batch or two per event) a lane waits once per batch.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.wake.wait()
 
     async def _failed(self, error: Exception, stop: asyncio.Event) -> None:
         self._failures += 1

@@ -17,6 +17,7 @@ from memstream.producers.codec import DecodeError
 from memstream.producers.entry import StoredEvent, decode_entry
 from memstream.producers.errors import InvalidIdError
 from memstream.producers.events import OwnerForgotten
+from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.notify import change_record
@@ -139,6 +140,9 @@ class Planner:
         """Projections that see the whole batch before it is applied (embeddings)."""
         for projection in self.batching:
             projection.warm(settings)
+        handled = frozenset(t.encode() for p in self.batching for t in p.handles)
+        self._embedded = {True: handled, False: handled - {MessageAppended.TYPE.encode()}}
+        """Event types ``prepare_batch`` embeds, by ``embed_messages`` (see :meth:`embeds`)."""
 
     def prepare(
         self, settings: Settings, pointers: Mapping[str, Pointer | DecodeError],
@@ -148,6 +152,21 @@ class Planner:
         projections that work per batch (embeddings), before any of it is planned."""
         for projection in self.batching:
             projection.prepare_batch(settings, pointers, logs)
+
+    def embeds(self, settings: Settings, logs: Mapping[str, Fields | None]) -> bool:
+        """True when :meth:`prepare` has work in this batch (``logs``, by feed id): an
+        embedder is configured and an entry is of a type a batching projection embeds.
+
+        The same filter as ``Vectors.prepare_batch``, which skips every other entry: a
+        batch without one (every batch of messages, with ``embed_messages`` off, the
+        default) used to hop to a thread for nothing, which cost each small batch more
+        CPU than planning it and, waiting for the GIL, up to a switch interval (5 ms) of
+        freshness. Skipping it changes nothing stored: an event whose vector was not made
+        in bulk is embedded alone when it is applied."""
+        if not self.batching or settings.embedder == "none":
+            return False
+        wanted = self._embedded[settings.embed_messages]
+        return any(f is not None and f.get(b"type") in wanted for f in logs.values())
 
     def event_writes(self, event: StoredEvent, ctx: ApplyContext) -> Writes:
         """The ops of one decoded event across every projection that folds it."""
