@@ -23,6 +23,7 @@ from .base import ApplyContext, Projection, Query
 from .codec import pack
 from .ops import VERSION_LEN, Writes, sortable
 from .results import Message, message_of
+from .session_life import boundary_of, current, life_field
 
 
 def history_key(pk: keys.Projection, owner: str, session: str) -> str:
@@ -142,7 +143,7 @@ class History(Projection):
     def _expire(ctx: ApplyContext, writes: Writes, sk: SessionKeys) -> None:
         # Every change to a session recomputes its expiry from merged state (docs/ttl.md).
         default_ms = (ctx.settings.history_ttl_s or 0) * 1000
-        writes.session_expiry(sk.log, sk.choice, sk.floor, default_ms)
+        writes.session_expiry(sk.log, sk.choice, sk.floor, default_ms, ctx.settings.history_cap)
 
 
 def read_history(
@@ -151,17 +152,18 @@ def read_history(
     """The last ``last`` messages of a session as dicts, oldest first (the pages that
     reach into the log merge these with the log's: memstream.projections.reads_log)."""
     key = history_key(pk, owner, session)
+    life = life_field(pk, owner, session)
 
     def parse(replies: list[Any]) -> list[dict[str, Any]]:
         # split_versioned inlined: this runs for every message of every history read.
         out = []
-        for raw in replies[0]:
+        for raw in current(replies[0], boundary_of(replies[1])):
             item: dict[str, Any] = {"log_id": member_log_id(raw)}
             item.update(unpackb(raw[VERSION_LEN:], raw=False))
             out.append(item)
         return out
 
-    return Query([("ZRANGE", key, -last, -1)], parse, (key,))
+    return Query([("ZRANGE", key, -last, -1), ("HGET", *life)], parse, (key, life[0]))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -172,14 +174,21 @@ def read_messages(pk: keys.Projection, owner: str, session: str, last: int) -> Q
     Cached: a plan is immutable and an agent rereads the same few sessions; building the
     key and the plan was a few percent of a read's round trip."""
     key = history_key(pk, owner, session)
-    return Query((("ZRANGE", key, -last, -1),), _messages, (key,), archived=False)
+    life = life_field(pk, owner, session)
+    # The life record in the same pipeline: a session used again after it expired shows
+    # only its current life (.session_life), at no extra round trip.
+    return Query(
+        (("ZRANGE", key, -last, -1), ("HGET", *life)), _messages, (key, life[0]),
+        archived=False,
+    )  # fmt: skip
 
 
 def _messages(replies: list[Any]) -> list[Message]:
     # One pass straight from the members to the results: no dict per message, no
     # Message.of (its **kwargs and frozen __init__ cost as much as the decode).
     return [
-        message_of(member_log_id(raw), unpackb(raw[VERSION_LEN:], raw=False)) for raw in replies[0]
+        message_of(member_log_id(raw), unpackb(raw[VERSION_LEN:], raw=False))
+        for raw in current(replies[0], boundary_of(replies[1]))
     ]
 
 

@@ -153,12 +153,15 @@ class Writes:
             self.expire_at(key, at_ms)
 
     def session_expiry(
-        self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int
-    ) -> None:
-        """Set ``key`` (a session's capped log) to expire at its newest member's time plus
-        the TTL in the ``chosen`` hash field (else ``default_ms``; 0 is none), no earlier
-        than the ``floor`` field: recomputed exactly, so a shorter TTL shortens it."""
-        self.ops.append(("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms))
+        self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int,
+        cap: int,
+    ) -> None:  # fmt: skip
+        """Set ``key`` (a session's log, capped at ``cap`` members, 0 for none) to expire at
+        its newest member's time plus the TTL in the ``chosen`` hash field (else
+        ``default_ms``; 0 is none), no earlier than the ``floor`` field: recomputed
+        exactly, so a shorter TTL shortens it. Also keeps the session's life boundary
+        (``life:<session>`` in the ``chosen`` hash: memstream.projections.session_life)."""
+        self.ops.append(("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms, cap))
 
     def session_data_expiry(
         self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int

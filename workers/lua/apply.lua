@@ -50,7 +50,7 @@ local batch = nil
 
 local function begin_batch()
   batch = {marks = {}, caps = {}, capped = {}, z = {}, zkeys = {}, zn = 0, ztype = {},
-    zdirect = {}}
+    zdirect = {}, zlow = {}, zcut = {}}
 end
 
 local function trim(k, cap)
@@ -61,11 +61,13 @@ local flush_all_z  -- defined with OPS.ZMAX below
 
 local function end_batch()
   flush_all_z()
-  for _, k in ipairs(batch.capped) do
-    trim(k, batch.caps[k])
-  end
+  -- Before the trims: a session's life is walked over every member the call added, so a
+  -- gap that a batch larger than the cap brings in is still seen.
   if batch.sessions then
     batch.sessions.run()  -- the session expiries the call deferred (OPS.SESSEXP)
+  end
+  for _, k in ipairs(batch.capped) do
+    trim(k, batch.caps[k])
   end
   batch = nil
 end
@@ -106,6 +108,10 @@ OPS.ZLOG = function(keys, op)
     end
   end
   redis.call('ZADD', k, 0, member)
+  local low = batch.zlow[k]
+  if low == nil or member < low then
+    batch.zlow[k] = member  -- the oldest added: a session's life walks from it (SESSEXP)
+  end
   if cap > 0 then
     defer_trim(k, cap)
   end
@@ -120,6 +126,7 @@ OPS.CLEAR = function(keys, op)
     batch.marks[mark_id(wk, wfield)] = ver
   end
   redis.call('ZREMRANGEBYLEX', k, '-', '(' .. ver)
+  batch.zcut[k] = true  -- the set lost members: a session's life is walked again (SESSEXP)
 end
 
 -- Raise a watermark field to `ver` if it is lower.
@@ -276,6 +283,83 @@ newest_ms.SESSEXPD = function(k)
   return top
 end
 
+-- A session's life boundary (docs/ttl.md, "A session's lives"): the version of the first
+-- message of its current life, kept in the choice hash as `life:<session>` =
+-- "<boundary>|<newest>|<ttl>|<floor>|<cap>" (boundary "" when the life reaches past the
+-- capped window). Walking the history back from its newest member, the first gap between
+-- two messages' times longer than the TTL (no earlier than the floor) ends the life: the
+-- message after it is the boundary. Readers hide what is older; nothing is pruned, since
+-- a late message can still bridge a gap. A pure function of the merged set (and the
+-- choice, floor and cap), so any delivery order ends with the same record; the record's
+-- newest, TTL, floor and cap let a call that only added newer members walk just the new
+-- gaps (the same result: the older gaps were walked before).
+local function member_ms(member)
+  return tonumber(string.sub(member, 1, 13)) or 0
+end
+
+-- The index of the first member after the newest gap longer than `ttl` (nil if none).
+local function newest_gap(members, ttl, floor)
+  for i = #members, 2, -1 do
+    if member_ms(members[i]) > math.max(member_ms(members[i - 1]) + ttl, floor) then
+      return i
+    end
+  end
+  return nil
+end
+
+-- The boundary of a call that only added members after the record's newest `n` (and
+-- the members from `n` on), or nil when the record cannot be continued: another TTL,
+-- floor or cap; an older member added; members cleared; `n` gone (the key expired and a
+-- new life began).
+local function continued_life(k, life, ttl, floor, cap)
+  local low = batch.zlow[k]
+  if life.n == nil or life.n == '' or life.ttl ~= ttl or life.floor ~= floor
+      or life.cap ~= cap or (low ~= nil and ver_of(low) < life.n) or batch.zcut[k] then
+    return nil
+  end
+  local members = redis.call('ZRANGE', k, '[' .. life.n, '+', 'BYLEX')
+  if members[1] == nil or ver_of(members[1]) ~= life.n then
+    return nil
+  end
+  local i = newest_gap(members, ttl, floor)
+  return (i and ver_of(members[i])) or life.b, members
+end
+
+-- The boundary from the whole set: its newest gap; else its oldest member while the set
+-- is below its cap (nothing older is of this life: it was cleared or expired); else, a
+-- full set, the record's boundary if still at or below the set (found when the gap was
+-- in sight, before the cap trimmed it), or "" (the life reaches past the window).
+local function walked_life(members, life, ttl, floor, cap)
+  local i = newest_gap(members, ttl, floor)
+  local oldest = ver_of(members[1])
+  if i then
+    return ver_of(members[i])
+  elseif cap == 0 or #members < cap then
+    return oldest
+  elseif life.b and life.b ~= '' and life.b <= oldest and life.n >= oldest then
+    return life.b
+  end
+  return ''
+end
+
+local function session_life(k, hk, session, ttl, floor, cap)
+  local field = 'life:' .. session
+  local b, n, rttl, rfloor, rcap = string.match(redis.call('HGET', hk, field) or '',
+    '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)$')
+  local life = {b = b, n = n, ttl = tonumber(rttl), floor = tonumber(rfloor), cap = tonumber(rcap)}
+  local boundary, members = continued_life(k, life, ttl, floor, cap)
+  if boundary == nil then
+    members = redis.call('ZRANGE', k, 0, -1)
+    if #members == 0 then
+      redis.call('HDEL', hk, field)  -- no messages: the next life starts at its first
+      return
+    end
+    boundary = walked_life(members, life, ttl, floor, cap)
+  end
+  redis.call('HSET', hk, field, table.concat(
+    {boundary, ver_of(members[#members]), ttl, floor, cap}, '|'))
+end
+
 local function session_expire(keys, op)
   local k, ttl = keys[op[2]], tonumber(op[7])
   local chosen = redis.call('HGET', keys[op[3]], op[4])
@@ -288,14 +372,20 @@ local function session_expire(keys, op)
   if ttl == 0 then
     if chosen then  -- a choice of "no TTL" (or of a default that is none) undoes an expiry
       redis.call('PERSIST', k)
+      if op[1] == 'SESSEXP' then
+        redis.call('HDEL', keys[op[3]], 'life:' .. op[4])  -- one life: nothing expires
+      end
     end
     return
+  end
+  local floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
+  if op[1] == 'SESSEXP' then
+    session_life(k, keys[op[3]], op[4], ttl, floor, op[8])
   end
   local newest = newest_ms[op[1]](k)
   if not newest then
     return
   end
-  local floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
   redis.call('PEXPIREAT', k, math.max(newest + ttl, floor))
 end
 
@@ -682,7 +772,7 @@ touch_pending = function(keys, op, name)
 end
 local ARITY = {
   LWW = 5, ZLOG = 6, CLEAR = 5, HMAX = 4, HINCR = 4, ZMAX = 4, ZMIN = 4, EXPAT = 3,
-  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 7,
+  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 8,
 }
 
 local function key_ok(keys, i)
@@ -725,11 +815,13 @@ CHECK.ZMAX = function(op) return is_str(op[3]) and is_num(op[4]) end
 CHECK.ZMIN = CHECK.ZMAX
 CHECK.EXPAT = function(op) return is_int(op[3], 0, MAX_INT) end
 CHECK.EXPATF = function(op) return is_int(op[3], 0, MAX_INT) and is_str(op[5]) end
-CHECK.SESSEXP = function(op)
+CHECK.SESSEXPD = function(op)
   return is_str(op[4]) and is_str(op[6]) and is_int(op[7], 0, MAX_INT)
 end
-CHECK.SESSEXPD = CHECK.SESSEXP
-KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = KEY_ARGS.SESSEXP, ARITY.SESSEXP
+CHECK.SESSEXP = function(op)  -- SESSEXPD's and the history's cap (the life's walk)
+  return CHECK.SESSEXPD(op) and is_int(op[8], 0, 2147483647)
+end
+KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = KEY_ARGS.SESSEXP, 7
 
 CHECK.VFLOOR = function(op)
   return is_str(op[6]) and #op[6] > VERSION_LEN and is_str(op[8]) and is_str(op[10])
@@ -841,10 +933,11 @@ end
 FAST.ZMIN = FAST.ZMAX
 -- One per message (history's expiry): the generic check cost more than the op.
 FAST.SESSEXP = function(op, nkeys)
-  local default = op[7]
-  return #op == 7 and key_in(op[2], nkeys) and key_in(op[3], nkeys) and key_in(op[5], nkeys)
+  local default, cap = op[7], op[8]
+  return #op == 8 and key_in(op[2], nkeys) and key_in(op[3], nkeys) and key_in(op[5], nkeys)
     and type(op[4]) == 'string' and type(op[6]) == 'string'
     and type(default) == 'number' and default >= 0 and default <= MAX_INT and default % 1 == 0
+    and type(cap) == 'number' and cap >= 0 and cap <= 2147483647 and cap % 1 == 0
 end
 FAST.SPUB = function(op, nkeys)
   return #op == 3 and key_in(op[2], nkeys) and type(op[3]) == 'string'

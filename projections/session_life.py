@@ -1,0 +1,70 @@
+"""Which of a session's messages belong to its current life (docs/ttl.md, "A session's
+lives").
+
+A session id can be used again after its history expired: the new message creates the
+history key again, but the earlier life's messages are still in the log (a replay folds
+them all), and its message vectors may still be stored. The history's ``SESSEXP`` op
+(``workers/lua/apply.lua``) therefore keeps a **life boundary** per session: the version
+of the first message after the newest gap between two messages longer than the
+session's TTL (no earlier than its ``ttl.extended`` floor). It is computed from merged
+state only (the capped set of messages, the choice, the floor), so every delivery order,
+a live run and a replay end with the same boundary; nothing is pruned on its strength,
+since a late message can still bridge a gap. Every read of a session's messages hides
+those older than it: the hot window, paging into the log, keyword and semantic search.
+
+The record is ``life:<session>`` in the owner's choice hash (``sttl:<owner>``):
+``<boundary>|<newest>|<ttl ms>|<floor ms>|<cap>``. The boundary is empty when the
+current life reaches past the capped window (every older message not cleared counts);
+the other parts let the next call walk only the gaps it added.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+from memstream.producers import keys
+
+from .base import Query
+from .ops import VERSION_LEN, sortable
+
+
+def life_field(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
+    """Where ``session``'s life record is kept: the owner's choice hash (written by
+    ``SESSEXP`` next to the session's TTL choice, and removed with it)."""
+    return pk.key("sttl", owner), f"life:{session}"
+
+
+def boundary_of(record: bytes | None) -> bytes:
+    """The boundary version in a life ``record`` (b"" when none: every message counts)."""
+    return record.partition(b"|")[0] if record else b""
+
+
+def current(members: list[bytes], boundary: bytes) -> list[bytes]:
+    """``members`` (history members, in log order) of the current life: those whose
+    version is at or after ``boundary``. A member starts with its version, so it sorts
+    at or after the boundary exactly when its version does."""
+    if not boundary or not members or members[0][:VERSION_LEN] >= boundary:
+        return members
+    return members[bisect_left(members, boundary) :]
+
+
+def is_current(log_id: str, boundary: bytes) -> bool:
+    """Whether the message ``log_id`` is of the life that starts at ``boundary``."""
+    return not boundary or sortable(log_id).encode() >= boundary
+
+
+def read_boundaries(
+    pk: keys.Projection, owner: str, sessions: Sequence[str]
+) -> Query[dict[str, bytes]]:
+    """session -> its life boundary (b"" when none), for each of ``sessions``."""
+    names = sorted(set(sessions))
+    if not names:
+        return Query([], lambda _: {})
+    hkey = pk.key("sttl", owner)
+
+    def parse(replies: list[Any]) -> dict[str, bytes]:
+        return {name: boundary_of(rec) for name, rec in zip(names, replies[0], strict=True)}
+
+    return Query([("HMGET", hkey, *(f"life:{name}" for name in names))], parse)
