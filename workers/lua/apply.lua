@@ -50,7 +50,7 @@ local batch = nil
 
 local function begin_batch()
   batch = {marks = {}, caps = {}, capped = {}, z = {}, zkeys = {}, zn = 0, ztype = {},
-    zdirect = {}, zlow = {}, zcut = {}}
+    zdirect = {}, zadds = {}, zcut = {}}
 end
 
 local function trim(k, cap)
@@ -107,10 +107,14 @@ OPS.ZLOG = function(keys, op)
       return
     end
   end
-  redis.call('ZADD', k, 0, member)
-  local low = batch.zlow[k]
-  if low == nil or member < low then
-    batch.zlow[k] = member  -- the oldest added: a session's life walks from it (SESSEXP)
+  if redis.call('ZADD', k, 0, member) == 1 then
+    -- The members the call added: a session's life walks just their gaps (SESSEXP).
+    local added = batch.zadds[k]
+    if added == nil then
+      added = {}
+      batch.zadds[k] = added
+    end
+    added[#added + 1] = member  -- (not its version: no copy per message)
   end
   if cap > 0 then
     defer_trim(k, cap)
@@ -265,14 +269,9 @@ end
 -- of the call (end_batch) gives what computing it after every op would: a batch of many
 -- messages of few sessions pays one choice read per session, not one per message, and
 -- ops of one event may come in any order (the choice written after the expiry op).
-local newest_ms = {}
-
-newest_ms.SESSEXP = function(k)
-  local newest = redis.call('ZRANGE', k, -1, -1)[1]
-  return newest and tonumber(string.sub(newest, 1, 13))
-end
-
-newest_ms.SESSEXPD = function(k)
+-- The newest write of a session's data: the highest version among its LWW values (the
+-- history's newest member comes with its life's walk, session_life).
+local function data_newest_ms(k)
   local top = nil
   for _, v in ipairs(redis.call('HVALS', k)) do
     local ms = tonumber(string.sub(v, 1, 13))
@@ -299,30 +298,47 @@ end
 
 -- The index of the first member after the newest gap longer than `ttl` (nil if none).
 local function newest_gap(members, ttl, floor)
+  local after = member_ms(members[#members] or '')
   for i = #members, 2, -1 do
-    if member_ms(members[i]) > math.max(member_ms(members[i - 1]) + ttl, floor) then
+    local before = member_ms(members[i - 1])
+    if after > before + ttl and after > floor then
       return i
     end
+    after = before
   end
   return nil
 end
 
 -- The boundary of a call that only added members after the record's newest `n` (and
--- the members from `n` on), or nil when the record cannot be continued: another TTL,
+-- the versions from `n` on), or nil when the record cannot be continued: another TTL,
 -- floor or cap; an older member added; members cleared; `n` gone (the key expired and a
--- new life began).
+-- new life began). Every member newer than `n` was added by this call (each call that
+-- adds one ends with this walk), so the walk reads the members the call recorded (ZLOG)
+-- instead of reading the set back.
 local function continued_life(k, life, ttl, floor, cap)
-  local low = batch.zlow[k]
-  if life.n == nil or life.n == '' or life.ttl ~= ttl or life.floor ~= floor
-      or life.cap ~= cap or (low ~= nil and ver_of(low) < life.n) or batch.zcut[k] then
+  local n = life.n
+  if n == nil or n == '' or life.ttl ~= ttl or life.floor ~= floor or life.cap ~= cap
+      or batch.zcut[k] then
     return nil
   end
-  local members = redis.call('ZRANGE', k, '[' .. life.n, '+', 'BYLEX')
-  if members[1] == nil or ver_of(members[1]) ~= life.n then
+  -- `n`, then the added members (a member sorts after its version, so after `n`).
+  local walk, sorted = {n}, true
+  for _, member in ipairs(batch.zadds[k] or {}) do
+    if member < n then
+      return nil
+    end
+    sorted = sorted and member > walk[#walk]
+    walk[#walk + 1] = member
+  end
+  local first = redis.call('ZRANGE', k, '[' .. n, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
+  if first == nil or ver_of(first) ~= n then
     return nil
   end
-  local i = newest_gap(members, ttl, floor)
-  return (i and ver_of(members[i])) or life.b, members
+  if not sorted then
+    table.sort(walk)
+  end
+  local i = newest_gap(walk, ttl, floor)
+  return (i and ver_of(walk[i])) or life.b, walk
 end
 
 -- The boundary from the whole set: its newest gap; else its oldest member while the set
@@ -342,27 +358,38 @@ local function walked_life(members, life, ttl, floor, cap)
   return ''
 end
 
-local function session_life(k, hk, session, ttl, floor, cap)
-  local field = 'life:' .. session
-  local b, n, rttl, rfloor, rcap = string.match(redis.call('HGET', hk, field) or '',
-    '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)$')
+-- Keeps the life record of the history `k` (its field in `hk`; `rec` its value read
+-- with the choice) and returns the ms of the newest member (nil when there is none).
+local function session_life(k, hk, field, rec, ttl, floor, cap)
+  local b, n, rttl, rfloor, rcap = string.match(rec or '', '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)$')
   local life = {b = b, n = n, ttl = tonumber(rttl), floor = tonumber(rfloor), cap = tonumber(rcap)}
   local boundary, members = continued_life(k, life, ttl, floor, cap)
   if boundary == nil then
     members = redis.call('ZRANGE', k, 0, -1)
     if #members == 0 then
-      redis.call('HDEL', hk, field)  -- no messages: the next life starts at its first
-      return
+      if rec then
+        redis.call('HDEL', hk, field)  -- no messages: the next life starts at its first
+      end
+      return nil
     end
     boundary = walked_life(members, life, ttl, floor, cap)
   end
-  redis.call('HSET', hk, field, table.concat(
-    {boundary, ver_of(members[#members]), ttl, floor, cap}, '|'))
+  local newest = members[#members]
+  redis.call('HSET', hk, field, table.concat({boundary, ver_of(newest), ttl, floor, cap}, '|'))
+  return member_ms(newest)
 end
 
 local function session_expire(keys, op)
   local k, ttl = keys[op[2]], tonumber(op[7])
-  local chosen = redis.call('HGET', keys[op[3]], op[4])
+  local history = op[1] == 'SESSEXP'
+  local life_field = history and 'life:' .. op[4]
+  local chosen, rec
+  if history then  -- the choice and the life record in one read
+    local got = redis.call('HMGET', keys[op[3]], op[4], life_field)
+    chosen, rec = got[1], got[2]
+  else
+    chosen = redis.call('HGET', keys[op[3]], op[4])
+  end
   if chosen then
     local v = string.sub(chosen, VERSION_LEN + 1)
     if v ~= 'd' then
@@ -372,17 +399,19 @@ local function session_expire(keys, op)
   if ttl == 0 then
     if chosen then  -- a choice of "no TTL" (or of a default that is none) undoes an expiry
       redis.call('PERSIST', k)
-      if op[1] == 'SESSEXP' then
-        redis.call('HDEL', keys[op[3]], 'life:' .. op[4])  -- one life: nothing expires
+      if rec then
+        redis.call('HDEL', keys[op[3]], life_field)  -- one life: nothing expires
       end
     end
     return
   end
   local floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
-  if op[1] == 'SESSEXP' then
-    session_life(k, keys[op[3]], op[4], ttl, floor, op[8])
+  local newest
+  if history then
+    newest = session_life(k, keys[op[3]], life_field, rec, ttl, floor, op[8])
+  else
+    newest = data_newest_ms(k)
   end
-  local newest = newest_ms[op[1]](k)
   if not newest then
     return
   end
