@@ -23,7 +23,7 @@ from .base import ApplyContext, Projection, Query
 from .codec import pack
 from .ops import VERSION_LEN, Writes, sortable
 from .results import Message, message_of
-from .session_life import boundary_of, current, life_field
+from .session_life import boundary_of, current, life_field, ttl_event, ttl_events_field
 
 
 def history_key(pk: keys.Projection, owner: str, session: str) -> str:
@@ -51,6 +51,8 @@ class SessionKeys(NamedTuple):
     mark: tuple[str, str]
     choice: tuple[str, str]
     floor: tuple[str, str]
+    lives: str
+    """The choice hash's field of the session's TTL events (.session_life)."""
 
 
 @functools.lru_cache(maxsize=8192)
@@ -60,6 +62,7 @@ def session_keys(pk: keys.Projection, owner: str, session: str) -> SessionKeys:
     return SessionKeys(
         history_key(pk, owner, session), watermark(pk, owner, session),
         ttl_choice(pk, owner, session), ttl_floor(pk, owner, session),
+        ttl_events_field(session),
     )  # fmt: skip
 
 
@@ -110,6 +113,11 @@ class History(Projection):
             return
         if isinstance(payload, TtlExtended):
             at = event.ts_ms + payload.seconds * 1000
+            if session is not None:
+                # Whether or not it is past: a replay must see the floors a live run saw
+                # when it walks the session's lives (.session_life).
+                sk = session_keys(ctx.keys, event.owner, session)
+                writes.ttl_event(sk.choice[0], sk.lives, ttl_event(event.log_id, "e", at))
             if session is not None and at > ctx.now_ms:
                 # The floor is raised even with no deployment history_ttl_s: the session
                 # may have chosen its own TTL. The expiry is then recomputed from merged
@@ -128,6 +136,10 @@ class History(Projection):
                 return  # a start without a choice changes nothing
             value = b"d" if payload.ttl_s is None else b"%d" % (payload.ttl_s * 1000)
             writes.lww(sk.choice[0], sk.choice[1], version, value)
+            # Every choice, not only the winner: each gap between two messages is judged
+            # by the TTL in effect then (.session_life).
+            kind, ms = ("d", 0) if payload.ttl_s is None else ("c", payload.ttl_s * 1000)
+            writes.ttl_event(sk.choice[0], sk.lives, ttl_event(event.log_id, kind, ms))
         else:  # history.cleared
             writes.clear(sk.log, sk.mark, version)
             ttl = ctx.settings.history_ttl_s

@@ -77,6 +77,8 @@ _ARG_RULES: dict[str, tuple[Any, ...]] = {
     "SESSEXP": (_key, _key, _text, _key, _text, lambda v: _int(v, 0),
                 lambda v: _int(v, 0, MAX_CAP)),
     "SESSEXPD": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
+    "TLADD": (_key, _text, lambda v: _text(v) and len(v) == 38 and v[24] in "cde"
+              and v[25:].isdigit() and v[:24].replace("-", "").isdigit()),
     "VFLOOR": (_key, _key, _key, _key, lambda v: _text(v) and len(v) > VERSION_LEN, _key,
                _text, _key, _text),
     "VTTL": (_key, _key, _key, _key, lambda v: _text(v) and len(v) > 0,

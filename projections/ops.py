@@ -34,6 +34,7 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "EXPATF": (1, 3),
     "SESSEXP": (1, 2, 4),
     "SESSEXPD": (1, 2, 4),
+    "TLADD": (1,),
     "VFLOOR": (1, 2, 3, 4, 6, 8),
     "VEXT": (1, 2, 3),
     "VTTL": (1, 2, 3, 4),
@@ -58,7 +59,7 @@ nothing is stored under it."""
 
 RERUNNABLE_OPS = frozenset(
     {"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF", "SESSEXP", "SESSEXPD",
-     "VFLOOR"}
+     "VFLOOR", "TLADD"}
 )  # fmt: skip
 """Ops that may run again later, after other writes, and change nothing: idempotent and
 order-free. An owner rebuild re-runs only these on keys it cannot delete first (keys
@@ -162,6 +163,12 @@ class Writes:
         exactly, so a shorter TTL shortens it. Also keeps the session's life boundary
         (``life:<session>`` in the ``chosen`` hash: memstream.projections.session_life)."""
         self.ops.append(("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms, cap))
+
+    def ttl_event(self, key: str, field_name: str, entry: str) -> None:
+        """Add ``entry`` (38 characters: a sortable version, ``c``/``d``/``e`` and 13
+        digits) once to the sorted entries of the hash ``field``: a session's TTL events,
+        which its life boundary replays (memstream.projections.session_life)."""
+        self.ops.append(("TLADD", key, field_name, entry))
 
     def session_data_expiry(
         self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int

@@ -36,6 +36,19 @@ def life_field(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]
     return pk.key("sttl", owner), f"life:{session}"
 
 
+def ttl_events_field(session: str) -> str:
+    """The choice hash's field of ``session``'s TTL events: every choice and extension,
+    which the boundary's walk replays with the messages (not only the LWW winner)."""
+    return f"tl:{session}"
+
+
+def ttl_event(log_id: str, kind: str, ms: int) -> str:
+    """One TTL event as ``TLADD`` keeps it: the event's sortable version, ``kind``
+    (``c`` a chosen TTL of ``ms``, ``d`` back to the default, ``e`` a floor at ``ms``)
+    and ``ms`` in 13 digits (fixed width, so the entries of a field sort as text)."""
+    return f"{sortable(log_id)}{kind}{ms:013d}"
+
+
 def boundary_of(record: bytes | None) -> bytes:
     """The boundary version in a life ``record`` (b"" when none: every message counts)."""
     return record.partition(b"|")[0] if record else b""

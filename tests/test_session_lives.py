@@ -63,10 +63,21 @@ def _events(now: int) -> list[StoredEvent]:
         at(700, HistoryCleared(), "cut"),
         at(800, msg("e2"), "cut"),
         at(25_000, msg("e3"), "cut"),
+        at(400, SessionStarted(ttl_s=1), "rechose", 2),
+        at(900, msg("f1"), "rechose"),
+        at(5_000, msg("f2"), "rechose"),  # 4.1 s after f1, under the 1 s then in effect
+        at(6_000, SessionTtlSet(ttl_s=3600), "rechose"),  # longer, but only from here on
+        at(7_000, msg("f3"), "rechose"),
+        at(450, SessionTtlSet(ttl_s=10), "deadext"),
+        at(1_200, msg("g1"), "deadext"),
+        at(20_000, TtlExtended(seconds=200_000), "deadext"),  # g1's life ended at 11.2 s
+        at(30_000, msg("g2"), "deadext"),
     ]
 
 
-WANT = {"again": ["b1", "b2"], "bridge": ["c1", "c2", "c3"], "ext": ["d1", "d2"], "cut": ["e3"]}
+WANT = {"again": ["b1", "b2"], "bridge": ["c1", "c2", "c3"], "ext": ["d1", "d2"], "cut": ["e3"],
+        "rechose": ["f2", "f3"], "deadext": ["g2"]}  # fmt: skip
+N = 27
 
 
 def _now() -> int:
@@ -78,9 +89,9 @@ def _now() -> int:
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    order=st.permutations(range(18)),
-    duplicates=st.lists(st.integers(0, 17), max_size=3),
-    batch=st.sampled_from([[1], [3], [2, 5], [18]]),
+    order=st.permutations(range(N)),
+    duplicates=st.lists(st.integers(0, N - 1), max_size=3),
+    batch=st.sampled_from([[1], [3], [2, 5], [N]]),
     default=st.sampled_from([None, 20, 3600]),
 )
 def test_session_lives_converge_in_any_order(

@@ -283,51 +283,114 @@ local function data_newest_ms(k)
 end
 
 -- A session's life boundary (docs/ttl.md, "A session's lives"): the version of the first
--- message of its current life, kept in the choice hash as `life:<session>` =
--- "<boundary>|<newest>|<ttl>|<floor>|<cap>" (boundary "" when the life reaches past the
--- capped window). Walking the history back from its newest member, the first gap between
--- two messages' times longer than the TTL (no earlier than the floor) ends the life: the
--- message after it is the boundary. Readers hide what is older; nothing is pruned, since
--- a late message can still bridge a gap. A pure function of the merged set (and the
--- choice, floor and cap), so any delivery order ends with the same record; the record's
--- newest, TTL, floor and cap let a call that only added newer members walk just the new
--- gaps (the same result: the older gaps were walked before).
+-- message of its current life. Its messages and TTL events (choices and extensions, kept
+-- as `tl:<session>` by TLADD) are replayed in log order, from event times alone: after
+-- each message the session lives to max(its time + the TTL then in effect, the floor); a
+-- choice or an extension while it lives recomputes that (as SESSEXP does), one while it
+-- is dead only counts for later messages; a message after that time starts a new life.
+-- Readers hide what is older; nothing is pruned, since a late message can still bridge a
+-- gap. A pure function of merged state (the capped set of messages, the set of TTL
+-- events, the default and the cap), so any delivery order ends with the same record:
+--   `life:<session>` = "<boundary>|<newest>|<alive ms>|<ttl ms>|<floor ms>|<cap>|<n>|<default>"
+-- (boundary "" when the life reaches past the capped window; alive 0: for good; n: the
+-- TTL events before the newest message). It is the state after the newest message, so a
+-- call that only added newer messages and no older TTL event walks just what it added.
+local TL_WIDTH = 38  -- a TTL event: version, kind (c chosen ms, d default, e floor), 13 digits
+
 local function member_ms(member)
   return tonumber(string.sub(member, 1, 13)) or 0
 end
 
--- The index of the first member after the newest gap longer than `ttl` (nil if none).
-local function newest_gap(members, ttl, floor)
-  local after = member_ms(members[#members] or '')
-  for i = #members, 2, -1 do
-    local before = member_ms(members[i - 1])
-    if after > before + ttl and after > floor then
-      return i
-    end
-    after = before
+local function lives_to(last, ttl, floor)
+  if ttl == 0 then
+    return 0  -- for good
   end
-  return nil
+  return math.max(last + ttl, floor)
 end
 
--- The boundary of a call that only added members after the record's newest `n` (and
--- the versions from `n` on), or nil when the record cannot be continued: another TTL,
--- floor or cap; an older member added; members cleared; `n` gone (the key expired and a
--- new life began). Every member newer than `n` was added by this call (each call that
--- adds one ends with this walk), so the walk reads the members the call recorded (ZLOG)
--- instead of reading the set back.
-local function continued_life(k, life, ttl, floor, cap)
-  local n = life.n
-  if n == nil or n == '' or life.ttl ~= ttl or life.floor ~= floor or life.cap ~= cap
+local function alive_at(st, t)
+  return st.alive == 0 or t <= st.alive
+end
+
+local function apply_ttl_event(st, event)
+  local live = st.last ~= nil and alive_at(st, member_ms(event))
+  local kind, value = string.sub(event, VERSION_LEN + 1, VERSION_LEN + 1),
+    tonumber(string.sub(event, VERSION_LEN + 2)) or 0
+  if kind == 'e' then
+    st.floor = math.max(st.floor, value)
+  elseif kind == 'd' then
+    st.ttl = st.default
+  else
+    st.ttl = value
+  end
+  if live then
+    st.alive = lives_to(st.last, st.ttl, st.floor)
+  end
+end
+
+-- The TTL events of `tl` (a TLADD field value), in log order.
+local function ttl_events(tl)
+  local out = {}
+  for at = 1, #(tl or ''), TL_WIDTH do
+    out[#out + 1] = string.sub(tl, at, at + TL_WIDTH - 1)
+  end
+  return out
+end
+
+-- Replays `members` (in log order) and the TTL `events` from index `e` on, on state
+-- `st`; returns the version of the newest member that started a life (nil if none) and
+-- the index of the first event after the newest member.
+local function replay_life(st, members, events, e)
+  local started = nil
+  for _, member in ipairs(members) do
+    local v = ver_of(member)
+    while events[e] and ver_of(events[e]) < v do
+      apply_ttl_event(st, events[e])
+      e = e + 1
+    end
+    local t = member_ms(member)
+    if st.last ~= nil and not alive_at(st, t) then
+      started = v
+    end
+    st.last, st.alive = t, lives_to(t, st.ttl, st.floor)
+  end
+  return started, e
+end
+
+local function parse_life(rec)
+  local b, n, alive, ttl, floor, cap, count, default = string.match(rec or '',
+    '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
+  if b == nil then
+    return nil
+  end
+  return {b = b, n = n, alive = tonumber(alive), ttl = tonumber(ttl), floor = tonumber(floor),
+    cap = tonumber(cap), count = tonumber(count), default = tonumber(default)}
+end
+
+-- The state, boundary and walked members of a call that only added members after the
+-- record's newest `n` and no TTL event before it; nil when the record cannot be
+-- continued (another cap or default; an older member or TTL event added; members
+-- cleared; `n` gone: the key expired and a new life began). Every member newer than `n`
+-- was added by this call (each call that adds one ends with this walk), so the walk
+-- reads the members the call recorded (ZLOG) instead of reading the set back.
+local function continued_life(k, life, events, default, cap)
+  if life == nil or life.n == '' or life.cap ~= cap or life.default ~= default
       or batch.zcut[k] then
     return nil
   end
-  -- `n`, then the added members (a member sorts after its version, so after `n`).
-  local walk, sorted = {n}, true
+  local n = life.n
+  local e = life.count + 1
+  local last_seen = events[life.count]
+  if (life.count > 0 and (last_seen == nil or ver_of(last_seen) >= n))
+      or (events[e] and ver_of(events[e]) < n) then
+    return nil  -- the TTL events before `n` are not those the record was walked with
+  end
+  local walk, sorted = {}, true
   for _, member in ipairs(batch.zadds[k] or {}) do
     if member < n then
       return nil
     end
-    sorted = sorted and member > walk[#walk]
+    sorted = sorted and (walk[#walk] == nil or member > walk[#walk])
     walk[#walk + 1] = member
   end
   local first = redis.call('ZRANGE', k, '[' .. n, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
@@ -337,56 +400,66 @@ local function continued_life(k, life, ttl, floor, cap)
   if not sorted then
     table.sort(walk)
   end
-  local i = newest_gap(walk, ttl, floor)
-  return (i and ver_of(walk[i])) or life.b, walk
-end
-
--- The boundary from the whole set: its newest gap; else its oldest member while the set
--- is below its cap (nothing older is of this life: it was cleared or expired); else, a
--- full set, the record's boundary if still at or below the set (found when the gap was
--- in sight, before the cap trimmed it), or "" (the life reaches past the window).
-local function walked_life(members, life, ttl, floor, cap)
-  local i = newest_gap(members, ttl, floor)
-  local oldest = ver_of(members[1])
-  if i then
-    return ver_of(members[i])
-  elseif cap == 0 or #members < cap then
-    return oldest
-  elseif life.b and life.b ~= '' and life.b <= oldest and life.n >= oldest then
-    return life.b
+  local st = {ttl = life.ttl, floor = life.floor, alive = life.alive, last = member_ms(n),
+    default = default}
+  local newest = walk[#walk] or first
+  local started, next_e = replay_life(st, walk, events, e)
+  if not walk[1] then
+    next_e = e  -- nothing added: the state stays the one after `n`
   end
-  return ''
+  return {st = st, boundary = started or life.b, newest = newest, e = next_e}
 end
 
--- Keeps the life record of the history `k` (its field in `hk`; `rec` its value read
--- with the choice) and returns the ms of the newest member (nil when there is none).
-local function session_life(k, hk, field, rec, ttl, floor, cap)
-  local b, n, rttl, rfloor, rcap = string.match(rec or '', '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)$')
-  local life = {b = b, n = n, ttl = tonumber(rttl), floor = tonumber(rfloor), cap = tonumber(rcap)}
-  local boundary, members = continued_life(k, life, ttl, floor, cap)
-  if boundary == nil then
-    members = redis.call('ZRANGE', k, 0, -1)
+-- The boundary from the whole set: the newest member that started a life; else its
+-- oldest member while the set is below its cap (nothing older is of this life: it was
+-- cleared or expired); else, a full set, the record's boundary if still at or below the
+-- set (found when the gap was in sight, before the cap trimmed it), or "" (the life
+-- reaches past the window).
+local function walked_life(members, events, life, default, cap)
+  local st = {ttl = default, floor = 0, alive = nil, last = nil, default = default}
+  local started, e = replay_life(st, members, events, 1)
+  local oldest = ver_of(members[1])
+  local boundary = ''
+  if started then
+    boundary = started
+  elseif cap == 0 or #members < cap then
+    boundary = oldest
+  elseif life and life.b ~= '' and life.b <= oldest and life.n >= oldest then
+    boundary = life.b
+  end
+  return {st = st, boundary = boundary, newest = members[#members], e = e}
+end
+
+-- Keeps the life record of the history `k` (`field` in `hk`, `rec` its value, `tl` the
+-- session's TTL events) and returns the ms of the newest member (nil when none).
+local function session_life(k, hk, field, rec, tl, default, cap)
+  local life = parse_life(rec)
+  local events = ttl_events(tl)
+  local found = continued_life(k, life, events, default, cap)
+  if found == nil then
+    local members = redis.call('ZRANGE', k, 0, -1)
     if #members == 0 then
       if rec then
         redis.call('HDEL', hk, field)  -- no messages: the next life starts at its first
       end
       return nil
     end
-    boundary = walked_life(members, life, ttl, floor, cap)
+    found = walked_life(members, events, life, default, cap)
   end
-  local newest = members[#members]
-  redis.call('HSET', hk, field, table.concat({boundary, ver_of(newest), ttl, floor, cap}, '|'))
-  return member_ms(newest)
+  local st = found.st
+  redis.call('HSET', hk, field, table.concat({found.boundary, ver_of(found.newest),
+    st.alive, st.ttl, st.floor, cap, found.e - 1, default}, '|'))
+  return member_ms(found.newest)
 end
 
 local function session_expire(keys, op)
   local k, ttl = keys[op[2]], tonumber(op[7])
   local history = op[1] == 'SESSEXP'
   local life_field = history and 'life:' .. op[4]
-  local chosen, rec
-  if history then  -- the choice and the life record in one read
-    local got = redis.call('HMGET', keys[op[3]], op[4], life_field)
-    chosen, rec = got[1], got[2]
+  local chosen, rec, tl
+  if history then  -- the choice, the life record and the TTL events in one read
+    local got = redis.call('HMGET', keys[op[3]], op[4], life_field, 'tl:' .. op[4])
+    chosen, rec, tl = got[1], got[2], got[3]
   else
     chosen = redis.call('HGET', keys[op[3]], op[4])
   end
@@ -396,26 +469,44 @@ local function session_expire(keys, op)
       ttl = tonumber(v) or ttl
     end
   end
+  local floor = 0
+  if ttl ~= 0 then
+    floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
+  end
+  local newest
+  if history and (chosen or ttl ~= 0) then  -- else no TTL was ever in effect: one life
+    newest = session_life(k, keys[op[3]], life_field, rec, tl, tonumber(op[7]), op[8])
+  elseif not history and ttl ~= 0 then
+    newest = data_newest_ms(k)
+  end
   if ttl == 0 then
     if chosen then  -- a choice of "no TTL" (or of a default that is none) undoes an expiry
       redis.call('PERSIST', k)
-      if rec then
-        redis.call('HDEL', keys[op[3]], life_field)  -- one life: nothing expires
-      end
     end
     return
-  end
-  local floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
-  local newest
-  if history then
-    newest = session_life(k, keys[op[3]], life_field, rec, ttl, floor, op[8])
-  else
-    newest = data_newest_ms(k)
   end
   if not newest then
     return
   end
   redis.call('PEXPIREAT', k, math.max(newest + ttl, floor))
+end
+
+-- Add the fixed-width `entry` to the sorted entries kept in one hash field (a session's
+-- TTL events: projections/history.py), once: a set union, so any order ends the same.
+OPS.TLADD = function(keys, op)
+  local k, field, entry = keys[op[2]], op[3], op[4]
+  local cur = redis.call('HGET', k, field) or ''
+  local at = 1
+  while at <= #cur do
+    local e = string.sub(cur, at, at + TL_WIDTH - 1)
+    if e == entry then
+      return
+    elseif e > entry then
+      break
+    end
+    at = at + TL_WIDTH
+  end
+  redis.call('HSET', k, field, string.sub(cur, 1, at - 1) .. entry .. string.sub(cur, at))
 end
 
 -- pcall: a key of the wrong type (its own writes failed too) must not fail the whole call
@@ -765,7 +856,7 @@ end
 local KEY_ARGS = {
   LWW = {2}, ZLOG = {2}, CLEAR = {2, 3}, HMAX = {2}, HINCR = {2}, ZMAX = {2}, ZMIN = {2},
   EXPAT = {2}, EXPATF = {2, 4}, DEL = {2}, XADD = {2}, SPUB = {2}, LWWZ = {2, 6},
-  PRUNE = {2}, PTR = {2, 3}, SESSEXP = {2, 3, 5},
+  PRUNE = {2}, PTR = {2, 3}, SESSEXP = {2, 3, 5}, TLADD = {2},
 }
 local OPTIONAL_KEYS = { ZLOG = {5}, PRUNE = {4, 5} }
 
@@ -801,7 +892,7 @@ touch_pending = function(keys, op, name)
 end
 local ARITY = {
   LWW = 5, ZLOG = 6, CLEAR = 5, HMAX = 4, HINCR = 4, ZMAX = 4, ZMIN = 4, EXPAT = 3,
-  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 8,
+  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 8, TLADD = 4,
 }
 
 local function key_ok(keys, i)
@@ -839,6 +930,12 @@ CHECK.ZLOG = function(op)
 end
 CHECK.CLEAR = function(op) return is_str(op[4]) and is_ver(op[5]) end
 CHECK.HMAX = function(op) return is_str(op[3]) and is_str(op[4]) end
+CHECK.TLADD = function(op)
+  local e = op[4]
+  return is_str(op[3]) and type(e) == 'string' and #e == TL_WIDTH and is_ver(string.sub(e, 1, 24))
+    and string.find('cde', string.sub(e, 25, 25), 1, true) ~= nil
+    and string.match(string.sub(e, 26), '^%d+$') ~= nil
+end
 CHECK.HINCR = function(op) return is_str(op[3]) and is_int(op[4], -MAX_INT, MAX_INT) end
 CHECK.ZMAX = function(op) return is_str(op[3]) and is_num(op[4]) end
 CHECK.ZMIN = CHECK.ZMAX
