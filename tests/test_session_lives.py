@@ -192,6 +192,27 @@ def test_a_new_life_that_fills_the_window_in_one_call_hides_the_old_one(
             r.delete(*names)
 
 
+def test_a_choice_made_before_ttl_events_were_kept_still_judges_the_gaps(
+    r: redis.Redis, deployed: str
+) -> None:
+    now = _now()
+    events = _events(now)
+    e = {ev.event.content: ev for ev in events if isinstance(ev.event, MessageAppended)}
+    pk = keys.Projection(P, 900_331)
+    ctx = ApplyContext(pk, Settings(), now)
+    writes = Writes()
+    History().apply(events[0], ctx, writes)  # "again" chose 10 s: its LWW, without its event
+    call: Any = r.execute_command
+    call(*write_command([[op for op in writes.ops if op[0] != "TLADD"]]))
+    try:
+        _fold(r, pk, [[e["a1"], e["a2"], e["b1"], e["b2"]]], now)
+        assert _read(r, pk, "again") == ["b1", "b2"]
+    finally:
+        names = list(r.scan_iter(match=keys.version_prefix(P, pk.version) + "*"))
+        if names:
+            r.delete(*names)
+
+
 LIVE = "agent.lives.live"
 CAP = 3
 TTL_S = 5  # long enough for the replay to read the new life before it expires too

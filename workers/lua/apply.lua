@@ -416,8 +416,8 @@ end
 -- gone and no clear took it (the key expired: this call began a new life), the record's
 -- boundary if still at or below the set (found when the gap was in sight, before the
 -- cap trimmed it), or "" (the life reaches past the window).
-local function walked_life(k, members, events, life, default, cap)
-  local st = {ttl = default, floor = 0, alive = nil, last = nil, default = default}
+local function walked_life(k, members, events, life, default, cap, first_ttl)
+  local st = {ttl = first_ttl, floor = 0, alive = nil, last = nil, default = default}
   local started, e = replay_life(st, members, events, 1)
   local oldest = ver_of(members[1])
   local boundary = ''
@@ -434,10 +434,23 @@ local function walked_life(k, members, events, life, default, cap)
 end
 
 -- Keeps the life record of the history `k` (`field` in `hk`, `rec` its value, `tl` the
--- session's TTL events) and returns the ms of the newest member (nil when none).
-local function session_life(k, hk, field, rec, tl, default, cap)
+-- session's TTL events, `chosen_ttl` the LWW choice's TTL or nil) and returns the ms of
+-- the newest member (nil when none).
+local function session_life(k, hk, field, rec, tl, default, cap, chosen_ttl)
   local life = parse_life(rec)
   local events = ttl_events(tl)
+  -- The TTL before the first event: the default, or the LWW choice of a session that
+  -- chose before TTL events were kept (its choice has no event; every later one does).
+  local first_ttl = default
+  if chosen_ttl then
+    first_ttl = chosen_ttl
+    for _, event in ipairs(events) do
+      if string.sub(event, VERSION_LEN + 1, VERSION_LEN + 1) ~= 'e' then
+        first_ttl = default
+        break
+      end
+    end
+  end
   local found = continued_life(k, life, events, default, cap)
   if found == nil then
     local members = redis.call('ZRANGE', k, 0, -1)
@@ -447,7 +460,7 @@ local function session_life(k, hk, field, rec, tl, default, cap)
       end
       return nil
     end
-    found = walked_life(k, members, events, life, default, cap)
+    found = walked_life(k, members, events, life, default, cap, first_ttl)
   end
   local st = found.st
   redis.call('HSET', hk, field, table.concat({found.boundary, ver_of(found.newest),
@@ -478,7 +491,8 @@ local function session_expire(keys, op)
   end
   local newest
   if history and (chosen or ttl ~= 0) then  -- else no TTL was ever in effect: one life
-    newest = session_life(k, keys[op[3]], life_field, rec, tl, tonumber(op[7]), op[8])
+    newest = session_life(k, keys[op[3]], life_field, rec, tl, tonumber(op[7]), op[8],
+      chosen and ttl)
   elseif not history and ttl ~= 0 then
     newest = data_newest_ms(k)
   end
