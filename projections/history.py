@@ -23,7 +23,7 @@ from .base import ApplyContext, Projection, Query
 from .codec import pack
 from .ops import VERSION_LEN, Writes, sortable
 from .results import Message, message_of
-from .session_life import boundary_of, current, life_field, ttl_event, ttl_events_field
+from .session_life import boundary_of, current, life_key, ttl_event, ttl_events_field
 
 
 def history_key(pk: keys.Projection, owner: str, session: str) -> str:
@@ -53,6 +53,8 @@ class SessionKeys(NamedTuple):
     floor: tuple[str, str]
     lives: str
     """The choice hash's field of the session's TTL events (.session_life)."""
+    life: str
+    """The session's life record (.session_life)."""
 
 
 @functools.lru_cache(maxsize=8192)
@@ -62,7 +64,7 @@ def session_keys(pk: keys.Projection, owner: str, session: str) -> SessionKeys:
     return SessionKeys(
         history_key(pk, owner, session), watermark(pk, owner, session),
         ttl_choice(pk, owner, session), ttl_floor(pk, owner, session),
-        ttl_events_field(session),
+        ttl_events_field(session), life_key(pk, owner, session),
     )  # fmt: skip
 
 
@@ -88,6 +90,8 @@ def message_body(msg: MessageAppended, ts_ms: int) -> dict[str, Any]:
 
 class History(Projection):
     name: ClassVar[str] = "history"
+    # Not "life" (a session's life record, .session_life): counted here, `memstream stats`
+    # would add one entry per session to the messages; it is shown as its own type.
     key_names: ClassVar[frozenset[str]] = frozenset({"hist", "wm", "sttl"})
     handles: ClassVar[frozenset[str]] = frozenset(
         {"message.appended", "history.cleared", "ttl.extended", "session.started",
@@ -155,7 +159,9 @@ class History(Projection):
     def _expire(ctx: ApplyContext, writes: Writes, sk: SessionKeys) -> None:
         # Every change to a session recomputes its expiry from merged state (docs/ttl.md).
         default_ms = (ctx.settings.history_ttl_s or 0) * 1000
-        writes.session_expiry(sk.log, sk.choice, sk.floor, default_ms, ctx.settings.history_cap)
+        writes.session_expiry(
+            sk.log, sk.choice, sk.floor, default_ms, cap=ctx.settings.history_cap, life=sk.life
+        )
 
 
 def read_history(
@@ -164,7 +170,7 @@ def read_history(
     """The last ``last`` messages of a session as dicts, oldest first (the pages that
     reach into the log merge these with the log's: memstream.projections.reads_log)."""
     key = history_key(pk, owner, session)
-    life = life_field(pk, owner, session)
+    life = life_key(pk, owner, session)
 
     def parse(replies: list[Any]) -> list[dict[str, Any]]:
         # split_versioned inlined: this runs for every message of every history read.
@@ -175,7 +181,7 @@ def read_history(
             out.append(item)
         return out
 
-    return Query([("ZRANGE", key, -last, -1), ("HGET", *life)], parse, (key, life[0]))
+    return Query([("ZRANGE", key, -last, -1), ("GET", life)], parse, (key, life))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -186,11 +192,11 @@ def read_messages(pk: keys.Projection, owner: str, session: str, last: int) -> Q
     Cached: a plan is immutable and an agent rereads the same few sessions; building the
     key and the plan was a few percent of a read's round trip."""
     key = history_key(pk, owner, session)
-    life = life_field(pk, owner, session)
+    life = life_key(pk, owner, session)
     # The life record in the same pipeline: a session used again after it expired shows
     # only its current life (.session_life), at no extra round trip.
     return Query(
-        (("ZRANGE", key, -last, -1), ("HGET", *life)), _messages, (key, life[0]),
+        (("ZRANGE", key, -last, -1), ("GET", life)), _messages, (key, life),
         archived=False,
     )  # fmt: skip
 

@@ -32,7 +32,7 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "ZMIN": (1,),
     "EXPAT": (1,),
     "EXPATF": (1, 3),
-    "SESSEXP": (1, 2, 4),
+    "SESSEXP": (1, 2, 4, 8),
     "SESSEXPD": (1, 2, 4),
     "TLADD": (1,),
     "VFLOOR": (1, 2, 3, 4, 6, 8),
@@ -155,14 +155,16 @@ class Writes:
 
     def session_expiry(
         self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int,
-        cap: int,
+        *, cap: int, life: str,
     ) -> None:  # fmt: skip
         """Set ``key`` (a session's log, capped at ``cap`` members, 0 for none) to expire at
         its newest member's time plus the TTL in the ``chosen`` hash field (else
         ``default_ms``; 0 is none), no earlier than the ``floor`` field: recomputed
-        exactly, so a shorter TTL shortens it. Also keeps the session's life boundary
-        (``life:<session>`` in the ``chosen`` hash: memstream.projections.session_life)."""
-        self.ops.append(("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms, cap))
+        exactly, so a shorter TTL shortens it. Also writes the session's life record to
+        ``life`` with the same expiry (memstream.projections.session_life)."""
+        self.ops.append(
+            ("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms, cap, life)
+        )
 
     def ttl_event(self, key: str, field_name: str, entry: str) -> None:
         """Add ``entry`` (38 characters: a sortable version, ``c``/``d``/``e`` and 13

@@ -33,7 +33,7 @@ from .codec import split_versioned
 from .history import history_key, message_body, read_history
 from .ops import id_tuple, sortable
 from .results import LogEntry, Message
-from .session_life import boundary_of, current, is_current, life_field, read_boundaries
+from .session_life import boundary_of, current, is_current, life_key, read_boundaries
 
 LOG_LIMIT = 10_000
 T = TypeVar("T")
@@ -127,7 +127,7 @@ def _before_query(
     commands = [
         ("ZCARD", key),
         ("ZRANGE", key, f"({sortable(before)}", "-", "BYLEX", "REV", "LIMIT", 0, last),
-        ("HGET", *life_field(pk, owner, session)),
+        ("GET", life_key(pk, owner, session)),
     ]
     return Query(commands, parse)  # fmt: skip
 

@@ -12,10 +12,10 @@ a live run and a replay end with the same boundary; nothing is pruned on its str
 since a late message can still bridge a gap. Every read of a session's messages hides
 those older than it: the hot window, paging into the log, keyword and semantic search.
 
-The record is ``life:<session>`` in the owner's choice hash (``sttl:<owner>``):
-``<boundary>|<newest>|<ttl ms>|<floor ms>|<cap>``. The boundary is empty when the
-current life reaches past the capped window (every older message not cleared counts);
-the other parts let the next call walk only the gaps it added.
+The record is the key ``life:<owner>:<session>``, expiring with the history key:
+``<boundary>|<newest>|...`` (the rest is the walk's state, ``workers/lua/apply.lua``).
+The boundary is empty when the current life reaches past the capped window (every older
+message not cleared counts); the rest lets the next call walk only what it added.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from .base import Query
 from .ops import VERSION_LEN, sortable
 
 
-def life_field(pk: keys.Projection, owner: str, session: str) -> tuple[str, str]:
-    """Where ``session``'s life record is kept: the owner's choice hash (written by
-    ``SESSEXP`` next to the session's TTL choice, and removed with it)."""
-    return pk.key("sttl", owner), f"life:{session}"
+def life_key(pk: keys.Projection, owner: str, session: str) -> str:
+    """``session``'s life record: its own key, written by ``SESSEXP`` with the history key's
+    expiry (the record is read only while the history exists: without it a session has
+    no messages to hide, and a new life's first walk needs no record)."""
+    return pk.key("life", owner, session)
 
 
 def ttl_events_field(session: str) -> str:
@@ -75,9 +76,8 @@ def read_boundaries(
     names = sorted(set(sessions))
     if not names:
         return Query([], lambda _: {})
-    hkey = pk.key("sttl", owner)
 
     def parse(replies: list[Any]) -> dict[str, bytes]:
         return {name: boundary_of(rec) for name, rec in zip(names, replies[0], strict=True)}
 
-    return Query([("HMGET", hkey, *(f"life:{name}" for name in names))], parse)
+    return Query([("MGET", *(life_key(pk, owner, name) for name in names))], parse)

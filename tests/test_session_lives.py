@@ -24,7 +24,7 @@ from memstream.projections.base import ApplyContext
 from memstream.projections.history import History, history_key, read_messages
 from memstream.projections.ops import Writes, sortable, write_command
 from memstream.projections.reader import AsyncReader
-from memstream.projections.session_life import boundary_of, life_field
+from memstream.projections.session_life import boundary_of, life_key
 from memstream.projections.testing import check_convergence
 from memstream.workers.replay import replay_all
 from tests.workers_util import running_worker
@@ -183,7 +183,7 @@ def test_a_new_life_that_fills_the_window_in_one_call_hides_the_old_one(
         _fold(r, pk, [[_events(now)[0], e["a1"], e["a2"]]], now, cap=2)
         r.delete(history_key(pk, OWNER, "again"))  # its TTL passed: Redis dropped the key
         _fold(r, pk, [[e["b1"], e["b2"]]], now, cap=2)  # a full window, in one call
-        boundary = boundary_of(r.hget(*life_field(pk, OWNER, "again")))
+        boundary = boundary_of(r.get(life_key(pk, OWNER, "again")))
         assert boundary == sortable(e["b1"].log_id).encode()  # not "" (the life's start is known)
         assert _read(r, pk, "again", 2) == ["b1", "b2"]
     finally:

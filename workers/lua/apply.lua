@@ -290,8 +290,9 @@ end
 -- is dead only counts for later messages; a message after that time starts a new life.
 -- Readers hide what is older; nothing is pruned, since a late message can still bridge a
 -- gap. A pure function of merged state (the capped set of messages, the set of TTL
--- events, the default and the cap), so any delivery order ends with the same record:
---   `life:<session>` = "<boundary>|<newest>|<alive ms>|<ttl ms>|<floor ms>|<cap>|<n>|<default>"
+-- events, the default and the cap), so any delivery order ends with the same record, the
+-- key op[9] (expiring with the history: it is read only while the history exists):
+--   "<boundary>|<newest>|<alive ms>|<ttl ms>|<floor ms>|<cap>|<n>|<default>"
 -- (boundary "" when the life reaches past the capped window; alive 0: for good; n: the
 -- TTL events before the newest message). It is the state after the newest message, so a
 -- call that only added newer messages and no older TTL event walks just what it added.
@@ -433,10 +434,10 @@ local function walked_life(k, members, events, life, default, cap, first_ttl)
   return {st = st, boundary = boundary, newest = members[#members], e = e}
 end
 
--- Keeps the life record of the history `k` (`field` in `hk`, `rec` its value, `tl` the
--- session's TTL events, `chosen_ttl` the LWW choice's TTL or nil) and returns the ms of
--- the newest member (nil when none).
-local function session_life(k, hk, field, rec, tl, default, cap, chosen_ttl)
+-- The ms of the newest member of the history `k` (nil when none) and its new life record
+-- (`rec` the record in `lk`, `tl` the session's TTL events, `chosen_ttl` the LWW choice's
+-- TTL or nil).
+local function session_life(k, lk, rec, tl, default, cap, chosen_ttl)
   local life = parse_life(rec)
   local events = ttl_events(tl)
   -- The TTL before the first event: the default, or the LWW choice of a session that
@@ -456,26 +457,24 @@ local function session_life(k, hk, field, rec, tl, default, cap, chosen_ttl)
     local members = redis.call('ZRANGE', k, 0, -1)
     if #members == 0 then
       if rec then
-        redis.call('HDEL', hk, field)  -- no messages: the next life starts at its first
+        redis.call('DEL', lk)  -- no messages: the next life starts at its first
       end
       return nil
     end
     found = walked_life(k, members, events, life, default, cap, first_ttl)
   end
   local st = found.st
-  redis.call('HSET', hk, field, table.concat({found.boundary, ver_of(found.newest),
-    st.alive, st.ttl, st.floor, cap, found.e - 1, default}, '|'))
-  return member_ms(found.newest)
+  return member_ms(found.newest), table.concat({found.boundary, ver_of(found.newest),
+    st.alive, st.ttl, st.floor, cap, found.e - 1, default}, '|')
 end
 
 local function session_expire(keys, op)
   local k, ttl = keys[op[2]], tonumber(op[7])
   local history = op[1] == 'SESSEXP'
-  local life_field = history and 'life:' .. op[4]
-  local chosen, rec, tl
-  if history then  -- the choice, the life record and the TTL events in one read
-    local got = redis.call('HMGET', keys[op[3]], op[4], life_field, 'tl:' .. op[4])
-    chosen, rec, tl = got[1], got[2], got[3]
+  local chosen, tl, rec
+  if history then  -- the choice and the TTL events in one read
+    local got = redis.call('HMGET', keys[op[3]], op[4], 'tl:' .. op[4])
+    chosen, tl = got[1], got[2]
   else
     chosen = redis.call('HGET', keys[op[3]], op[4])
   end
@@ -489,9 +488,10 @@ local function session_expire(keys, op)
   if ttl ~= 0 then
     floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
   end
-  local newest
+  local newest, life
+  local lk = history and keys[op[9]]
   if history and (chosen or ttl ~= 0) then  -- else no TTL was ever in effect: one life
-    newest = session_life(k, keys[op[3]], life_field, rec, tl, tonumber(op[7]), op[8],
+    newest, life = session_life(k, lk, redis.call('GET', lk), tl, tonumber(op[7]), op[8],
       chosen and ttl)
   elseif not history and ttl ~= 0 then
     newest = data_newest_ms(k)
@@ -500,12 +500,19 @@ local function session_expire(keys, op)
     if chosen then  -- a choice of "no TTL" (or of a default that is none) undoes an expiry
       redis.call('PERSIST', k)
     end
+    if life then
+      redis.call('SET', lk, life)  -- for good, as the history
+    end
     return
   end
   if not newest then
     return
   end
-  redis.call('PEXPIREAT', k, math.max(newest + ttl, floor))
+  local at = math.max(newest + ttl, floor)
+  redis.call('PEXPIREAT', k, at)
+  if life then
+    redis.call('SET', lk, life, 'PXAT', at)  -- needed while the history lives, no longer
+  end
 end
 
 -- Add the fixed-width `entry` to the sorted entries kept in one hash field (a session's
@@ -873,7 +880,7 @@ end
 local KEY_ARGS = {
   LWW = {2}, ZLOG = {2}, CLEAR = {2, 3}, HMAX = {2}, HINCR = {2}, ZMAX = {2}, ZMIN = {2},
   EXPAT = {2}, EXPATF = {2, 4}, DEL = {2}, XADD = {2}, SPUB = {2}, LWWZ = {2, 6},
-  PRUNE = {2}, PTR = {2, 3}, SESSEXP = {2, 3, 5}, TLADD = {2},
+  PRUNE = {2}, PTR = {2, 3}, SESSEXP = {2, 3, 5, 9}, TLADD = {2},
 }
 local OPTIONAL_KEYS = { ZLOG = {5}, PRUNE = {4, 5} }
 
@@ -909,7 +916,7 @@ touch_pending = function(keys, op, name)
 end
 local ARITY = {
   LWW = 5, ZLOG = 6, CLEAR = 5, HMAX = 4, HINCR = 4, ZMAX = 4, ZMIN = 4, EXPAT = 3,
-  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 8, TLADD = 4,
+  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 9, TLADD = 4,
 }
 
 local function key_ok(keys, i)
@@ -964,7 +971,7 @@ end
 CHECK.SESSEXP = function(op)  -- SESSEXPD's and the history's cap (the life's walk)
   return CHECK.SESSEXPD(op) and is_int(op[8], 0, 2147483647)
 end
-KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = KEY_ARGS.SESSEXP, 7
+KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = {2, 3, 5}, 7
 
 CHECK.VFLOOR = function(op)
   return is_str(op[6]) and #op[6] > VERSION_LEN and is_str(op[8]) and is_str(op[10])
@@ -1077,7 +1084,8 @@ FAST.ZMIN = FAST.ZMAX
 -- One per message (history's expiry): the generic check cost more than the op.
 FAST.SESSEXP = function(op, nkeys)
   local default, cap = op[7], op[8]
-  return #op == 8 and key_in(op[2], nkeys) and key_in(op[3], nkeys) and key_in(op[5], nkeys)
+  return #op == 9 and key_in(op[2], nkeys) and key_in(op[3], nkeys) and key_in(op[5], nkeys)
+    and key_in(op[9], nkeys)
     and type(op[4]) == 'string' and type(op[6]) == 'string'
     and type(default) == 'number' and default >= 0 and default <= MAX_INT and default % 1 == 0
     and type(cap) == 'number' and cap >= 0 and cap <= 2147483647 and cap % 1 == 0
