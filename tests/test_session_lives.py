@@ -21,10 +21,9 @@ from memstream.producers.events import Event, SessionStarted, SessionTtlSet
 from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import HistoryCleared, MessageAppended
 from memstream.projections.base import ApplyContext
-from memstream.projections.history import History, history_key, read_messages
-from memstream.projections.ops import Writes, sortable, write_command
+from memstream.projections.history import History, read_messages
+from memstream.projections.ops import Writes, write_command
 from memstream.projections.reader import AsyncReader
-from memstream.projections.session_life import boundary_of, life_key
 from memstream.projections.testing import check_convergence
 from memstream.workers.replay import replay_all
 from tests.workers_util import running_worker
@@ -167,25 +166,6 @@ def test_a_late_message_bridges_a_gap_and_an_old_one_does_not_cut_it(
         assert _read(r, pk, "bridge") == ["c1", "c2", "c3"]  # bridged: one life again
         _fold(r, pk, [[e["c1"]], [e["c3"], e["c2"]]], now)  # duplicates change nothing
         assert _read(r, pk, "bridge") == ["c1", "c2", "c3"]
-    finally:
-        names = list(r.scan_iter(match=keys.version_prefix(P, pk.version) + "*"))
-        if names:
-            r.delete(*names)
-
-
-def test_a_new_life_that_fills_the_window_in_one_call_hides_the_old_one(
-    r: redis.Redis, deployed: str
-) -> None:
-    now = _now()
-    e = {ev.event.content: ev for ev in _events(now) if isinstance(ev.event, MessageAppended)}
-    pk = keys.Projection(P, 900_321)
-    try:
-        _fold(r, pk, [[_events(now)[0], e["a1"], e["a2"]]], now, cap=2)
-        r.delete(history_key(pk, OWNER, "again"))  # its TTL passed: Redis dropped the key
-        _fold(r, pk, [[e["b1"], e["b2"]]], now, cap=2)  # a full window, in one call
-        boundary = boundary_of(r.get(life_key(pk, OWNER, "again")))
-        assert boundary == sortable(e["b1"].log_id).encode()  # not "" (the life's start is known)
-        assert _read(r, pk, "again", 2) == ["b1", "b2"]
     finally:
         names = list(r.scan_iter(match=keys.version_prefix(P, pk.version) + "*"))
         if names:

@@ -413,11 +413,10 @@ end
 
 -- The boundary from the whole set: the newest member that started a life; else its
 -- oldest member while the set is below its cap (nothing older is of this life: it was
--- cleared or expired); else, a full set: its oldest member if the record's newest is
--- gone and no clear took it (the key expired: this call began a new life), the record's
--- boundary if still at or below the set (found when the gap was in sight, before the
--- cap trimmed it), or "" (the life reaches past the window).
-local function walked_life(k, members, events, life, default, cap, first_ttl)
+-- cleared or expired); else, a full set: the record's boundary if still at or below the
+-- set (found when the gap was in sight, before the cap trimmed it), or "" (the life
+-- reaches past the window).
+local function walked_life(members, events, life, default, cap, first_ttl)
   local st = {ttl = first_ttl, floor = 0, alive = nil, last = nil, default = default}
   local started, e = replay_life(st, members, events, 1)
   local oldest = ver_of(members[1])
@@ -425,8 +424,6 @@ local function walked_life(k, members, events, life, default, cap, first_ttl)
   if started then
     boundary = started
   elseif cap == 0 or #members < cap then
-    boundary = oldest
-  elseif life and life.n ~= '' and life.n < oldest and not batch.zcut[k] then
     boundary = oldest
   elseif life and life.b ~= '' and life.b <= oldest and life.n >= oldest then
     boundary = life.b
@@ -461,7 +458,7 @@ local function session_life(k, lk, rec, tl, default, cap, chosen_ttl)
       end
       return nil
     end
-    found = walked_life(k, members, events, life, default, cap, first_ttl)
+    found = walked_life(members, events, life, default, cap, first_ttl)
   end
   local st = found.st
   return member_ms(found.newest), table.concat({found.boundary, ver_of(found.newest),
