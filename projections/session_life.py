@@ -5,9 +5,11 @@ A session id can be used again after its history expired: the new message create
 history key again, but the earlier life's messages are still in the log (a replay folds
 them all), and its message vectors may still be stored. The history's ``SESSEXP`` op
 (``workers/lua/apply.lua``) therefore keeps a **life boundary** per session: the version
-of the first message after the newest gap between two messages longer than the
-session's TTL (no earlier than its ``ttl.extended`` floor). It is computed from merged
-state only (the capped set of messages, the choice, the floor), so every delivery order,
+of the first message after the newest gap between two messages longer than the TTL in
+effect during it (no earlier than the ``ttl.extended`` floor then): the messages and
+every choice and extension (the session's TTL events, ``tl:<session>`` in the choice
+hash) are replayed in log order. It is computed from merged state only (the capped set
+of messages, the set of TTL events, the default, the cap), so every delivery order,
 a live run and a replay end with the same boundary; nothing is pruned on its strength,
 since a late message can still bridge a gap. Every read of a session's messages hides
 those older than it: the hot window, paging into the log, keyword and semantic search.
