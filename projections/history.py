@@ -117,19 +117,19 @@ class History(Projection):
             return
         if isinstance(payload, TtlExtended):
             at = event.ts_ms + payload.seconds * 1000
-            if session is not None:
-                # Whether or not it is past: a replay must see the floors a live run saw
-                # when it walks the session's lives (.session_life).
-                sk = session_keys(ctx.keys, event.owner, session)
-                writes.ttl_event(sk.choice[0], sk.lives, ttl_event(event.log_id, "e", at))
-            if session is not None and at > ctx.now_ms:
+            if session is None:
+                return
+            sk = session_keys(ctx.keys, event.owner, session)
+            # Whether or not it is past: a replay must see the floors a live run saw when
+            # it walks the session's lives (.session_life), and the walk runs again.
+            writes.ttl_event(sk.choice[0], sk.lives, ttl_event(event.log_id, "e", at))
+            if at > ctx.now_ms:
                 # The floor is raised even with no deployment history_ttl_s: the session
                 # may have chosen its own TTL. The expiry is then recomputed from merged
                 # state, so a session with no TTL at all gains none.
-                sk = session_keys(ctx.keys, event.owner, session)
                 writes.hmax(sk.floor[0], sk.floor[1], f"{int(at):013d}")
                 writes.expire_at(sk.floor[0], at)
-                self._expire(ctx, writes, sk)
+            self._expire(ctx, writes, sk)
             return
         if session is None:
             return
