@@ -48,6 +48,7 @@ def _events(now: int) -> list[StoredEvent]:
         at(0, SessionStarted(ttl_s=10), "again", 2),
         at(1_000, msg("a1"), "again"),
         at(3_000, msg("a2"), "again"),
+        at(3_500, TtlExtended(seconds=1), "again"),  # already past when applied
         at(30_000, msg("b1"), "again"),
         at(31_000, msg("b2"), "again"),
         at(100, SessionTtlSet(ttl_s=15), "bridge"),
@@ -77,7 +78,7 @@ def _events(now: int) -> list[StoredEvent]:
 
 WANT = {"again": ["b1", "b2"], "bridge": ["c1", "c2", "c3"], "ext": ["d1", "d2"], "cut": ["e3"],
         "rechose": ["f2", "f3"], "deadext": ["g2"]}  # fmt: skip
-N = 27
+N = 28
 
 
 def _now() -> int:
@@ -157,7 +158,7 @@ def test_a_late_message_bridges_a_gap_and_an_old_one_does_not_cut_it(
 ) -> None:
     now = _now()
     e = {ev.event.content: ev for ev in _events(now) if isinstance(ev.event, MessageAppended)}
-    choice = _events(now)[5]  # bridge's TTL, 15 s
+    choice = _events(now)[6]  # bridge's TTL, 15 s
     pk = keys.Projection(P, 900_311)
     try:
         _fold(r, pk, [[choice, e["c1"]], [e["c3"]]], now)
