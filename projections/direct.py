@@ -1,4 +1,5 @@
-"""One command on a connection the blocking reader keeps: how most reads reach Redis.
+"""One command (or a few) on a connection the blocking reader keeps: how most reads reach
+Redis.
 
 redis-py's ``execute_command`` takes a pooled connection and gives it back for every
 command: a lock each way, an idle-socket poll (``can_read``), event dispatch and
@@ -8,6 +9,9 @@ it used and sends the next command on it: it sends and parses exactly as
 ``execute_command`` does (``send_command`` then the client's ``parse_response``, so reply
 callbacks, health checks and the deadline's clipped timeouts still apply), and a
 connection that fails in any way is disconnected and given back to the pool, never kept.
+A plan of a few commands (``history()``'s window and its session's life record) is sent
+the same way, in one write (``execute_many``): a redis-py pipeline costs about as much
+again as the read.
 
 It only serves a plain :class:`redis.Redis` on a connection pool; a Cluster client keeps
 ``execute_command`` (its routing and redirects live there). :class:`AsyncDirect` is its
@@ -17,11 +21,16 @@ asyncio twin, for ``AsyncReader``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
 from redis.exceptions import ResponseError
+
+DIRECT_MANY = 4
+"""Commands a plan may have to go through ``execute_many`` rather than a pipeline: the
+few of a hot read; a larger plan (search's windows) keeps the pipeline's batching."""
 
 MAX_KEPT = 1
 """Connections kept out of the pool at most: one serves a reader used from one thread
@@ -73,6 +82,34 @@ class Direct:
             raise
         self._keep(conn)
         return reply
+
+    def execute_many(
+        self, commands: Sequence[tuple[Any, ...]], options: Sequence[Any]
+    ) -> list[Any]:
+        """The parsed replies of ``commands`` (``options[i]`` for command ``i``), sent in
+        one write on the kept connection: a small pipeline without the pipeline's
+        machinery. An error reply is returned in its place, as a pipeline's
+        ``raise_on_error=False`` does; any other failure disconnects the connection."""
+        if self._pid != os.getpid():
+            self._kept, self._pid = [], os.getpid()
+        try:
+            conn = self._kept.pop()
+        except IndexError:
+            conn = self.pool.get_connection()
+        replies: list[Any] = []
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            for command, opts in zip(commands, options, strict=True):
+                try:
+                    replies.append(self.client.parse_response(conn, command[0], **opts))  # type: ignore[no-untyped-call]
+                except ResponseError as e:
+                    replies.append(e)  # read whole: the next reply follows in step
+        except BaseException:
+            conn.disconnect()
+            self.pool.release(conn)
+            raise
+        self._keep(conn)
+        return replies
 
     def _keep(self, conn: Any) -> None:
         if len(self._kept) < MAX_KEPT:
@@ -140,6 +177,29 @@ class AsyncDirect:
             raise
         await self._keep(conn)
         return reply
+
+    async def execute_many(
+        self, commands: Sequence[tuple[Any, ...]], options: Sequence[Any]
+    ) -> list[Any]:
+        """:meth:`Direct.execute_many`, awaited."""
+        try:
+            conn = self._kept.pop()
+        except IndexError:
+            conn = await self.pool.get_connection()
+        replies: list[Any] = []
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            for command, opts in zip(commands, options, strict=True):
+                try:
+                    replies.append(await self.client.parse_response(conn, command[0], **opts))
+                except ResponseError as e:
+                    replies.append(e)
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            await self.pool.release(conn)
+            raise
+        await self._keep(conn)
+        return replies
 
     async def _keep(self, conn: Any) -> None:
         if len(self._kept) < MAX_KEPT:

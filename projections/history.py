@@ -23,6 +23,7 @@ from .base import ApplyContext, Projection, Query
 from .codec import pack
 from .ops import VERSION_LEN, Writes, sortable
 from .results import Message, message_of
+from .session_life import boundary_of, current, life_key, ttl_event, ttl_events_field
 
 
 def history_key(pk: keys.Projection, owner: str, session: str) -> str:
@@ -50,6 +51,10 @@ class SessionKeys(NamedTuple):
     mark: tuple[str, str]
     choice: tuple[str, str]
     floor: tuple[str, str]
+    lives: str
+    """The choice hash's field of the session's TTL events (.session_life)."""
+    life: str
+    """The session's life record (.session_life)."""
 
 
 @functools.lru_cache(maxsize=8192)
@@ -59,6 +64,7 @@ def session_keys(pk: keys.Projection, owner: str, session: str) -> SessionKeys:
     return SessionKeys(
         history_key(pk, owner, session), watermark(pk, owner, session),
         ttl_choice(pk, owner, session), ttl_floor(pk, owner, session),
+        ttl_events_field(session), life_key(pk, owner, session),
     )  # fmt: skip
 
 
@@ -84,6 +90,8 @@ def message_body(msg: MessageAppended, ts_ms: int) -> dict[str, Any]:
 
 class History(Projection):
     name: ClassVar[str] = "history"
+    # Not "life" (a session's life record, .session_life): counted here, `memstream stats`
+    # would add one entry per session to the messages; it is shown as its own type.
     key_names: ClassVar[frozenset[str]] = frozenset({"hist", "wm", "sttl"})
     handles: ClassVar[frozenset[str]] = frozenset(
         {"message.appended", "history.cleared", "ttl.extended", "session.started",
@@ -109,14 +117,19 @@ class History(Projection):
             return
         if isinstance(payload, TtlExtended):
             at = event.ts_ms + payload.seconds * 1000
-            if session is not None and at > ctx.now_ms:
+            if session is None:
+                return
+            sk = session_keys(ctx.keys, event.owner, session)
+            # Whether or not it is past: a replay must see the floors a live run saw when
+            # it walks the session's lives (.session_life), and the walk runs again.
+            writes.ttl_event(sk.choice[0], sk.lives, ttl_event(event.log_id, "e", at))
+            if at > ctx.now_ms:
                 # The floor is raised even with no deployment history_ttl_s: the session
                 # may have chosen its own TTL. The expiry is then recomputed from merged
                 # state, so a session with no TTL at all gains none.
-                sk = session_keys(ctx.keys, event.owner, session)
                 writes.hmax(sk.floor[0], sk.floor[1], f"{int(at):013d}")
                 writes.expire_at(sk.floor[0], at)
-                self._expire(ctx, writes, sk)
+            self._expire(ctx, writes, sk)
             return
         if session is None:
             return
@@ -127,6 +140,10 @@ class History(Projection):
                 return  # a start without a choice changes nothing
             value = b"d" if payload.ttl_s is None else b"%d" % (payload.ttl_s * 1000)
             writes.lww(sk.choice[0], sk.choice[1], version, value)
+            # Every choice, not only the winner: each gap between two messages is judged
+            # by the TTL in effect then (.session_life).
+            kind, ms = ("d", 0) if payload.ttl_s is None else ("c", payload.ttl_s * 1000)
+            writes.ttl_event(sk.choice[0], sk.lives, ttl_event(event.log_id, kind, ms))
         else:  # history.cleared
             writes.clear(sk.log, sk.mark, version)
             ttl = ctx.settings.history_ttl_s
@@ -142,7 +159,9 @@ class History(Projection):
     def _expire(ctx: ApplyContext, writes: Writes, sk: SessionKeys) -> None:
         # Every change to a session recomputes its expiry from merged state (docs/ttl.md).
         default_ms = (ctx.settings.history_ttl_s or 0) * 1000
-        writes.session_expiry(sk.log, sk.choice, sk.floor, default_ms)
+        writes.session_expiry(
+            sk.log, sk.choice, sk.floor, default_ms, cap=ctx.settings.history_cap, life=sk.life
+        )
 
 
 def read_history(
@@ -151,17 +170,18 @@ def read_history(
     """The last ``last`` messages of a session as dicts, oldest first (the pages that
     reach into the log merge these with the log's: memstream.projections.reads_log)."""
     key = history_key(pk, owner, session)
+    life = life_key(pk, owner, session)
 
     def parse(replies: list[Any]) -> list[dict[str, Any]]:
         # split_versioned inlined: this runs for every message of every history read.
         out = []
-        for raw in replies[0]:
+        for raw in current(replies[0], boundary_of(replies[1])):
             item: dict[str, Any] = {"log_id": member_log_id(raw)}
             item.update(unpackb(raw[VERSION_LEN:], raw=False))
             out.append(item)
         return out
 
-    return Query([("ZRANGE", key, -last, -1)], parse, (key,))
+    return Query([("ZRANGE", key, -last, -1), ("GET", life)], parse, (key, life))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -172,14 +192,21 @@ def read_messages(pk: keys.Projection, owner: str, session: str, last: int) -> Q
     Cached: a plan is immutable and an agent rereads the same few sessions; building the
     key and the plan was a few percent of a read's round trip."""
     key = history_key(pk, owner, session)
-    return Query((("ZRANGE", key, -last, -1),), _messages, (key,), archived=False)
+    life = life_key(pk, owner, session)
+    # The life record in the same pipeline: a session used again after it expired shows
+    # only its current life (.session_life), at no extra round trip.
+    return Query(
+        (("ZRANGE", key, -last, -1), ("GET", life)), _messages, (key, life),
+        archived=False,
+    )  # fmt: skip
 
 
 def _messages(replies: list[Any]) -> list[Message]:
     # One pass straight from the members to the results: no dict per message, no
     # Message.of (its **kwargs and frozen __init__ cost as much as the decode).
     return [
-        message_of(member_log_id(raw), unpackb(raw[VERSION_LEN:], raw=False)) for raw in replies[0]
+        message_of(member_log_id(raw), unpackb(raw[VERSION_LEN:], raw=False))
+        for raw in current(replies[0], boundary_of(replies[1]))
     ]
 
 

@@ -9,7 +9,9 @@ the whole history with one set of statistics.
 Which older messages count is what ``history()`` paging would return, decided the same
 way (:mod:`.reads_log`): only sessions whose hot window is full have older messages (a
 window with room holds every message not cleared, and an expired session has none); a
-session's walk ends at its last ``history.cleared``, and every walk at the history TTL.
+session's walk ends at its last ``history.cleared`` or at the start of its current life
+(:mod:`.session_life`, read in one round trip for the walked sessions), and every walk at
+the history TTL.
 A forgotten owner has no log and no manifest, so the walk finds nothing of it.
 
 The walk reads at most ``cold_limit`` log entries (of any session or type), starting
@@ -31,6 +33,7 @@ from memstream.producers.settings import Settings
 
 from .history import message_body
 from .ops import id_tuple
+from .session_life import is_current, read_boundaries
 
 COLD_LIMIT = 10_000
 """Log entries a cold keyword search reads by default: a few archived segments, tens of
@@ -62,10 +65,16 @@ class MessageWalk:
     than their hot windows; done at ``limit`` entries, when every session reached its last
     clear, or at the history TTL."""
 
-    def __init__(self, settings: Settings, hot_from: Mapping[str, str], limit: int) -> None:
+    def __init__(
+        self, settings: Settings, hot_from: Mapping[str, str], limit: int,
+        boundaries: Mapping[str, bytes] | None = None,
+    ) -> None:  # fmt: skip
+        """``hot_from``: session -> its oldest hot message's log id; ``boundaries``:
+        session -> the start of its current life (:mod:`.session_life`; none: all)."""
         ttl = settings.history_ttl_s
         self.oldest_live = int(time.time() * 1000) - ttl * 1000 if ttl is not None else None
         self._before = {name.encode(): id_tuple(log_id) for name, log_id in hot_from.items()}
+        self._bounds = {name.encode(): b for name, b in (boundaries or {}).items() if b}
         self.left = limit
         self.found: list[tuple[str, dict[str, Any]]] = []
 
@@ -85,7 +94,11 @@ class MessageWalk:
         session = fields.get(b"session")
         before = self._before.get(session)
         if before is not None and at < before:
-            self._keep(owner, log_id, fields, session)
+            bound = self._bounds.get(session)
+            if bound is not None and not is_current(log_id, bound):
+                del self._before[session]  # older messages are of the session's earlier lives
+            else:
+                self._keep(owner, log_id, fields, session)
         return self.left <= 0 or not self._before
 
     def _keep(self, owner: str, log_id: str, fields: Any, session: bytes) -> None:
@@ -107,10 +120,11 @@ async def older_messages(
     ``history()`` paging would return, newest first, reading at most ``limit`` entries."""
     from .reads_log import _cold
 
-    walk = MessageWalk(r.settings, hot_from, limit)
-    if walk.start() is None:
+    if not hot_from:
         return []
     pk = await r._pk(owner)
+    walk = MessageWalk(r.settings, hot_from, limit,
+                       await r.run(read_boundaries(pk, owner, list(hot_from))))  # fmt: skip
     page = min(limit, 500)  # a small limit need not fetch a full hot page
     async for log_id, fields in _cold(r).backward(pk.p, owner, walk.start(), page=page):
         if walk.take(owner, log_id, fields):

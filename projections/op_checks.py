@@ -74,8 +74,11 @@ _ARG_RULES: dict[str, tuple[Any, ...]] = {
     "ZMIN": (_key, _text, _score),
     "EXPAT": (_key, lambda v: _int(v, 0)),
     "EXPATF": (_key, lambda v: _int(v, 0), _key, _text),
-    "SESSEXP": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
+    "SESSEXP": (_key, _key, _text, _key, _text, lambda v: _int(v, 0),
+                lambda v: _int(v, 0, MAX_CAP), _key),
     "SESSEXPD": (_key, _key, _text, _key, _text, lambda v: _int(v, 0)),
+    "TLADD": (_key, _text, lambda v: _text(v) and len(v) == 38 and v[24] in "cde"
+              and v[25:].isdigit() and v[:24].replace("-", "").isdigit()),
     "VFLOOR": (_key, _key, _key, _key, lambda v: _text(v) and len(v) > VERSION_LEN, _key,
                _text, _key, _text),
     "VTTL": (_key, _key, _key, _key, lambda v: _text(v) and len(v) > 0,

@@ -32,8 +32,9 @@ KEY_SLOTS: dict[str, tuple[int, ...]] = {
     "ZMIN": (1,),
     "EXPAT": (1,),
     "EXPATF": (1, 3),
-    "SESSEXP": (1, 2, 4),
+    "SESSEXP": (1, 2, 4, 8),
     "SESSEXPD": (1, 2, 4),
+    "TLADD": (1,),
     "VFLOOR": (1, 2, 3, 4, 6, 8),
     "VEXT": (1, 2, 3),
     "VTTL": (1, 2, 3, 4),
@@ -58,7 +59,7 @@ nothing is stored under it."""
 
 RERUNNABLE_OPS = frozenset(
     {"LWW", "ZLOG", "CLEAR", "HMAX", "ZMAX", "ZMIN", "EXPAT", "EXPATF", "SESSEXP", "SESSEXPD",
-     "VFLOOR"}
+     "VFLOOR", "TLADD"}
 )  # fmt: skip
 """Ops that may run again later, after other writes, and change nothing: idempotent and
 order-free. An owner rebuild re-runs only these on keys it cannot delete first (keys
@@ -153,12 +154,23 @@ class Writes:
             self.expire_at(key, at_ms)
 
     def session_expiry(
-        self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int
-    ) -> None:
-        """Set ``key`` (a session's capped log) to expire at its newest member's time plus
-        the TTL in the ``chosen`` hash field (else ``default_ms``; 0 is none), no earlier
-        than the ``floor`` field: recomputed exactly, so a shorter TTL shortens it."""
-        self.ops.append(("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms))
+        self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int,
+        *, cap: int, life: str,
+    ) -> None:  # fmt: skip
+        """Set ``key`` (a session's log, capped at ``cap`` members, 0 for none) to expire at
+        its newest member's time plus the TTL in the ``chosen`` hash field (else
+        ``default_ms``; 0 is none), no earlier than the ``floor`` field: recomputed
+        exactly, so a shorter TTL shortens it. Also writes the session's life record to
+        ``life`` with the same expiry (memstream.projections.session_life)."""
+        self.ops.append(
+            ("SESSEXP", key, chosen[0], chosen[1], floor[0], floor[1], default_ms, cap, life)
+        )
+
+    def ttl_event(self, key: str, field_name: str, entry: str) -> None:
+        """Add ``entry`` (38 characters: a sortable version, ``c``/``d``/``e`` and 13
+        digits) once to the sorted entries of the hash ``field``: a session's TTL events,
+        which its life boundary replays (memstream.projections.session_life)."""
+        self.ops.append(("TLADD", key, field_name, entry))
 
     def session_data_expiry(
         self, key: str, chosen: tuple[str, str], floor: tuple[str, str], default_ms: int

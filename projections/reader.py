@@ -36,7 +36,7 @@ from .base import Continue, Plan, Projection, Query, pk_of
 from .bridge import Bridge
 from .cache import Invalidator, ReadCache, begin, finish
 from .context import ContextSection, sections_with
-from .direct import AsyncDirect
+from .direct import DIRECT_MANY, AsyncDirect
 from .history import read_messages
 from .reader_sync import VERSION_TTL_S as _VERSION_TTL_S
 from .reader_sync import BlockingCore, BlockingReads, check_before, check_last, command_options
@@ -184,6 +184,13 @@ class AsyncReader(
     async def _replies(self, query: Query[Any]) -> list[Any]:
         if self.read_cache is None and len(query.commands) == 1:
             return [await self._one(query.commands[0])]  # most reads: no stage, no pipeline
+        if (
+            self.read_cache is None
+            and self._direct is not None
+            and len(query.commands) <= DIRECT_MANY
+        ):
+            commands = query.commands  # history(): the window and the life record
+            return await self._direct.execute_many(commands, [command_options(c) for c in commands])
         ready = self._invalidator.ready if self._invalidator is not None else _never
         stage = begin(self.read_cache, ready, query)
         if stage.hit is not None:

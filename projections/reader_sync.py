@@ -30,7 +30,7 @@ from .bridge import Bridge
 from .cache import ReadCache, begin, finish
 from .cache_blocking import BlockingInvalidator
 from .context import ContextSection, sections_with
-from .direct import Direct
+from .direct import DIRECT_MANY, Direct
 from .history import read_messages
 from .reads_log import resolve_cold_blocking
 from .results import Message, SessionInfo, Step
@@ -109,6 +109,9 @@ class BlockingCore:
     def _replies(self, query: Query[Any]) -> list[Any]:
         if self.cache is None and len(query.commands) == 1:
             return [self._one(query.commands[0])]  # most reads: no stage, no pipeline
+        if self.cache is None and self.direct is not None and len(query.commands) <= DIRECT_MANY:
+            commands = query.commands  # history(): the window and the life record
+            return self.direct.execute_many(commands, [command_options(c) for c in commands])
         ready = self.invalidator.ready if self.invalidator is not None else _never
         stage = begin(self.cache, ready, query)
         if stage.hit is not None:

@@ -9,7 +9,9 @@ written once and shared by the two walks.
 History keeps the newest ``history_cap`` messages of a session in Redis. A page that
 asks for more, or for messages before a cursor older than those, continues into the log
 (hot, then archived), newest first, until it has ``last`` messages, reaches the
-session's last ``history.cleared`` (older messages were cleared) or the history TTL.
+session's last ``history.cleared`` (older messages were cleared), the start of the
+session's current life (:mod:`.session_life`: one more round trip, on this path only) or
+the history TTL.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .codec import split_versioned
 from .history import history_key, message_body, read_history
 from .ops import id_tuple, sortable
 from .results import LogEntry, Message
+from .session_life import boundary_of, current, is_current, life_key, read_boundaries
 
 LOG_LIMIT = 10_000
 T = TypeVar("T")
@@ -110,12 +113,13 @@ def _entry(owner: str, log_id: str, fields: Any) -> LogEntry:
 def _before_query(
     pk: keys.Projection, owner: str, session: str, last: int, before: str
 ) -> Query[tuple[int, list[dict[str, Any]]]]:
-    """(messages kept hot, the last ``last`` hot messages older than ``before``)."""
+    """(messages kept hot, the last ``last`` hot messages older than ``before`` of the
+    session's current life)."""
     key = history_key(pk, owner, session)
 
     def parse(replies: list[Any]) -> tuple[int, list[dict[str, Any]]]:
         out = []
-        for raw in reversed(replies[1]):
+        for raw in current(replies[1][::-1], boundary_of(replies[2])):
             log_id, body = split_versioned(raw)
             out.append({"log_id": log_id, **body})
         return int(replies[0]), out
@@ -123,6 +127,7 @@ def _before_query(
     commands = [
         ("ZCARD", key),
         ("ZRANGE", key, f"({sortable(before)}", "-", "BYLEX", "REV", "LIMIT", 0, last),
+        ("GET", life_key(pk, owner, session)),
     ]
     return Query(commands, parse)  # fmt: skip
 
@@ -157,7 +162,8 @@ class AsyncLogReads:
             kept, hot = await self.run(_before_query(pk, owner, session, last, before))
         if _complete(self.settings, hot, kept, last):
             return Message.many(hot)
-        walk = _Walk(self.settings, session, last - len(hot))
+        bounds = await self.run(read_boundaries(pk, owner, [session]))
+        walk = _Walk(self.settings, session, last - len(hot), bounds[session])
         async for log_id, fields in _cold(self).backward(pk.p, owner, _start(hot, before)):
             if walk.stop(owner, log_id, fields):
                 break
@@ -178,12 +184,13 @@ def _start(hot: list[dict[str, Any]], before: str | None) -> str | None:
 
 class _Walk:
     """The messages of ``session`` a backward walk of the log keeps, oldest first at the
-    end: it stops at ``want`` messages, the session's last clear, or the history TTL."""
+    end: it stops at ``want`` messages, the session's last clear, the start of its
+    current life (``boundary``, :mod:`.session_life`), or the history TTL."""
 
-    def __init__(self, settings: Settings, session: str, want: int) -> None:
+    def __init__(self, settings: Settings, session: str, want: int, boundary: bytes) -> None:
         ttl = settings.history_ttl_s
         self.oldest_live = int(time.time() * 1000) - ttl * 1000 if ttl is not None else None
-        self.session, self.want = session.encode(), want
+        self.session, self.want, self.boundary = session.encode(), want, boundary
         self._found: list[dict[str, Any]] = []
 
     def stop(self, owner: str, log_id: str, fields: Any) -> bool:
@@ -192,6 +199,8 @@ class _Walk:
             return False
         if self.oldest_live is not None and id_tuple(log_id)[0] <= self.oldest_live:
             return True  # older messages have expired
+        if not is_current(log_id, self.boundary):
+            return True  # older messages are of the session's earlier lives
         try:
             event = decode_entry(owner, log_id, fields)
         except DecodeError:
@@ -286,7 +295,8 @@ class LogReads:
             kept, hot = self.run(_before_query(pk, owner, session, last, before))
         if _complete(self.settings, hot, kept, last):
             return Message.many(hot)
-        walk = _Walk(self.settings, session, last - len(hot))
+        bounds = self.run(read_boundaries(pk, owner, [session]))
+        walk = _Walk(self.settings, session, last - len(hot), bounds[session])
         for log_id, fields in _cold_sync(self).backward(pk.p, owner, _start(hot, before)):
             if walk.stop(owner, log_id, fields):
                 break

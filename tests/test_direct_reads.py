@@ -110,3 +110,31 @@ async def test_a_user_supplied_single_connection_client_is_not_served(deployed: 
     async with AsyncReader(client) as ard:
         assert ard._direct is None
         assert await ard.history(OWNER, "s1") == []
+
+
+def test_a_few_commands_go_in_one_write_with_error_replies_in_place(
+    deployed: str, r: redis.Redis
+) -> None:
+    r.set("direct:many", "x")
+    with Reader.from_url(deployed) as rd:
+        direct = rd._core.direct
+        assert direct is not None
+        commands = [("GET", "direct:many"), ("LRANGE", "direct:many", 0, -1), ("ECHO", "after")]
+        first, error, after = direct.execute_many(commands, [{}, {}, {}])
+        assert (first, after) == (b"x", b"after")
+        assert isinstance(error, redis.ResponseError) and "WRONGTYPE" in str(error)
+        (kept,) = direct._kept  # every reply was read: the connection stays in step
+        assert direct.execute("ECHO", "next") == b"next" and direct._kept == [kept]
+
+
+async def test_the_async_reader_sends_a_few_commands_in_one_write(
+    deployed: str, r: redis.Redis
+) -> None:
+    r.set("direct:many", "x")
+    async with AsyncReader.from_url(deployed) as rd:
+        direct = rd._direct
+        assert direct is not None
+        commands = [("LRANGE", "direct:many", 0, -1), ("GET", "direct:many")]
+        error, value = await direct.execute_many(commands, [{}, {}])
+        assert isinstance(error, redis.ResponseError) and value == b"x"
+        assert await direct.execute("ECHO", "next") == b"next" and len(direct._kept) == 1

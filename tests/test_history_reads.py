@@ -111,8 +111,8 @@ async def test_a_refused_single_command_read_is_wrapped_on_both_readers(
 def test_a_member_reads_back_its_log_id(log_id: str) -> None:
     member = sortable(log_id).encode() + pack({"role": "user", "content": "c", "ts": 1})
     pk = keys.Projection(0, 1)
-    typed = read_messages(pk, OWNER, "s1", 1).parse([[member]])
-    plain = read_history(pk, OWNER, "s1", 1).parse([[member]])
+    typed = read_messages(pk, OWNER, "s1", 1).parse([[member], None])
+    plain = read_history(pk, OWNER, "s1", 1).parse([[member], None])
     assert isinstance(typed, list) and isinstance(plain, list)
     assert typed[0].log_id == plain[0]["log_id"] == log_id
 
@@ -129,4 +129,4 @@ def test_a_member_that_is_not_a_message_raises_as_the_dict_read_did() -> None:
     pk = keys.Projection(0, 1)
     member = sortable("5-0").encode() + pack([1, 2, 3])  # not a map
     with pytest.raises(TypeError):
-        read_messages(pk, OWNER, "s1", 1).parse([[member]])
+        read_messages(pk, OWNER, "s1", 1).parse([[member], None])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 import redis
 
 from memstream.producers import AsyncProducer, Receipt, Settings, TtlExtended
@@ -81,11 +80,6 @@ async def test_message_vectors_follow_the_sessions_chosen_ttl(
         assert {s for s, _ in await _found(reader)} == {"ext", "keep"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a session id used again after its history expired: the history key exists "
-    "again, so the earlier life's vectors are live again (docs/ttl.md, Open)",
-)
 async def test_a_session_used_again_after_expiry_keeps_its_old_messages_out(
     deployed: str,
 ) -> None:

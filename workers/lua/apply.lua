@@ -50,7 +50,7 @@ local batch = nil
 
 local function begin_batch()
   batch = {marks = {}, caps = {}, capped = {}, z = {}, zkeys = {}, zn = 0, ztype = {},
-    zdirect = {}}
+    zdirect = {}, zadds = {}, zcut = {}}
 end
 
 local function trim(k, cap)
@@ -61,11 +61,13 @@ local flush_all_z  -- defined with OPS.ZMAX below
 
 local function end_batch()
   flush_all_z()
-  for _, k in ipairs(batch.capped) do
-    trim(k, batch.caps[k])
-  end
+  -- Before the trims: a session's life is walked over every member the call added, so a
+  -- gap that a batch larger than the cap brings in is still seen.
   if batch.sessions then
     batch.sessions.run()  -- the session expiries the call deferred (OPS.SESSEXP)
+  end
+  for _, k in ipairs(batch.capped) do
+    trim(k, batch.caps[k])
   end
   batch = nil
 end
@@ -105,7 +107,15 @@ OPS.ZLOG = function(keys, op)
       return
     end
   end
-  redis.call('ZADD', k, 0, member)
+  if redis.call('ZADD', k, 0, member) == 1 then
+    -- The members the call added: a session's life walks just their gaps (SESSEXP).
+    local added = batch.zadds[k]
+    if added == nil then
+      added = {}
+      batch.zadds[k] = added
+    end
+    added[#added + 1] = member  -- (not its version: no copy per message)
+  end
   if cap > 0 then
     defer_trim(k, cap)
   end
@@ -120,6 +130,7 @@ OPS.CLEAR = function(keys, op)
     batch.marks[mark_id(wk, wfield)] = ver
   end
   redis.call('ZREMRANGEBYLEX', k, '-', '(' .. ver)
+  batch.zcut[k] = true  -- the set lost members: a session's life is walked again (SESSEXP)
 end
 
 -- Raise a watermark field to `ver` if it is lower.
@@ -258,14 +269,9 @@ end
 -- of the call (end_batch) gives what computing it after every op would: a batch of many
 -- messages of few sessions pays one choice read per session, not one per message, and
 -- ops of one event may come in any order (the choice written after the expiry op).
-local newest_ms = {}
-
-newest_ms.SESSEXP = function(k)
-  local newest = redis.call('ZRANGE', k, -1, -1)[1]
-  return newest and tonumber(string.sub(newest, 1, 13))
-end
-
-newest_ms.SESSEXPD = function(k)
+-- The newest write of a session's data: the highest version among its LWW values (the
+-- history's newest member comes with its life's walk, session_life).
+local function data_newest_ms(k)
   local top = nil
   for _, v in ipairs(redis.call('HVALS', k)) do
     local ms = tonumber(string.sub(v, 1, 13))
@@ -276,27 +282,252 @@ newest_ms.SESSEXPD = function(k)
   return top
 end
 
+-- A session's life boundary (docs/ttl.md, "A session's lives"): the version of the first
+-- message of its current life. Its messages and TTL events (choices and extensions, kept
+-- as `tl:<session>` by TLADD) are replayed in log order, from event times alone: after
+-- each message the session lives to max(its time + the TTL then in effect, the floor); a
+-- choice or an extension while it lives recomputes that (as SESSEXP does), one while it
+-- is dead only counts for later messages; a message after that time starts a new life.
+-- Readers hide what is older; nothing is pruned, since a late message can still bridge a
+-- gap. A pure function of merged state (the capped set of messages, the set of TTL
+-- events, the default and the cap), so any delivery order ends with the same record, the
+-- key op[9] (expiring with the history: it is read only while the history exists):
+--   "<boundary>|<newest>|<alive ms>|<ttl ms>|<floor ms>|<cap>|<n>|<default>"
+-- (boundary "" when the life reaches past the capped window; alive 0: for good; n: the
+-- TTL events before the newest message). It is the state after the newest message, so a
+-- call that only added newer messages and no older TTL event walks just what it added.
+local TL_WIDTH = 38  -- a TTL event: version, kind (c chosen ms, d default, e floor), 13 digits
+
+local function member_ms(member)
+  return tonumber(string.sub(member, 1, 13)) or 0
+end
+
+local function lives_to(last, ttl, floor)
+  if ttl == 0 then
+    return 0  -- for good
+  end
+  return math.max(last + ttl, floor)
+end
+
+local function alive_at(st, t)
+  return st.alive == 0 or t <= st.alive
+end
+
+local function apply_ttl_event(st, event)
+  local live = st.last ~= nil and alive_at(st, member_ms(event))
+  local kind, value = string.sub(event, VERSION_LEN + 1, VERSION_LEN + 1),
+    tonumber(string.sub(event, VERSION_LEN + 2)) or 0
+  if kind == 'e' then
+    st.floor = math.max(st.floor, value)
+  elseif kind == 'd' then
+    st.ttl = st.default
+  else
+    st.ttl = value
+  end
+  if live then
+    st.alive = lives_to(st.last, st.ttl, st.floor)
+  end
+end
+
+-- The TTL events of `tl` (a TLADD field value), in log order.
+local function ttl_events(tl)
+  local out = {}
+  for at = 1, #(tl or ''), TL_WIDTH do
+    out[#out + 1] = string.sub(tl, at, at + TL_WIDTH - 1)
+  end
+  return out
+end
+
+-- Replays `members` (in log order) and the TTL `events` from index `e` on, on state
+-- `st`; returns the version of the newest member that started a life (nil if none) and
+-- the index of the first event after the newest member.
+local function replay_life(st, members, events, e)
+  local started = nil
+  for _, member in ipairs(members) do
+    local v = ver_of(member)
+    while events[e] and ver_of(events[e]) < v do
+      apply_ttl_event(st, events[e])
+      e = e + 1
+    end
+    local t = member_ms(member)
+    if st.last ~= nil and not alive_at(st, t) then
+      started = v
+    end
+    st.last, st.alive = t, lives_to(t, st.ttl, st.floor)
+  end
+  return started, e
+end
+
+local function parse_life(rec)
+  local b, n, alive, ttl, floor, cap, count, default = string.match(rec or '',
+    '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
+  if b == nil then
+    return nil
+  end
+  return {b = b, n = n, alive = tonumber(alive), ttl = tonumber(ttl), floor = tonumber(floor),
+    cap = tonumber(cap), count = tonumber(count), default = tonumber(default)}
+end
+
+-- The state, boundary and walked members of a call that only added members after the
+-- record's newest `n` and no TTL event before it; nil when the record cannot be
+-- continued (another cap or default; an older member or TTL event added; members
+-- cleared; `n` gone: the key expired and a new life began). Every member newer than `n`
+-- was added by this call (each call that adds one ends with this walk), so the walk
+-- reads the members the call recorded (ZLOG) instead of reading the set back.
+local function continued_life(k, life, events, default, cap)
+  if life == nil or life.n == '' or life.cap ~= cap or life.default ~= default
+      or batch.zcut[k] then
+    return nil
+  end
+  local n = life.n
+  local e = life.count + 1
+  local last_seen = events[life.count]
+  if (life.count > 0 and (last_seen == nil or ver_of(last_seen) >= n))
+      or (events[e] and ver_of(events[e]) < n) then
+    return nil  -- the TTL events before `n` are not those the record was walked with
+  end
+  local walk, sorted = {}, true
+  for _, member in ipairs(batch.zadds[k] or {}) do
+    if member < n then
+      return nil
+    end
+    sorted = sorted and (walk[#walk] == nil or member > walk[#walk])
+    walk[#walk + 1] = member
+  end
+  local first = redis.call('ZRANGE', k, '[' .. n, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
+  if first == nil or ver_of(first) ~= n then
+    return nil
+  end
+  if not sorted then
+    table.sort(walk)
+  end
+  local st = {ttl = life.ttl, floor = life.floor, alive = life.alive, last = member_ms(n),
+    default = default}
+  local newest = walk[#walk] or first
+  local started, next_e = replay_life(st, walk, events, e)
+  if not walk[1] then
+    next_e = e  -- nothing added: the state stays the one after `n`
+  end
+  return {st = st, boundary = started or life.b, newest = newest, e = next_e}
+end
+
+-- The boundary from the whole set: the newest member that started a life; else its
+-- oldest member while the set is below its cap (nothing older is of this life: it was
+-- cleared or expired); else, a full set: the record's boundary if still at or below the
+-- set (found when the gap was in sight, before the cap trimmed it), or "" (the life
+-- reaches past the window).
+local function walked_life(members, events, life, default, cap, first_ttl)
+  local st = {ttl = first_ttl, floor = 0, alive = nil, last = nil, default = default}
+  local started, e = replay_life(st, members, events, 1)
+  local oldest = ver_of(members[1])
+  local boundary = ''
+  if started then
+    boundary = started
+  elseif cap == 0 or #members < cap then
+    boundary = oldest
+  elseif life and life.b ~= '' and life.b <= oldest and life.n >= oldest then
+    boundary = life.b
+  end
+  return {st = st, boundary = boundary, newest = members[#members], e = e}
+end
+
+-- The ms of the newest member of the history `k` (nil when none) and its new life record
+-- (`rec` the record in `lk`, `tl` the session's TTL events, `chosen_ttl` the LWW choice's
+-- TTL or nil).
+local function session_life(k, lk, rec, tl, default, cap, chosen_ttl)
+  local life = parse_life(rec)
+  local events = ttl_events(tl)
+  -- The TTL before the first event: the default, or the LWW choice of a session that
+  -- chose before TTL events were kept (its choice has no event; every later one does).
+  local first_ttl = default
+  if chosen_ttl then
+    first_ttl = chosen_ttl
+    for _, event in ipairs(events) do
+      if string.sub(event, VERSION_LEN + 1, VERSION_LEN + 1) ~= 'e' then
+        first_ttl = default
+        break
+      end
+    end
+  end
+  local found = continued_life(k, life, events, default, cap)
+  if found == nil then
+    local members = redis.call('ZRANGE', k, 0, -1)
+    if #members == 0 then
+      if rec then
+        redis.call('DEL', lk)  -- no messages: the next life starts at its first
+      end
+      return nil
+    end
+    found = walked_life(members, events, life, default, cap, first_ttl)
+  end
+  local st = found.st
+  return member_ms(found.newest), table.concat({found.boundary, ver_of(found.newest),
+    st.alive, st.ttl, st.floor, cap, found.e - 1, default}, '|')
+end
+
 local function session_expire(keys, op)
   local k, ttl = keys[op[2]], tonumber(op[7])
-  local chosen = redis.call('HGET', keys[op[3]], op[4])
+  local history = op[1] == 'SESSEXP'
+  local chosen, tl, rec
+  if history then  -- the choice and the TTL events in one read
+    local got = redis.call('HMGET', keys[op[3]], op[4], 'tl:' .. op[4])
+    chosen, tl = got[1], got[2]
+  else
+    chosen = redis.call('HGET', keys[op[3]], op[4])
+  end
   if chosen then
     local v = string.sub(chosen, VERSION_LEN + 1)
     if v ~= 'd' then
       ttl = tonumber(v) or ttl
     end
   end
+  local floor = 0
+  if ttl ~= 0 then
+    floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
+  end
+  local newest, life
+  local lk = history and keys[op[9]]
+  if history and (chosen or ttl ~= 0) then  -- else no TTL was ever in effect: one life
+    newest, life = session_life(k, lk, redis.call('GET', lk), tl, tonumber(op[7]), op[8],
+      chosen and ttl)
+  elseif not history and ttl ~= 0 then
+    newest = data_newest_ms(k)
+  end
   if ttl == 0 then
     if chosen then  -- a choice of "no TTL" (or of a default that is none) undoes an expiry
       redis.call('PERSIST', k)
     end
+    if life then
+      redis.call('SET', lk, life)  -- for good, as the history
+    end
     return
   end
-  local newest = newest_ms[op[1]](k)
   if not newest then
     return
   end
-  local floor = tonumber(redis.call('HGET', keys[op[5]], op[6]) or '0') or 0
-  redis.call('PEXPIREAT', k, math.max(newest + ttl, floor))
+  local at = math.max(newest + ttl, floor)
+  redis.call('PEXPIREAT', k, at)
+  if life then
+    redis.call('SET', lk, life, 'PXAT', at)  -- needed while the history lives, no longer
+  end
+end
+
+-- Add the fixed-width `entry` to the sorted entries kept in one hash field (a session's
+-- TTL events: projections/history.py), once: a set union, so any order ends the same.
+OPS.TLADD = function(keys, op)
+  local k, field, entry = keys[op[2]], op[3], op[4]
+  local cur = redis.call('HGET', k, field) or ''
+  local at = 1
+  while at <= #cur do
+    local e = string.sub(cur, at, at + TL_WIDTH - 1)
+    if e == entry then
+      return
+    elseif e > entry then
+      break
+    end
+    at = at + TL_WIDTH
+  end
+  redis.call('HSET', k, field, string.sub(cur, 1, at - 1) .. entry .. string.sub(cur, at))
 end
 
 -- pcall: a key of the wrong type (its own writes failed too) must not fail the whole call
@@ -646,7 +877,7 @@ end
 local KEY_ARGS = {
   LWW = {2}, ZLOG = {2}, CLEAR = {2, 3}, HMAX = {2}, HINCR = {2}, ZMAX = {2}, ZMIN = {2},
   EXPAT = {2}, EXPATF = {2, 4}, DEL = {2}, XADD = {2}, SPUB = {2}, LWWZ = {2, 6},
-  PRUNE = {2}, PTR = {2, 3}, SESSEXP = {2, 3, 5},
+  PRUNE = {2}, PTR = {2, 3}, SESSEXP = {2, 3, 5, 9}, TLADD = {2},
 }
 local OPTIONAL_KEYS = { ZLOG = {5}, PRUNE = {4, 5} }
 
@@ -682,7 +913,7 @@ touch_pending = function(keys, op, name)
 end
 local ARITY = {
   LWW = 5, ZLOG = 6, CLEAR = 5, HMAX = 4, HINCR = 4, ZMAX = 4, ZMIN = 4, EXPAT = 3,
-  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 7,
+  EXPATF = 5, DEL = 2, SPUB = 3, LWWZ = 8, PRUNE = 5, PTR = 5, SESSEXP = 9, TLADD = 4,
 }
 
 local function key_ok(keys, i)
@@ -720,16 +951,24 @@ CHECK.ZLOG = function(op)
 end
 CHECK.CLEAR = function(op) return is_str(op[4]) and is_ver(op[5]) end
 CHECK.HMAX = function(op) return is_str(op[3]) and is_str(op[4]) end
+CHECK.TLADD = function(op)
+  local e = op[4]
+  return is_str(op[3]) and type(e) == 'string' and #e == TL_WIDTH and is_ver(string.sub(e, 1, 24))
+    and string.find('cde', string.sub(e, 25, 25), 1, true) ~= nil
+    and string.match(string.sub(e, 26), '^%d+$') ~= nil
+end
 CHECK.HINCR = function(op) return is_str(op[3]) and is_int(op[4], -MAX_INT, MAX_INT) end
 CHECK.ZMAX = function(op) return is_str(op[3]) and is_num(op[4]) end
 CHECK.ZMIN = CHECK.ZMAX
 CHECK.EXPAT = function(op) return is_int(op[3], 0, MAX_INT) end
 CHECK.EXPATF = function(op) return is_int(op[3], 0, MAX_INT) and is_str(op[5]) end
-CHECK.SESSEXP = function(op)
+CHECK.SESSEXPD = function(op)
   return is_str(op[4]) and is_str(op[6]) and is_int(op[7], 0, MAX_INT)
 end
-CHECK.SESSEXPD = CHECK.SESSEXP
-KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = KEY_ARGS.SESSEXP, ARITY.SESSEXP
+CHECK.SESSEXP = function(op)  -- SESSEXPD's and the history's cap (the life's walk)
+  return CHECK.SESSEXPD(op) and is_int(op[8], 0, 2147483647)
+end
+KEY_ARGS.SESSEXPD, ARITY.SESSEXPD = {2, 3, 5}, 7
 
 CHECK.VFLOOR = function(op)
   return is_str(op[6]) and #op[6] > VERSION_LEN and is_str(op[8]) and is_str(op[10])
@@ -841,10 +1080,12 @@ end
 FAST.ZMIN = FAST.ZMAX
 -- One per message (history's expiry): the generic check cost more than the op.
 FAST.SESSEXP = function(op, nkeys)
-  local default = op[7]
-  return #op == 7 and key_in(op[2], nkeys) and key_in(op[3], nkeys) and key_in(op[5], nkeys)
+  local default, cap = op[7], op[8]
+  return #op == 9 and key_in(op[2], nkeys) and key_in(op[3], nkeys) and key_in(op[5], nkeys)
+    and key_in(op[9], nkeys)
     and type(op[4]) == 'string' and type(op[6]) == 'string'
     and type(default) == 'number' and default >= 0 and default <= MAX_INT and default % 1 == 0
+    and type(cap) == 'number' and cap >= 0 and cap <= 2147483647 and cap % 1 == 0
 end
 FAST.SPUB = function(op, nkeys)
   return #op == 3 and key_in(op[2], nkeys) and type(op[3]) == 'string'
