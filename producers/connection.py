@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 
 from .deadline import current_deadline
 from .errors import ConfigError
-from .packer import FastPackAsync, faster
+from .packer import faster
 from .settings import Settings
 
 
@@ -143,43 +143,20 @@ def sync_client(settings: Settings) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-class FastAsyncConnection(FastPackAsync, redis.asyncio.Connection):
-    pass
-
-
-class FastAsyncSSLConnection(FastPackAsync, redis.asyncio.SSLConnection):
-    pass
-
-
-class FastAsyncUnixConnection(FastPackAsync, redis.asyncio.UnixDomainSocketConnection):
-    pass
-
-
-FAST_ASYNC: dict[type[Any], type[Any]] = {
-    redis.asyncio.Connection: FastAsyncConnection,
-    redis.asyncio.SSLConnection: FastAsyncSSLConnection,
-    redis.asyncio.UnixDomainSocketConnection: FastAsyncUnixConnection,
-}
-
-
 def async_client(settings: Settings) -> redis.asyncio.Redis:
     """An asyncio client without driver retries; deadlines are ``asyncio.timeout`` scopes.
 
-    Its connections pack commands through hiredis (:class:`.packer.FastPackAsync`). In
-    cluster mode a :class:`redis.asyncio.cluster.RedisCluster` (see :func:`sync_client`)."""
+    In cluster mode a :class:`redis.asyncio.cluster.RedisCluster` (see :func:`sync_client`)."""
     from redis.asyncio.retry import Retry
 
     if settings.cluster:
         return cast(redis.asyncio.Redis, _async_cluster(settings))
     try:
-        client = redis.asyncio.Redis.from_url(
+        return redis.asyncio.Redis.from_url(
             settings.redis_url, retry=Retry(NoBackoff(), 0), **client_options(settings)
         )
     except ValueError as e:
         raise ConfigError(f"invalid memstream setting redis_url: {e}") from e
-    pool = client.connection_pool
-    pool.connection_class = FAST_ASYNC.get(pool.connection_class, pool.connection_class)
-    return client
 
 
 CLUSTER_RETRIES = 3

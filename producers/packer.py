@@ -52,27 +52,3 @@ def faster(packer: Any) -> Any:
     if _pack is None or type(packer).__name__ != "HiredisRespSerializer":
         return packer
     return FastPacker(packer)
-
-
-class FastPackAsync:
-    """Mixin for redis-py's asyncio connections, whose ``pack_command`` is pure Python
-    (one encode and two joins per argument): an ``ms_apply`` of a few hundred arguments
-    cost the worker more to pack than to plan. Hands the arguments to hiredis when that
-    gives the same bytes (a first argument without a space; str, bytes, int, float and
-    memoryview only; hiredis formats floats as ``repr`` does, and refuses the rest, which
-    the pure-Python packer then converts or names), with the encoder's default UTF-8."""
-
-    encoder: Any
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        """The packed command ``args`` (name first), as a list of chunks."""
-        first = args[0]
-        if _pack is not None and type(first) is str and " " not in first:
-            enc = self.encoder
-            if enc.encoding == "utf-8" and enc.encoding_errors == "strict":
-                try:
-                    return [_pack(args)]
-                except TypeError:
-                    pass  # a bytearray, a bool, None...: redis-py converts or names it
-        out: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
-        return out

@@ -52,25 +52,3 @@ def test_same_error_as_redis_py(bad: Any) -> None:
     with pytest.raises(redis.DataError) as expected:
         Connection().pack_command("SET", "k", bad)
     assert str(caught.value) == str(expected.value)
-
-
-AsyncConnection: Any = redis.asyncio.Connection  # untyped in redis-py
-
-
-def test_async_clients_pack_through_hiredis_with_the_same_bytes() -> None:
-    from memstream.producers import Settings
-    from memstream.producers.connection import FastAsyncConnection, async_client
-
-    client = async_client(Settings.from_url("redis://127.0.0.1:1/0"))
-    assert client.connection_pool.connection_class is FastAsyncConnection
-    ours: Any = FastAsyncConnection()
-    theirs = AsyncConnection()
-    floats = [("SET", "k", 1e-05), ("SET", "k", float("inf")), ("SET", "k", 2**70)]
-    for command in [*COMMANDS, *floats]:
-        assert b"".join(ours.pack_command(*command)) == b"".join(theirs.pack_command(*command))
-    for bad in (True, None, object()):
-        with pytest.raises(redis.DataError) as caught:
-            ours.pack_command("SET", "k", bad)
-        with pytest.raises(redis.DataError) as expected:
-            theirs.pack_command("SET", "k", bad)
-        assert str(caught.value) == str(expected.value)
