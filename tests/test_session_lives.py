@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from memstream.producers import AsyncProducer, Receipt, Settings, keys
 from memstream.producers.entry import StoredEvent
-from memstream.producers.events import Event, SessionStarted, SessionTtlSet
+from memstream.producers.events import SessionStarted, SessionTtlSet
 from memstream.producers.events_live import TtlExtended
 from memstream.producers.events_messages import HistoryCleared, MessageAppended
 from memstream.projections.base import ApplyContext
@@ -26,6 +26,7 @@ from memstream.projections.ops import Writes, write_command
 from memstream.projections.reader import AsyncReader
 from memstream.projections.testing import check_convergence
 from memstream.workers.replay import replay_all
+from tests.timeline import timeline, user
 from tests.workers_util import running_worker
 
 OWNER = "agent.lives"
@@ -37,42 +38,36 @@ def _events(now: int) -> list[StoredEvent]:
     15 s, one life however its middle message arrives; "ext": a 39 s gap kept by an
     extension's floor; "cut": a clear, then two lives. Event times within the last 50 s."""
 
-    def at(dt_ms: int, event: Event, session: str, version: int = 1) -> StoredEvent:
-        return StoredEvent(OWNER, f"{now - 50_000 + dt_ms}-0", event.TYPE, version, event,
-                           session=session)  # fmt: skip
-
-    def msg(text: str) -> MessageAppended:
-        return MessageAppended(role="user", content=text)
-
+    at = timeline(OWNER, now - 50_000)
     return [
         at(0, SessionStarted(ttl_s=10), "again", 2),
-        at(1_000, msg("a1"), "again"),
-        at(3_000, msg("a2"), "again"),
+        at(1_000, user("a1"), "again"),
+        at(3_000, user("a2"), "again"),
         at(3_500, TtlExtended(seconds=1), "again"),  # already past when applied
-        at(30_000, msg("b1"), "again"),
-        at(31_000, msg("b2"), "again"),
+        at(30_000, user("b1"), "again"),
+        at(31_000, user("b2"), "again"),
         at(100, SessionTtlSet(ttl_s=15), "bridge"),
-        at(500, msg("c1"), "bridge"),
-        at(12_000, msg("c2"), "bridge"),
-        at(24_000, msg("c3"), "bridge"),
+        at(500, user("c1"), "bridge"),
+        at(12_000, user("c2"), "bridge"),
+        at(24_000, user("c3"), "bridge"),
         at(200, SessionTtlSet(ttl_s=10), "ext"),
-        at(1_500, msg("d1"), "ext"),
+        at(1_500, user("d1"), "ext"),
         at(2_500, TtlExtended(seconds=200_000), "ext"),  # a floor past every message
-        at(40_500, msg("d2"), "ext"),
+        at(40_500, user("d2"), "ext"),
         at(300, SessionTtlSet(ttl_s=10), "cut"),
-        at(600, msg("e1"), "cut"),
+        at(600, user("e1"), "cut"),
         at(700, HistoryCleared(), "cut"),
-        at(800, msg("e2"), "cut"),
-        at(25_000, msg("e3"), "cut"),
+        at(800, user("e2"), "cut"),
+        at(25_000, user("e3"), "cut"),
         at(400, SessionStarted(ttl_s=1), "rechose", 2),
-        at(900, msg("f1"), "rechose"),
-        at(5_000, msg("f2"), "rechose"),  # 4.1 s after f1, under the 1 s then in effect
+        at(900, user("f1"), "rechose"),
+        at(5_000, user("f2"), "rechose"),  # 4.1 s after f1, under the 1 s then in effect
         at(6_000, SessionTtlSet(ttl_s=3600), "rechose"),  # longer, but only from here on
-        at(7_000, msg("f3"), "rechose"),
+        at(7_000, user("f3"), "rechose"),
         at(450, SessionTtlSet(ttl_s=10), "deadext"),
-        at(1_200, msg("g1"), "deadext"),
+        at(1_200, user("g1"), "deadext"),
         at(20_000, TtlExtended(seconds=200_000), "deadext"),  # g1's life ended at 11.2 s
-        at(30_000, msg("g2"), "deadext"),
+        at(30_000, user("g2"), "deadext"),
     ]
 
 

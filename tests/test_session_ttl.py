@@ -24,6 +24,7 @@ from memstream.projections.reader import AsyncReader
 from memstream.projections.sessions import Sessions
 from memstream.projections.testing import check_convergence
 from memstream.workers.replay import replay_all
+from tests.timeline import timeline, user
 from tests.workers_util import running_worker
 
 OWNER = "agent.ada"
@@ -34,25 +35,19 @@ def _events(now: int) -> list[StoredEvent]:
     """Two sessions: s1 chooses 60 s at its start, then 30 s; s2 chooses never, then the
     default again, and is cleared. Event times spread over the last 50 s."""
 
-    def at(dt_ms: int, event: Event, session: str, version: int = 1) -> StoredEvent:
-        return StoredEvent(OWNER, f"{now - 50_000 + dt_ms}-0", event.TYPE, version, event,
-                           session=session)  # fmt: skip
-
-    def msg(text: str) -> MessageAppended:
-        return MessageAppended(role="user", content=text)
-
+    at = timeline(OWNER, now - 50_000)
     return [
         at(0, SessionStarted(ttl_s=60), "s1", 2),
-        at(1_000, msg("a"), "s1"),
-        at(2_000, msg("b"), "s1"),
+        at(1_000, user("a"), "s1"),
+        at(2_000, user("b"), "s1"),
         at(3_000, SessionTtlSet(ttl_s=30), "s1"),
-        at(40_000, msg("c"), "s1"),
-        at(500, msg("x"), "s2"),
+        at(40_000, user("c"), "s1"),
+        at(500, user("x"), "s2"),
         at(1_500, SessionTtlSet(ttl_s=0), "s2"),
-        at(2_500, msg("y"), "s2"),
+        at(2_500, user("y"), "s2"),
         at(4_000, SessionTtlSet(ttl_s=None), "s2"),
         at(4_500, HistoryCleared(), "s2"),
-        at(45_000, msg("z"), "s2"),
+        at(45_000, user("z"), "s2"),
     ]
 
 
@@ -139,10 +134,7 @@ def _data_events(now: int) -> list[StoredEvent]:
     """Session data and history of two sessions under TTL choices and extensions: s1
     chooses 60 s then 30 s and is extended; s2 chooses never, then the default again."""
 
-    def at(dt_ms: int, event: Event, session: str | None, version: int = 1) -> StoredEvent:
-        return StoredEvent(OWNER, f"{now - 50_000 + dt_ms}-0", event.TYPE, version, event,
-                           session=session)  # fmt: skip
-
+    at = timeline(OWNER, now - 50_000)
     return [
         at(0, SessionStarted(ttl_s=60), "s1", 2),
         at(1_000, SessionDataSet(key="lang", value="en"), "s1"),

@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 
 from memstream.producers import keys
 from memstream.producers.entry import StoredEvent
-from memstream.producers.events import Event
 from memstream.producers.events_live import TtlExtended
-from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 from memstream.projections.history import History
 from memstream.projections.ops import sortable
@@ -24,6 +22,7 @@ from memstream.projections.vectors import (
     message_ref,
 )
 from tests.test_vectors_projection import Counting
+from tests.timeline import timeline, user
 from tests.vector_fold import fold_vectors, stored_expiry
 
 OWNER = "agent.vee"
@@ -32,18 +31,12 @@ CONFIG = Settings(history_ttl_s=10, embed_messages=True)
 
 
 def _events(now: int) -> list[StoredEvent]:
-    def at(dt_ms: int, event: Event, session: str | None) -> StoredEvent:
-        return StoredEvent(OWNER, f"{now - 5_000 + dt_ms}-0", event.TYPE, event.VERSION,
-                           event, session=session)  # fmt: skip
-
-    def msg(text: str) -> MessageAppended:
-        return MessageAppended(role="user", content=text)
-
+    at = timeline(OWNER, now - 5_000, version=None)
     return [
-        at(0, msg("hello there"), "s1"),
+        at(0, user("hello there"), "s1"),
         at(1_000, TtlExtended(seconds=600), "s1"),
-        at(2_000, msg("later words"), "s1"),
-        at(500, msg("other session"), "s2"),
+        at(2_000, user("later words"), "s1"),
+        at(500, user("other session"), "s2"),
         at(3_000, TtlExtended(seconds=300), "s1"),
         at(4_000, TtlExtended(seconds=60), None),
     ]

@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 
 from memstream.producers import AsyncProducer, Receipt, Settings, keys
 from memstream.producers.entry import StoredEvent
-from memstream.producers.events import Event, SessionStarted, SessionTtlSet
+from memstream.producers.events import SessionStarted, SessionTtlSet
 from memstream.producers.events_live import TtlExtended
-from memstream.producers.events_messages import MessageAppended
 from memstream.projections.history import History
 from memstream.projections.ops import sortable
 from memstream.projections.reader import AsyncReader
@@ -32,6 +31,7 @@ from memstream.projections.vectors import (
     vector_key,
 )
 from tests.test_vectors_projection import Counting
+from tests.timeline import timeline, user
 from tests.vector_fold import fold_vectors, stored_expiry
 from tests.workers_util import running_worker
 
@@ -41,23 +41,17 @@ CONFIG = Settings(history_ttl_s=10, embed_messages=True)
 
 
 def _events(now: int) -> list[StoredEvent]:
-    def at(dt_ms: int, event: Event, session: str | None) -> StoredEvent:
-        return StoredEvent(OWNER, f"{now - 5_000 + dt_ms}-0", event.TYPE, event.VERSION,
-                           event, session=session)  # fmt: skip
-
-    def msg(text: str) -> MessageAppended:
-        return MessageAppended(role="user", content=text)
-
+    at = timeline(OWNER, now - 5_000, version=None)
     return [
         at(0, SessionStarted(ttl_s=600), "s1"),  # chosen at start
-        at(100, msg("hello there"), "s1"),
-        at(200, msg("before its choice"), "s2"),
+        at(100, user("hello there"), "s1"),
+        at(200, user("before its choice"), "s2"),
         at(300, SessionTtlSet(ttl_s=300), "s2"),  # chosen later...
         at(400, SessionTtlSet(ttl_s=20), "s2"),  # ...then shorter: lowers nothing
-        at(500, msg("after its choices"), "s2"),
-        at(600, msg("no choice"), "s3"),
+        at(500, user("after its choices"), "s2"),
+        at(600, user("no choice"), "s3"),
         at(700, SessionTtlSet(ttl_s=0), "s4"),  # never
-        at(800, msg("kept for good"), "s4"),
+        at(800, user("kept for good"), "s4"),
         at(900, TtlExtended(seconds=900), "s1"),
     ]
 
