@@ -33,7 +33,7 @@ from .codec import split_versioned
 from .history import history_key, message_body, read_history
 from .ops import id_tuple, sortable
 from .results import LogEntry, Message
-from .session_life import boundary_of, current, is_current, life_key, read_boundaries
+from .session_life import boundary_of, current, is_current, life_key
 
 LOG_LIMIT = 10_000
 T = TypeVar("T")
@@ -110,19 +110,42 @@ def _entry(owner: str, log_id: str, fields: Any) -> LogEntry:
                     event.event.payload(json_safe=True))  # fmt: skip
 
 
+HotPage = tuple[int, list[dict[str, Any]], bytes]
+"""(messages kept hot, the page's hot messages, the session's life boundary)."""
+
+
+def _hot_page(
+    pk: keys.Projection, owner: str, session: str, last: int, before: str | None, *, cap: int
+) -> Query[HotPage]:
+    """A history page's first round trip: its hot messages (the last ``last``, or the
+    last ``last`` older than ``before``) with the life boundary they were filtered by,
+    which a walk into the log then honours without reading it again."""
+    if before is not None:
+        return _before_query(pk, owner, session, last, before)
+    window = read_history(pk, owner, session, last)
+
+    def parse(replies: list[Any]) -> HotPage:
+        hot = window.parse(replies)
+        assert isinstance(hot, list)  # one stage
+        return (len(hot) if len(hot) < last else cap), hot, boundary_of(replies[1])
+
+    return Query(window.commands, parse)
+
+
 def _before_query(
     pk: keys.Projection, owner: str, session: str, last: int, before: str
-) -> Query[tuple[int, list[dict[str, Any]]]]:
-    """(messages kept hot, the last ``last`` hot messages older than ``before`` of the
-    session's current life)."""
+) -> Query[HotPage]:
+    """:data:`HotPage` of the last ``last`` hot messages older than ``before`` of the
+    session's current life."""
     key = history_key(pk, owner, session)
 
-    def parse(replies: list[Any]) -> tuple[int, list[dict[str, Any]]]:
+    def parse(replies: list[Any]) -> HotPage:
         out = []
-        for raw in current(replies[1][::-1], boundary_of(replies[2])):
+        bound = boundary_of(replies[2])
+        for raw in current(replies[1][::-1], bound):
             log_id, body = split_versioned(raw)
             out.append({"log_id": log_id, **body})
-        return int(replies[0]), out
+        return int(replies[0]), out, bound
 
     commands = [
         ("ZCARD", key),
@@ -155,15 +178,11 @@ class AsyncLogReads:
         self: _LogRunner, owner: str, session: str, last: int, before: str | None
     ) -> list[Message]:
         pk = await self._pk(owner)
-        if before is None:
-            hot = await self.run(read_history(pk, owner, session, last))
-            kept = len(hot) if len(hot) < last else self.settings.history_cap
-        else:
-            kept, hot = await self.run(_before_query(pk, owner, session, last, before))
+        page = _hot_page(pk, owner, session, last, before, cap=self.settings.history_cap)
+        kept, hot, boundary = await self.run(page)
         if _complete(self.settings, hot, kept, last):
             return Message.many(hot)
-        bounds = await self.run(read_boundaries(pk, owner, [session]))
-        walk = _Walk(self.settings, session, last - len(hot), bounds[session])
+        walk = _Walk(self.settings, session, last - len(hot), boundary)
         async for log_id, fields in _cold(self).backward(pk.p, owner, _start(hot, before)):
             if walk.stop(owner, log_id, fields):
                 break
@@ -288,15 +307,11 @@ class LogReads:
         self: _SyncLogRunner, owner: str, session: str, last: int, before: str | None
     ) -> list[Message]:
         pk = self._pk(owner)
-        if before is None:
-            hot = self.run(read_history(pk, owner, session, last))
-            kept = len(hot) if len(hot) < last else self.settings.history_cap
-        else:
-            kept, hot = self.run(_before_query(pk, owner, session, last, before))
+        page = _hot_page(pk, owner, session, last, before, cap=self.settings.history_cap)
+        kept, hot, boundary = self.run(page)
         if _complete(self.settings, hot, kept, last):
             return Message.many(hot)
-        bounds = self.run(read_boundaries(pk, owner, [session]))
-        walk = _Walk(self.settings, session, last - len(hot), bounds[session])
+        walk = _Walk(self.settings, session, last - len(hot), boundary)
         for log_id, fields in _cold_sync(self).backward(pk.p, owner, _start(hot, before)):
             if walk.stop(owner, log_id, fields):
                 break
