@@ -172,6 +172,12 @@ class Vectors(Projection):
         except Exception as e:  # the first batch meets it again, and retries it
             log.warning("embedder %s not ready: %s", settings.embedder, e)
 
+    def embedded_types(self, embed_messages: bool) -> frozenset[bytes]:
+        """The event types (as stored) :meth:`prepare_batch` embeds: messages only with
+        ``embed_messages`` (the setting), so it does not decode every message for nothing."""
+        handled = frozenset(t.encode() for t in self.handles)
+        return handled if embed_messages else handled - {MessageAppended.TYPE.encode()}
+
     def prepare_batch(
         self, settings: Settings, pointers: Mapping[str, Any], logs: Mapping[str, Any]
     ) -> None:
@@ -179,9 +185,7 @@ class Vectors(Projection):
 
         ``pointers`` and ``logs`` are the planner's (feed id -> pointer, raw log fields).
         Entries that do not decode are left to the planner, which dead-letters them."""
-        wanted = {t.encode() for t in self.handles}
-        if not settings.embed_messages:  # do not decode every message of the batch for nothing
-            wanted.discard(MessageAppended.TYPE.encode())
+        wanted = self.embedded_types(settings.embed_messages)
         found: list[tuple[tuple[str, str], str]] = []
         for fid, fields in logs.items():
             pointer: Any = pointers.get(fid)

@@ -17,7 +17,6 @@ from memstream.producers.codec import DecodeError
 from memstream.producers.entry import StoredEvent, decode_entry
 from memstream.producers.errors import InvalidIdError
 from memstream.producers.events import OwnerForgotten
-from memstream.producers.events_messages import MessageAppended
 from memstream.producers.settings import Settings
 from memstream.projections.base import ApplyContext, Projection
 from memstream.projections.notify import change_record
@@ -140,9 +139,12 @@ class Planner:
         """Projections that see the whole batch before it is applied (embeddings)."""
         for projection in self.batching:
             projection.warm(settings)
-        handled = frozenset(t.encode() for p in self.batching for t in p.handles)
-        self._embedded = {True: handled, False: handled - {MessageAppended.TYPE.encode()}}
-        """Event types ``prepare_batch`` embeds, by ``embed_messages`` (see :meth:`embeds`)."""
+        self._embedded = {
+            flag: frozenset[bytes]().union(*(p.embedded_types(flag) for p in self.batching))
+            for flag in (True, False)
+        }
+        """Event types ``prepare_batch`` embeds, by ``embed_messages`` (see :meth:`embeds`):
+        computed once, from each projection's own :meth:`~.Vectors.embedded_types`."""
 
     def prepare(
         self, settings: Settings, pointers: Mapping[str, Pointer | DecodeError],
@@ -157,7 +159,7 @@ class Planner:
         """True when :meth:`prepare` has work in this batch (``logs``, by feed id): an
         embedder is configured and an entry is of a type a batching projection embeds.
 
-        The same filter as ``Vectors.prepare_batch``, which skips every other entry: a
+        The types are ``Vectors.prepare_batch``'s own, which skips every other entry: a
         batch without one (every batch of messages, with ``embed_messages`` off, the
         default) used to hop to a thread for nothing, which cost each small batch more
         CPU than planning it and, waiting for the GIL, up to a switch interval (5 ms) of
