@@ -7,11 +7,14 @@ as the packing itself: about 4 µs of one ``FCALL ms_append``, 3 µs per event o
 ``ms_append_many`` call. :class:`FastPacker` hands the tuple to hiredis as it is when
 that gives the same bytes (a first argument without a space, and only the types hiredis
 takes), and leaves everything else to redis-py's packer, so what goes on the wire, and
-every error, is what redis-py would have produced.
+every error, is what redis-py would have produced. :func:`pack_many` does the same for
+the asyncio connections, whose packer is redis-py's pure-Python one (the async reader's
+one-timer exchange, ``memstream.projections.async_wire``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _pack: Any
@@ -52,3 +55,20 @@ def faster(packer: Any) -> Any:
     if _pack is None or type(packer).__name__ != "HiredisRespSerializer":
         return packer
     return FastPacker(packer)
+
+
+def pack_many(commands: Sequence[tuple[Any, ...]], slow: Callable[..., list[bytes]]) -> bytes:
+    """``commands`` packed into one buffer, each as :meth:`FastPacker.pack` packs it:
+    hiredis when that gives redis-py's bytes, else ``slow`` (a connection's own
+    ``pack_command``), so the bytes and the errors are redis-py's."""
+    out: list[bytes] = []
+    for args in commands:
+        first = args[0]
+        if _pack is not None and type(first) is str and " " not in first:
+            try:
+                out.append(_pack(args))
+                continue
+            except TypeError:
+                pass
+        out.extend(slow(*args))
+    return b"".join(out)
