@@ -24,6 +24,20 @@ except ImportError:  # hiredis is a dependency, but redis-py works without it
     _pack = None
 
 
+def _hiredis_bytes(args: Sequence[Any]) -> bytes | None:
+    """``args`` packed by hiredis when that gives redis-py's bytes, else None."""
+    first = args[0]
+    # redis-py splits a first argument on spaces ("CLIENT SETNAME" as one string);
+    # without a space the split is the argument itself, encoded as hiredis does.
+    if _pack is not None and type(first) is str and " " not in first:
+        try:
+            packed: bytes = _pack(args)
+            return packed
+        except TypeError:
+            pass  # a bytearray, a bool, None...: redis-py converts or names it
+    return None
+
+
 class FastPacker:
     """Wraps redis-py's command packer (``slow``); see the module docstring."""
 
@@ -34,14 +48,9 @@ class FastPacker:
 
     def pack(self, *args: Any) -> list[bytes]:
         """The packed command ``args`` (name first), as a list of chunks."""
-        first = args[0]
-        # redis-py splits a first argument on spaces ("CLIENT SETNAME" as one string);
-        # without a space the split is the argument itself, encoded as hiredis does.
-        if type(first) is str and " " not in first:
-            try:
-                return [_pack(args)]
-            except TypeError:
-                pass  # a bytearray, a bool, None...: redis-py converts or names it
+        packed = _hiredis_bytes(args)
+        if packed is not None:
+            return [packed]
         out: list[bytes] = self._slow.pack(*args)
         return out
 
@@ -63,12 +72,9 @@ def pack_many(commands: Sequence[tuple[Any, ...]], slow: Callable[..., list[byte
     ``pack_command``), so the bytes and the errors are redis-py's."""
     out: list[bytes] = []
     for args in commands:
-        first = args[0]
-        if _pack is not None and type(first) is str and " " not in first:
-            try:
-                out.append(_pack(args))
-                continue
-            except TypeError:
-                pass
-        out.extend(slow(*args))
+        packed = _hiredis_bytes(args)
+        if packed is None:
+            out.extend(slow(*args))
+        else:
+            out.append(packed)
     return b"".join(out)
